@@ -1,1 +1,32 @@
-//! oponn: a GraphQL service over MongoDB with a Redis cache in front of every call.
+//! oponn: a GraphQL service over MongoDB with a Redis cache in front of every MongoDB call.
+//!
+//! Data flows one way, and the module tree follows it:
+//!
+//! ```text
+//! http (router, health, metrics) -> graphql (schema, resolvers) -> datastore (the cached path)
+//!                                                                   |-> cache (Redis)
+//!                                                                   '-> store (MongoDB)
+//! ```
+//!
+//! * [`config`] loads and validates every setting once, from the environment.
+//! * [`domain`] holds the types that carry the rules (ids, titles, versions); nothing else
+//!   validates input.
+//! * [`store`] is the only module that speaks to MongoDB, [`cache`] the only one that speaks to
+//!   Redis; [`datastore`] composes them into read-through and write-through operations and keeps
+//!   the cache invariants described there.
+//! * [`graphql`] is thin: it parses arguments into domain types, calls the datastore, and maps
+//!   errors to `extensions.code` in one place.
+//! * [`startup`] builds an [`startup::Application`] from settings; `main.rs` only wires.
+
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod datastore;
+pub mod domain;
+pub mod graphql;
+pub mod http;
+pub mod metrics;
+pub mod sample;
+pub mod startup;
+pub mod store;
+pub mod telemetry;

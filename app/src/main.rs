@@ -1,1 +1,8 @@
-fn main() {}
+//! The `oponn` binary: parse the command line and hand over to the library.
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    oponn::cli::run(oponn::cli::Cli::parse()).await
+}

@@ -1,0 +1,281 @@
+//! Settings: every knob of the service, loaded and validated once at start-up.
+//!
+//! Nothing else in the crate reads environment variables. [`Settings::from_env`] reads the
+//! process environment; [`Settings::from_lookup`] takes any lookup function, which is how tests
+//! build settings without touching global state.
+
+use std::{net::SocketAddr, str::FromStr, time::Duration};
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// Everything the service needs to run. Built by [`Settings::from_env`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `OPONN_LISTEN`: the address the HTTP server binds.
+    pub listen: SocketAddr,
+    pub mongodb: MongoSettings,
+    pub redis: RedisSettings,
+    pub cache: CacheSettings,
+    pub http: HttpSettings,
+    /// `OPONN_API_TOKENS`: comma-separated bearer tokens that may run mutations.
+    pub api_tokens: Vec<SecretString>,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct MongoSettings {
+    /// `MONGODB_URI` (secret: it may carry credentials).
+    pub uri: SecretString,
+    /// `MONGODB_DATABASE`.
+    pub database: String,
+    /// `OPONN_MONGODB_TIMEOUT_MS`: server selection, connect and per-operation timeout.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `REDIS_URL` (secret: it may carry a password).
+    pub url: SecretString,
+    /// `OPONN_REDIS_TIMEOUT_MS`: connect and per-command timeout.
+    pub timeout: Duration,
+    /// `OPONN_REDIS_RETRY_AFTER_MS`: after a Redis failure, how long the cache is bypassed
+    /// before Redis is tried again (so a dead Redis costs one timeout, not one per request).
+    pub retry_after: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    /// `OPONN_KEY_PREFIX`: prepended to every key, for a Redis shared between services.
+    pub key_prefix: String,
+    /// `OPONN_CACHE_TTL_SECS`: lifetime of a cached record.
+    pub record_ttl: Duration,
+    /// `OPONN_CACHE_NEGATIVE_TTL_SECS`: lifetime of a cached "no such id".
+    pub negative_ttl: Duration,
+    /// `OPONN_CACHE_TOMBSTONE_TTL_SECS`: lifetime of the marker a delete leaves behind. It must
+    /// outlive any request that could still be holding the deleted record (see `datastore`).
+    pub tombstone_ttl: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// `OPONN_REQUEST_TIMEOUT_MS`: a request still running after this gets 503.
+    pub request_timeout: Duration,
+    /// `OPONN_MAX_BODY_BYTES`: larger request bodies get 413.
+    pub max_body_bytes: usize,
+    /// `OPONN_MAX_QUERY_DEPTH`.
+    pub max_query_depth: usize,
+    /// `OPONN_MAX_QUERY_COMPLEXITY`.
+    pub max_query_complexity: usize,
+    /// `OPONN_MAX_BATCH_IDS`: the most ids one `booksByIds` call may ask for.
+    pub max_batch_ids: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// `RUST_LOG`: a tracing filter directive.
+    pub filter: String,
+    /// `OPONN_LOG_FORMAT`: `json`, `pretty`, or `auto` (JSON unless stdout is a terminal).
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Pretty,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "auto" => Ok(Self::Auto),
+            "json" => Ok(Self::Json),
+            "pretty" => Ok(Self::Pretty),
+            other => Err(format!("expected auto, json or pretty, got {other:?}")),
+        }
+    }
+}
+
+/// A setting that is missing or does not parse; the message names the variable.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Loads settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Loads settings from any lookup function (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let vars = Vars(&lookup);
+        let settings = Settings {
+            listen: vars.parsed("OPONN_LISTEN", "127.0.0.1:8080")?,
+            mongodb: MongoSettings {
+                uri: vars.secret("MONGODB_URI")?,
+                database: vars.parsed("MONGODB_DATABASE", "oponn")?,
+                timeout: vars.millis("OPONN_MONGODB_TIMEOUT_MS", 5_000)?,
+            },
+            redis: RedisSettings {
+                url: vars.secret("REDIS_URL")?,
+                timeout: vars.millis("OPONN_REDIS_TIMEOUT_MS", 500)?,
+                retry_after: vars.millis("OPONN_REDIS_RETRY_AFTER_MS", 1_000)?,
+            },
+            cache: CacheSettings {
+                key_prefix: vars.parsed("OPONN_KEY_PREFIX", "")?,
+                record_ttl: vars.seconds("OPONN_CACHE_TTL_SECS", 3_600)?,
+                negative_ttl: vars.seconds("OPONN_CACHE_NEGATIVE_TTL_SECS", 10)?,
+                tombstone_ttl: vars.seconds("OPONN_CACHE_TOMBSTONE_TTL_SECS", 120)?,
+            },
+            http: HttpSettings {
+                request_timeout: vars.millis("OPONN_REQUEST_TIMEOUT_MS", 10_000)?,
+                max_body_bytes: vars.parsed("OPONN_MAX_BODY_BYTES", "65536")?,
+                max_query_depth: vars.parsed("OPONN_MAX_QUERY_DEPTH", "10")?,
+                max_query_complexity: vars.parsed("OPONN_MAX_QUERY_COMPLEXITY", "5000")?,
+                max_batch_ids: vars.parsed("OPONN_MAX_BATCH_IDS", "1000")?,
+            },
+            api_tokens: vars
+                .optional("OPONN_API_TOKENS")
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|token| !token.is_empty())
+                .map(|token| SecretString::from(token.to_owned()))
+                .collect(),
+            log: LogSettings {
+                filter: vars.parsed("RUST_LOG", "info")?,
+                format: vars.parsed("OPONN_LOG_FORMAT", "auto")?,
+            },
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        // A delete's tombstone is what stops a request that read the record before the delete
+        // from caching it again afterwards; it must outlive every such request.
+        if self.cache.tombstone_ttl <= self.http.request_timeout {
+            return Err(ConfigError(
+                "OPONN_CACHE_TOMBSTONE_TTL_SECS must be longer than OPONN_REQUEST_TIMEOUT_MS"
+                    .into(),
+            ));
+        }
+        if self.api_tokens.iter().any(|t| t.expose_secret().len() < 16) {
+            return Err(ConfigError(
+                "OPONN_API_TOKENS: every token must be at least 16 characters".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Typed access to one lookup function, with errors that name the variable.
+struct Vars<'a>(&'a dyn Fn(&str) -> Option<String>);
+
+impl Vars<'_> {
+    fn optional(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|value| !value.is_empty())
+    }
+
+    fn secret(&self, name: &str) -> Result<SecretString, ConfigError> {
+        self.optional(name)
+            .map(SecretString::from)
+            .ok_or_else(|| ConfigError(format!("{name} is not set")))
+    }
+
+    fn parsed<T>(&self, name: &str, default: &str) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        let raw = self.optional(name).unwrap_or_else(|| default.to_owned());
+        raw.parse()
+            .map_err(|err| ConfigError(format!("{name}={raw:?} is not valid: {err}")))
+    }
+
+    fn millis(&self, name: &str, default: u64) -> Result<Duration, ConfigError> {
+        self.parsed::<u64>(name, &default.to_string())
+            .map(Duration::from_millis)
+    }
+
+    fn seconds(&self, name: &str, default: u64) -> Result<Duration, ConfigError> {
+        self.parsed::<u64>(name, &default.to_string())
+            .map(Duration::from_secs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let mut map: HashMap<String, String> = HashMap::from([
+            ("MONGODB_URI".into(), "mongodb://127.0.0.1:1".into()),
+            ("REDIS_URL".into(), "redis://127.0.0.1:1".into()),
+        ]);
+        for (key, value) in pairs {
+            map.insert((*key).into(), (*value).into());
+        }
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_only_the_urls_are_set() {
+        let settings = settings(&[]).expect("defaults are valid");
+        assert_eq!(settings.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(settings.mongodb.database, "oponn");
+        assert_eq!(settings.cache.key_prefix, "");
+        assert!(settings.api_tokens.is_empty());
+    }
+
+    #[test]
+    fn a_missing_url_is_named_in_the_error() {
+        let err = Settings::from_lookup(|_| None).unwrap_err();
+        assert!(err.to_string().contains("MONGODB_URI"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_number_is_named_in_the_error() {
+        let err = settings(&[("OPONN_CACHE_TTL_SECS", "soon")]).unwrap_err();
+        assert!(err.to_string().contains("OPONN_CACHE_TTL_SECS"), "{err}");
+    }
+
+    #[test]
+    fn tokens_are_split_on_commas_and_trimmed() {
+        let settings = settings(&[("OPONN_API_TOKENS", " aaaaaaaaaaaaaaaa , bbbbbbbbbbbbbbbb,")])
+            .expect("valid tokens");
+        let tokens: Vec<_> = settings
+            .api_tokens
+            .iter()
+            .map(|t| t.expose_secret().to_owned())
+            .collect();
+        assert_eq!(tokens, ["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"]);
+    }
+
+    #[test]
+    fn short_tokens_are_rejected() {
+        assert!(settings(&[("OPONN_API_TOKENS", "short")]).is_err());
+    }
+
+    #[test]
+    fn a_tombstone_shorter_than_a_request_is_rejected() {
+        let err = settings(&[
+            ("OPONN_CACHE_TOMBSTONE_TTL_SECS", "5"),
+            ("OPONN_REQUEST_TIMEOUT_MS", "10000"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("TOMBSTONE"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let settings = settings(&[("OPONN_API_TOKENS", "supersecrettoken123")]).expect("valid");
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("supersecrettoken123"));
+        assert!(!printed.contains("mongodb://127.0.0.1:1"));
+    }
+}

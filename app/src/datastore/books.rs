@@ -1,0 +1,167 @@
+//! Books through the cache: batched read-through and versioned write-through.
+
+use std::collections::{HashMap, HashSet};
+
+use super::{Datastore, DatastoreError};
+use crate::{
+    cache::{CacheEntity, Entry, Lookup},
+    domain::{Book, BookChanges, BookId, NewBook, Version},
+    store::{StoreError, UpdateOutcome, UpsertSummary},
+};
+
+impl CacheEntity for Book {
+    const COLLECTION: &'static str = "books";
+    type Id = BookId;
+}
+
+impl Datastore {
+    /// One book, or `None` if it does not exist.
+    pub async fn book(&self, id: BookId) -> Result<Option<Book>, DatastoreError> {
+        Ok(self.books(&[id]).await?.pop().flatten())
+    }
+
+    /// The books for `ids`, in the same order (`None` where an id does not exist). One Redis
+    /// round trip for the lookups, and for the misses one MongoDB query and one fill pipeline,
+    /// whatever the number of ids.
+    #[tracing::instrument(skip_all, fields(ids = ids.len()))]
+    pub async fn books(&self, ids: &[BookId]) -> Result<Vec<Option<Book>>, DatastoreError> {
+        let mut seen = HashSet::new();
+        let unique: Vec<BookId> = ids.iter().copied().filter(|id| seen.insert(*id)).collect();
+        if unique.is_empty() {
+            return Ok(Vec::new());
+        }
+
+        let mut found: HashMap<BookId, Option<Book>> = HashMap::with_capacity(unique.len());
+        let mut to_read = Vec::new();
+        let mut to_fill = HashSet::new();
+        for (id, lookup) in unique
+            .iter()
+            .zip(self.cache.get_many::<Book>(&unique).await)
+        {
+            match lookup {
+                Lookup::Hit(entry) => {
+                    found.insert(*id, entry.value);
+                }
+                Lookup::Miss => {
+                    to_read.push(*id);
+                    to_fill.insert(*id);
+                }
+                Lookup::Bypass => to_read.push(*id),
+            }
+        }
+
+        if !to_read.is_empty() {
+            let mut read: HashMap<BookId, Book> = self
+                .store
+                .books()
+                .find_many(&to_read)
+                .await?
+                .into_iter()
+                .map(|book| (book.id, book))
+                .collect();
+            self.checkpoints.before_fill().await;
+            let fills: Vec<(BookId, Entry<Book>)> = to_read
+                .iter()
+                .filter(|id| to_fill.contains(id))
+                .map(|id| match read.get(id) {
+                    Some(book) => (*id, Entry::present(book.version, book.clone())),
+                    // Version 0: any real record, whenever it is written, outranks it.
+                    None => (*id, Entry::absent(0)),
+                })
+                .collect();
+            self.cache.fill_many(&fills).await;
+            for id in to_read {
+                found.insert(id, read.remove(&id));
+            }
+        }
+        Ok(ids
+            .iter()
+            .map(|id| found.get(id).cloned().flatten())
+            .collect())
+    }
+
+    /// Creates a book at version 1 and caches it.
+    #[tracing::instrument(skip_all, fields(source_key = %new.source_key.as_str()))]
+    pub async fn create_book(&self, new: NewBook) -> Result<Book, DatastoreError> {
+        let book = match self.store.books().insert(&new).await {
+            Err(StoreError::Duplicate) => {
+                return Err(DatastoreError::Conflict(format!(
+                    "a book with sourceKey {:?} already exists",
+                    new.source_key.as_str()
+                )))
+            }
+            other => other?,
+        };
+        self.cache_written(&book).await;
+        Ok(book)
+    }
+
+    /// Applies `changes` (only if the book is still at `expected`, when given), then caches
+    /// the new version.
+    #[tracing::instrument(skip(self, changes), fields(book_id = %id))]
+    pub async fn update_book(
+        &self,
+        id: BookId,
+        changes: BookChanges,
+        expected: Option<Version>,
+    ) -> Result<Book, DatastoreError> {
+        if changes.is_empty() {
+            return Err(DatastoreError::InvalidInput(
+                "the update changes nothing: give at least one field".into(),
+            ));
+        }
+        match self.store.books().update(id, &changes, expected).await? {
+            UpdateOutcome::Updated(book) => {
+                self.cache_written(&book).await;
+                Ok(book)
+            }
+            UpdateOutcome::NotFound => Err(not_found(id)),
+            UpdateOutcome::VersionMismatch { current } => Err(DatastoreError::Conflict(format!(
+                "book {id} is at version {current}, not the expected {}",
+                expected.unwrap_or_default()
+            ))),
+        }
+    }
+
+    /// Deletes a book and leaves a tombstone in the cache, so that a read that fetched the
+    /// book before the delete cannot cache it again.
+    #[tracing::instrument(skip(self), fields(book_id = %id))]
+    pub async fn delete_book(&self, id: BookId) -> Result<Book, DatastoreError> {
+        let book = self
+            .store
+            .books()
+            .delete(id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
+        self.cache
+            .write_through(&[(id, Entry::<Book>::absent(book.version + 1))])
+            .await;
+        Ok(book)
+    }
+
+    /// Upserts a batch by source key (see `store::BookStore::upsert_by_source_key`) and caches
+    /// every record it wrote, in one pipeline.
+    #[tracing::instrument(skip_all, fields(books = books.len()))]
+    pub async fn upsert_books(&self, books: &[NewBook]) -> Result<UpsertSummary, DatastoreError> {
+        let (summary, written) = self.store.books().upsert_by_source_key(books).await?;
+        let entries: Vec<(BookId, Entry<Book>)> = written
+            .into_iter()
+            .map(|book| (book.id, Entry::present(book.version, book)))
+            .collect();
+        self.cache.write_through(&entries).await;
+        Ok(summary)
+    }
+
+    async fn cache_written(&self, book: &Book) {
+        self.cache
+            .write_through(&[(book.id, Entry::present(book.version, book.clone()))])
+            .await;
+    }
+}
+
+fn not_found(id: BookId) -> DatastoreError {
+    DatastoreError::NotFound {
+        entity: "book",
+        id: id.to_string(),
+    }
+}

@@ -1,0 +1,32 @@
+//! What a datastore call can fail with. `graphql::error` maps each kind to a client-facing
+//! code in one place; driver details stay in logs.
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatastoreError {
+    #[error("{entity} {id} does not exist")]
+    NotFound { entity: &'static str, id: String },
+    /// A uniqueness rule or an expected version refused the write.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    InvalidInput(String),
+    /// MongoDB could not be reached; nothing was written.
+    #[error("the database is unavailable; nothing was changed")]
+    Unavailable(#[source] crate::store::StoreError),
+    /// A bug or corrupt data; logged where it is mapped.
+    #[error("internal error")]
+    Internal(#[source] crate::store::StoreError),
+}
+
+impl From<crate::store::StoreError> for DatastoreError {
+    fn from(error: crate::store::StoreError) -> Self {
+        use crate::store::StoreError;
+        match error {
+            StoreError::Unavailable(_) => Self::Unavailable(error),
+            StoreError::Duplicate => {
+                Self::Conflict("a record with the same key already exists".into())
+            }
+            StoreError::Corrupt { .. } | StoreError::Internal(_) => Self::Internal(error),
+        }
+    }
+}

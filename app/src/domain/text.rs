@@ -1,0 +1,141 @@
+//! Short human-readable strings (author names, subjects): trimmed, inner whitespace collapsed,
+//! non-empty, bounded in length.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A bounded, normalised piece of text: an author's name, a subject.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Label(String);
+
+impl TryFrom<String> for Label {
+    type Error = InvalidText;
+    fn try_from(raw: String) -> Result<Self, Self::Error> {
+        Self::parse("label", &raw)
+    }
+}
+
+impl From<Label> for String {
+    fn from(label: Label) -> Self {
+        label.0
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidText {
+    #[error("{field} must not be empty")]
+    Empty { field: &'static str },
+    #[error("{field} is longer than {max} characters")]
+    TooLong { field: &'static str, max: usize },
+    #[error("{field} has more than {max} entries")]
+    TooMany { field: &'static str, max: usize },
+    #[error("{field} contains a control character")]
+    ControlCharacter { field: &'static str },
+}
+
+impl Label {
+    pub const MAX_CHARS: usize = 200;
+
+    pub fn parse(field: &'static str, raw: &str) -> Result<Self, InvalidText> {
+        normalise(field, raw, Self::MAX_CHARS).map(Self)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Label {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An ordered list of distinct labels (authors, subjects), duplicates removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LabelList(Vec<Label>);
+
+impl LabelList {
+    pub fn parse<S: AsRef<str>>(
+        field: &'static str,
+        raw: &[S],
+        max: usize,
+    ) -> Result<Self, InvalidText> {
+        let mut labels: Vec<Label> = Vec::with_capacity(raw.len());
+        for item in raw {
+            let label = Label::parse(field, item.as_ref())?;
+            if !labels.contains(&label) {
+                labels.push(label);
+            }
+        }
+        if labels.len() > max {
+            return Err(InvalidText::TooMany { field, max });
+        }
+        Ok(Self(labels))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Label> {
+        self.0.iter()
+    }
+
+    pub fn to_strings(&self) -> Vec<String> {
+        self.0.iter().map(|label| label.0.clone()).collect()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Trims, collapses inner whitespace and bounds the length of `raw`.
+pub(crate) fn normalise(field: &'static str, raw: &str, max: usize) -> Result<String, InvalidText> {
+    if raw.chars().any(|c| c.is_control() && !c.is_whitespace()) {
+        return Err(InvalidText::ControlCharacter { field });
+    }
+    let collapsed = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    if collapsed.is_empty() {
+        return Err(InvalidText::Empty { field });
+    }
+    if collapsed.chars().count() > max {
+        return Err(InvalidText::TooLong { field, max });
+    }
+    Ok(collapsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_trimmed_and_collapsed() {
+        let label = Label::parse("author", "  J. R. R.\t Tolkien ").expect("valid");
+        assert_eq!(label.as_str(), "J. R. R. Tolkien");
+    }
+
+    #[test]
+    fn blank_and_oversized_labels_are_rejected() {
+        assert!(matches!(
+            Label::parse("author", " \n "),
+            Err(InvalidText::Empty { .. })
+        ));
+        let long = "x".repeat(Label::MAX_CHARS + 1);
+        assert!(matches!(
+            Label::parse("author", &long),
+            Err(InvalidText::TooLong { .. })
+        ));
+        assert!(matches!(
+            Label::parse("author", "a\u{0}b"),
+            Err(InvalidText::ControlCharacter { .. })
+        ));
+    }
+
+    #[test]
+    fn lists_drop_duplicates_and_keep_order() {
+        let list = LabelList::parse("subjects", &["b", "a", " b "], 10).expect("valid");
+        assert_eq!(list.to_strings(), ["b", "a"]);
+        assert!(LabelList::parse("subjects", &["a", "b", "c"], 2).is_err());
+    }
+}

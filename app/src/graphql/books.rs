@@ -1,0 +1,212 @@
+//! Books in GraphQL: `book`, `booksByIds`, `createBook`, `updateBook`, `deleteBook`.
+
+use async_graphql::{Context, InputObject, MaybeUndefined, Object, Result, ID};
+use chrono::{DateTime, Utc};
+
+use super::{
+    error::{bad_input, datastore_error},
+    Limits,
+};
+use crate::{
+    datastore::Datastore,
+    domain::{Book, BookChanges, BookId, LabelList, NewBook, PublishYear, SourceKey, Title},
+};
+
+/// A book, as clients see it.
+pub struct BookObject(Book);
+
+#[Object(name = "Book")]
+impl BookObject {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    /// The outside source's key (an Open Library work key such as `/works/OL27448W`).
+    async fn source_key(&self) -> &str {
+        self.0.source_key.as_str()
+    }
+
+    async fn title(&self) -> &str {
+        self.0.title.as_str()
+    }
+
+    async fn authors(&self) -> Vec<&str> {
+        self.0.authors.iter().map(|label| label.as_str()).collect()
+    }
+
+    async fn first_publish_year(&self) -> Option<i32> {
+        self.0.first_publish_year.map(PublishYear::get)
+    }
+
+    async fn subjects(&self) -> Vec<&str> {
+        self.0.subjects.iter().map(|label| label.as_str()).collect()
+    }
+
+    /// The bookstore that stocks this book, if any.
+    async fn bookstore_id(&self) -> Option<ID> {
+        self.0.bookstore_id.map(|id| ID(id.to_string()))
+    }
+
+    /// Incremented by every write; pass it as `expectedVersion` to update safely.
+    async fn version(&self) -> i64 {
+        self.0.version
+    }
+
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
+#[derive(Default)]
+pub struct BookQuery;
+
+#[Object]
+impl BookQuery {
+    /// One book by id; `null` when no book has that id.
+    async fn book(&self, ctx: &Context<'_>, id: ID) -> Result<Option<BookObject>> {
+        let id = parse_id(&id)?;
+        let book = datastore(ctx).book(id).await.map_err(datastore_error)?;
+        Ok(book.map(BookObject))
+    }
+
+    /// Books by id, in the order given; `null` for ids with no book. One cache round trip and
+    /// at most one database query, whatever the number of ids.
+    async fn books_by_ids(
+        &self,
+        ctx: &Context<'_>,
+        ids: Vec<ID>,
+    ) -> Result<Vec<Option<BookObject>>> {
+        let limit = ctx.data_unchecked::<Limits>().max_batch_ids;
+        if ids.len() > limit {
+            return Err(bad_input(format!("ids: at most {limit} ids per call")));
+        }
+        let ids = ids.iter().map(parse_id).collect::<Result<Vec<_>>>()?;
+        let books = datastore(ctx).books(&ids).await.map_err(datastore_error)?;
+        Ok(books.into_iter().map(|book| book.map(BookObject)).collect())
+    }
+}
+
+/// A book to create.
+#[derive(InputObject)]
+struct CreateBookInput {
+    /// The outside source's key; unique.
+    source_key: String,
+    title: String,
+    #[graphql(default)]
+    authors: Vec<String>,
+    first_publish_year: Option<i32>,
+    #[graphql(default)]
+    subjects: Vec<String>,
+}
+
+/// Fields to change; omitted fields stay as they are, `firstPublishYear: null` clears it.
+#[derive(InputObject)]
+struct UpdateBookInput {
+    title: Option<String>,
+    authors: Option<Vec<String>>,
+    first_publish_year: MaybeUndefined<i32>,
+    subjects: Option<Vec<String>>,
+}
+
+impl TryFrom<CreateBookInput> for NewBook {
+    type Error = async_graphql::Error;
+
+    fn try_from(input: CreateBookInput) -> Result<Self> {
+        Ok(NewBook {
+            source_key: SourceKey::parse(&input.source_key).map_err(bad_input)?,
+            title: Title::parse(&input.title).map_err(bad_input)?,
+            authors: LabelList::parse("authors", &input.authors, Book::MAX_AUTHORS)
+                .map_err(bad_input)?,
+            first_publish_year: input
+                .first_publish_year
+                .map(|year| PublishYear::parse(year.into()))
+                .transpose()
+                .map_err(bad_input)?,
+            subjects: LabelList::parse("subjects", &input.subjects, Book::MAX_SUBJECTS)
+                .map_err(bad_input)?,
+        })
+    }
+}
+
+impl TryFrom<UpdateBookInput> for BookChanges {
+    type Error = async_graphql::Error;
+
+    fn try_from(input: UpdateBookInput) -> Result<Self> {
+        Ok(BookChanges {
+            title: input
+                .title
+                .map(|title| Title::parse(&title))
+                .transpose()
+                .map_err(bad_input)?,
+            authors: input
+                .authors
+                .map(|authors| LabelList::parse("authors", &authors, Book::MAX_AUTHORS))
+                .transpose()
+                .map_err(bad_input)?,
+            first_publish_year: match input.first_publish_year {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(year) => {
+                    Some(Some(PublishYear::parse(year.into()).map_err(bad_input)?))
+                }
+            },
+            subjects: input
+                .subjects
+                .map(|subjects| LabelList::parse("subjects", &subjects, Book::MAX_SUBJECTS))
+                .transpose()
+                .map_err(bad_input)?,
+        })
+    }
+}
+
+#[derive(Default)]
+pub struct BookMutation;
+
+#[Object]
+impl BookMutation {
+    /// Creates a book at version 1. `CONFLICT` if a book has the same `sourceKey`.
+    async fn create_book(&self, ctx: &Context<'_>, input: CreateBookInput) -> Result<BookObject> {
+        let new = NewBook::try_from(input)?;
+        let book = datastore(ctx)
+            .create_book(new)
+            .await
+            .map_err(datastore_error)?;
+        Ok(BookObject(book))
+    }
+
+    /// Changes a book. With `expectedVersion`, only if the book is still at that version
+    /// (`CONFLICT` otherwise).
+    async fn update_book(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateBookInput,
+        expected_version: Option<i64>,
+    ) -> Result<BookObject> {
+        let id = parse_id(&id)?;
+        let changes = BookChanges::try_from(input)?;
+        let book = datastore(ctx)
+            .update_book(id, changes, expected_version)
+            .await
+            .map_err(datastore_error)?;
+        Ok(BookObject(book))
+    }
+
+    /// Deletes a book and returns it as it was. `NOT_FOUND` for an unknown id.
+    async fn delete_book(&self, ctx: &Context<'_>, id: ID) -> Result<BookObject> {
+        let id = parse_id(&id)?;
+        let book = datastore(ctx)
+            .delete_book(id)
+            .await
+            .map_err(datastore_error)?;
+        Ok(BookObject(book))
+    }
+}
+
+fn parse_id(id: &ID) -> Result<BookId> {
+    id.parse::<BookId>().map_err(bad_input)
+}
+
+fn datastore<'a>(ctx: &Context<'a>) -> &'a Datastore {
+    ctx.data_unchecked::<Datastore>()
+}

@@ -1,0 +1,58 @@
+//! The GraphQL API: a schema merged from one query and one mutation root per concept.
+//!
+//! Resolvers are thin: they parse arguments into domain types, call the [`Datastore`], and map
+//! its errors through [`error`]. Mutations need a bearer token ([`auth`]); queries are public.
+//! Depth, complexity and batch sizes are bounded by settings.
+
+pub mod auth;
+mod books;
+pub mod error;
+
+use async_graphql::{EmptySubscription, MergedObject, Schema};
+
+use crate::{config::HttpSettings, datastore::Datastore};
+
+pub use auth::Caller;
+
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(books::BookQuery);
+
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(books::BookMutation);
+
+pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+/// Bounds the resolvers enforce themselves (the schema enforces depth and complexity).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_batch_ids: usize,
+}
+
+/// The schema the server executes.
+pub fn build_schema(datastore: Datastore, settings: &HttpSettings) -> AppSchema {
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .data(datastore)
+    .data(Limits {
+        max_batch_ids: settings.max_batch_ids,
+    })
+    .limit_depth(settings.max_query_depth)
+    .limit_complexity(settings.max_query_complexity)
+    .extension(error::RequestErrorCodes)
+    .extension(auth::MutationsNeedToken)
+    .finish()
+}
+
+/// The schema in SDL, as checked in at `schema.graphql`.
+pub fn sdl() -> String {
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .finish()
+    .sdl()
+}

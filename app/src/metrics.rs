@@ -1,0 +1,165 @@
+//! Prometheus metrics, one registry per [`Metrics`] value.
+//!
+//! Each application instance owns its registry (no global recorder), so tests that run many
+//! instances in one process can read exact counts for their own instance.
+//!
+//! | metric | labels | meaning |
+//! |---|---|---|
+//! | `oponn_cache_lookups_total` | entity, result=`hit`/`miss`/`bypass` | entity-cache lookups; `bypass` when Redis was unusable |
+//! | `oponn_cache_fills_total` | entity, outcome=`stored`/`stale` | fills after a miss; `stale` when a newer version was already cached |
+//! | `oponn_cache_errors_total` | operation | Redis calls that failed (the request carried on without the cache) |
+//! | `oponn_cache_pending_repairs` | | cache writes waiting for Redis to come back |
+//! | `oponn_redis_command_duration_seconds` | operation | latency of each Redis round trip |
+//! | `oponn_mongodb_commands_total` | command, outcome | every command the MongoDB driver sent |
+//! | `oponn_mongodb_command_duration_seconds` | command | latency of each MongoDB command |
+//! | `oponn_http_requests_total` | status | HTTP responses by status class |
+//! | `oponn_http_request_duration_seconds` | | HTTP request latency |
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+/// Latency buckets from 50 µs to 5 s: cache hits live in the first few.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0,
+];
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    pub cache_lookups: IntCounterVec,
+    pub cache_fills: IntCounterVec,
+    pub cache_errors: IntCounterVec,
+    pub cache_pending_repairs: IntGauge,
+    pub redis_duration: HistogramVec,
+    pub mongodb_commands: IntCounterVec,
+    pub mongodb_duration: HistogramVec,
+    pub http_requests: IntCounterVec,
+    pub http_duration: HistogramVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let metrics = Metrics {
+            cache_lookups: counter(
+                "oponn_cache_lookups_total",
+                "Entity-cache lookups by result",
+                &["entity", "result"],
+            ),
+            cache_fills: counter(
+                "oponn_cache_fills_total",
+                "Cache fills after a miss, by outcome",
+                &["entity", "outcome"],
+            ),
+            cache_errors: counter(
+                "oponn_cache_errors_total",
+                "Redis calls that failed",
+                &["operation"],
+            ),
+            cache_pending_repairs: IntGauge::new(
+                "oponn_cache_pending_repairs",
+                "Cache writes waiting for Redis to come back",
+            )
+            .expect("static metric definition is valid"),
+            redis_duration: histogram(
+                "oponn_redis_command_duration_seconds",
+                "Latency of Redis round trips",
+                &["operation"],
+            ),
+            mongodb_commands: counter(
+                "oponn_mongodb_commands_total",
+                "Commands sent by the MongoDB driver",
+                &["command", "outcome"],
+            ),
+            mongodb_duration: histogram(
+                "oponn_mongodb_command_duration_seconds",
+                "Latency of MongoDB commands",
+                &["command"],
+            ),
+            http_requests: counter(
+                "oponn_http_requests_total",
+                "HTTP responses by status class",
+                &["status"],
+            ),
+            http_duration: histogram(
+                "oponn_http_request_duration_seconds",
+                "HTTP request latency",
+                &[],
+            ),
+            registry,
+        };
+        metrics.register_all();
+        metrics
+    }
+
+    fn register_all(&self) {
+        let collectors: [Box<dyn prometheus::core::Collector>; 9] = [
+            Box::new(self.cache_lookups.clone()),
+            Box::new(self.cache_fills.clone()),
+            Box::new(self.cache_errors.clone()),
+            Box::new(self.cache_pending_repairs.clone()),
+            Box::new(self.redis_duration.clone()),
+            Box::new(self.mongodb_commands.clone()),
+            Box::new(self.mongodb_duration.clone()),
+            Box::new(self.http_requests.clone()),
+            Box::new(self.http_duration.clone()),
+        ];
+        for collector in collectors {
+            self.registry
+                .register(collector)
+                .expect("each metric is registered once in a fresh registry");
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("encoding to a Vec cannot fail");
+        String::from_utf8(buffer).expect("the text format is UTF-8")
+    }
+
+    /// How many commands named `command` the MongoDB driver has sent (any outcome).
+    pub fn mongodb_command_count(&self, command: &str) -> u64 {
+        ["ok", "error"]
+            .iter()
+            .map(|outcome| {
+                self.mongodb_commands
+                    .with_label_values(&[command, outcome])
+                    .get()
+            })
+            .sum()
+    }
+
+    /// How many Redis round trips have been made (any operation, any outcome).
+    pub fn redis_round_trips(&self) -> u64 {
+        use prometheus::core::Collector;
+        self.redis_duration
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .map(|metric| metric.get_histogram().get_sample_count())
+            .sum()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(Opts::new(name, help), labels).expect("static metric definition is valid")
+}
+
+fn histogram(name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+        labels,
+    )
+    .expect("static metric definition is valid")
+}

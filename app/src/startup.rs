@@ -1,0 +1,127 @@
+//! Building and running the service: settings in, a bound listener and a router out.
+//!
+//! [`Application::build`] binds the port (use `127.0.0.1:0` in tests and read
+//! [`Application::port`]), connects MongoDB and Redis lazily, creates indexes, and wires the
+//! router. [`Application::run_until`] serves until the given future resolves, then stops taking
+//! new connections and lets in-flight requests finish (ECS sends SIGTERM before it kills).
+
+use std::{future::Future, sync::Arc};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::{
+    cache::Cache,
+    config::Settings,
+    datastore::Datastore,
+    graphql::build_schema,
+    http::{router, AppState, Tokens},
+    metrics::Metrics,
+    store::Store,
+};
+
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    datastore: Datastore,
+    metrics: Metrics,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let metrics = Metrics::new();
+        let datastore = connect(&settings, &metrics).await?;
+        datastore
+            .store()
+            .ensure_indexes()
+            .await
+            .context("creating MongoDB indexes (is MongoDB reachable?)")?;
+        if settings.api_tokens.is_empty() {
+            tracing::warn!("OPONN_API_TOKENS is empty: every mutation will be refused");
+        }
+        let state = AppState {
+            schema: build_schema(datastore.clone(), &settings.http),
+            datastore: datastore.clone(),
+            metrics: metrics.clone(),
+            tokens: Arc::new(Tokens::new(settings.api_tokens.clone())),
+        };
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("binding {}", settings.listen))?;
+        Ok(Self {
+            listener,
+            router: router(state, &settings.http),
+            datastore,
+            metrics,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+            .port()
+    }
+
+    pub fn datastore(&self) -> &Datastore {
+        &self.datastore
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let repairs = tokio::spawn(self.datastore.cache().clone().run_repairs());
+        tracing::info!(address = %self.listener.local_addr()?, "serving");
+        let served = axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        repairs.abort();
+        tracing::info!("stopped");
+        served.context("serving HTTP")
+    }
+}
+
+/// The datastore for `settings`: MongoDB and Redis clients, both connecting lazily.
+pub async fn connect(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Datastore> {
+    let store = Store::connect(&settings.mongodb, metrics)
+        .await
+        .context("configuring the MongoDB client")?;
+    let cache = Cache::connect(&settings.redis, &settings.cache, metrics)
+        .context("configuring the Redis client")?;
+    Ok(Datastore::new(store, Arc::new(cache)))
+}
+
+/// Resolves on SIGTERM (what ECS sends) or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; draining in-flight requests");
+}
