@@ -1,1 +1,12 @@
-//! The shared test harness.
+//! The shared test harness, and (under `tests/`) black-box end-to-end tests of the built binary.
+//!
+//! Tests talk to the real local stack that `scripts/stack up` starts (Redis and a MongoDB-wire
+//! server on 127.0.0.1); `make test` exports where it is. Each test isolates itself with its own
+//! database name and key prefix ([`unique_name`]), so tests run in parallel against one stack.
+//! Outages are injected with a [`TcpProxy`] the test owns, never by stopping shared servers.
+
+mod proxy;
+mod stack;
+
+pub use proxy::TcpProxy;
+pub use stack::{delete_keys_with_prefix, oponn_binary, unique_name, Stack};

@@ -124,7 +124,13 @@ impl BookStore {
     /// Creates the missing indexes. Existing ones are listed first and left alone: FerretDB
     /// v1.24 drops the connection on a `createIndexes` that names an existing index.
     pub(super) async fn ensure_indexes(&self) -> Result<(), StoreError> {
-        let existing = bounded(self.timeout, self.collection.list_index_names()).await?;
+        let existing = bounded(self.timeout, async {
+            match self.collection.list_index_names().await {
+                Err(error) if is_namespace_not_found(&error) => Ok(Vec::new()),
+                listed => listed,
+            }
+        })
+        .await?;
         let missing: Vec<IndexModel> = Self::indexes()
             .into_iter()
             .filter(|index| {
@@ -316,6 +322,11 @@ impl BookStore {
         .await?;
         Ok(found.and_then(|document| document.get_i64("version").ok()))
     }
+}
+
+/// A collection that does not exist yet has no indexes; MongoDB says so with code 26.
+fn is_namespace_not_found(error: &mongodb::error::Error) -> bool {
+    matches!(error.kind.as_ref(), mongodb::error::ErrorKind::Command(command) if command.code == 26)
 }
 
 /// The `$set`/`$inc` update for `changes`: the version moves with every write.

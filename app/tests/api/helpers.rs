@@ -1,0 +1,278 @@
+//! `TestApp::spawn()`: one running service per test, isolated by database name and key prefix,
+//! optionally behind fault proxies, cleaned up when dropped.
+
+use std::collections::HashMap;
+
+use oponn::{
+    cache::{Entry, Lookup},
+    config::Settings,
+    datastore::Datastore,
+    domain::{Book, BookId, LabelList, NewBook, SourceKey, Title},
+    metrics::Metrics,
+    startup::Application,
+};
+use oponn_tests::{delete_keys_with_prefix, unique_name, Stack, TcpProxy};
+use serde_json::{json, Value};
+use tokio::{sync::oneshot, task::JoinHandle};
+
+pub const TOKEN: &str = "test-token-0123456789abcdef";
+
+pub struct TestApp {
+    pub address: String,
+    pub datastore: Datastore,
+    pub metrics: Metrics,
+    pub database: String,
+    pub key_prefix: String,
+    pub redis_proxy: Option<TcpProxy>,
+    pub mongo_proxy: Option<TcpProxy>,
+    stack: Stack,
+    client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// How to spawn a [`TestApp`]; `Default` is an isolated app talking straight to the stack.
+#[derive(Default)]
+pub struct Options {
+    /// Put a cuttable proxy between the app and Redis.
+    pub proxy_redis: bool,
+    /// Put a cuttable proxy between the app and MongoDB.
+    pub proxy_mongo: bool,
+    /// Share another app's database and key prefix (for multi-instance tests).
+    pub share_with: Option<(String, String)>,
+    /// Extra settings, as environment variables.
+    pub settings: Vec<(&'static str, String)>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(options: Options) -> Self {
+        let stack = Stack::from_env();
+        let (database, key_prefix) = options
+            .share_with
+            .clone()
+            .unwrap_or_else(|| (unique_name("test"), format!("{}:", unique_name("test"))));
+        let redis_proxy = match options.proxy_redis {
+            true => Some(proxy_to(&stack.redis_address()).await),
+            false => None,
+        };
+        let mongo_proxy = match options.proxy_mongo {
+            true => Some(proxy_to(&stack.mongodb_address()).await),
+            false => None,
+        };
+        let redis_url = redis_proxy.as_ref().map_or(stack.redis_url.clone(), |p| {
+            format!("redis://{}", p.address())
+        });
+        let mongodb_uri = mongo_proxy.as_ref().map_or(stack.mongodb_uri.clone(), |p| {
+            format!("mongodb://{}/?directConnection=true", p.address())
+        });
+
+        let mut vars: HashMap<&str, String> = HashMap::from([
+            ("OPONN_LISTEN", "127.0.0.1:0".to_owned()),
+            ("MONGODB_URI", mongodb_uri),
+            ("MONGODB_DATABASE", database.clone()),
+            ("REDIS_URL", redis_url),
+            ("OPONN_KEY_PREFIX", key_prefix.clone()),
+            ("OPONN_API_TOKENS", TOKEN.to_owned()),
+            ("OPONN_MONGODB_TIMEOUT_MS", "1500".to_owned()),
+            ("OPONN_REDIS_TIMEOUT_MS", "300".to_owned()),
+            ("OPONN_REDIS_RETRY_AFTER_MS", "100".to_owned()),
+        ]);
+        vars.extend(options.settings);
+        let settings =
+            Settings::from_lookup(|name| vars.get(name).cloned()).expect("valid test settings");
+
+        let app = Application::build(settings).await.expect("the app builds");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let datastore = app.datastore().clone();
+        let metrics = app.metrics().clone();
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        Self {
+            address,
+            datastore,
+            metrics,
+            database,
+            key_prefix,
+            redis_proxy,
+            mongo_proxy,
+            stack,
+            client: reqwest::Client::new(),
+            shutdown: Some(shutdown),
+            server: Some(server),
+        }
+    }
+
+    /// Another instance on the same database and key prefix.
+    pub async fn spawn_sibling(&self) -> Self {
+        Self::spawn_with(Options {
+            share_with: Some((self.database.clone(), self.key_prefix.clone())),
+            ..Options::default()
+        })
+        .await
+    }
+
+    /// Runs a GraphQL request with the test token; asserts HTTP 200 and returns the body.
+    pub async fn graphql(&self, query: &str, variables: Value) -> Value {
+        self.graphql_as(Some(&format!("Bearer {TOKEN}")), query, variables)
+            .await
+    }
+
+    /// Runs a GraphQL request with the given `Authorization` header (or none).
+    pub async fn graphql_as(
+        &self,
+        authorization: Option<&str>,
+        query: &str,
+        variables: Value,
+    ) -> Value {
+        let mut request = self
+            .client
+            .post(format!("{}/graphql", self.address))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        let response = request.send().await.expect("the server answers");
+        assert_eq!(response.status(), 200, "GraphQL over HTTP answers 200");
+        response.json().await.expect("a JSON body")
+    }
+
+    /// POSTs a raw body to `/graphql`.
+    pub async fn post_graphql_body(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(format!("{}/graphql", self.address))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("the server answers")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("the server answers")
+    }
+
+    /// Creates a book through the API and returns it as JSON.
+    pub async fn create_book(&self, source_key: &str, title: &str) -> Value {
+        let body = self
+            .graphql(
+                "mutation($input: CreateBookInput!) { createBook(input: $input) { id title version } }",
+                json!({ "input": { "sourceKey": source_key, "title": title, "authors": ["A. Author"] } }),
+            )
+            .await;
+        assert_no_errors(&body);
+        body["data"]["createBook"].clone()
+    }
+
+    /// Inserts a book straight into MongoDB, bypassing the cache.
+    pub async fn insert_uncached(&self, title: &str) -> Book {
+        self.datastore
+            .store()
+            .books()
+            .insert(&new_book(&unique_name("/works/OL"), title))
+            .await
+            .expect("MongoDB insert")
+    }
+
+    /// What the cache holds for a book, read directly.
+    pub async fn cached(&self, id: BookId) -> Option<Entry<Book>> {
+        match self.datastore.cache().get_many::<Book>(&[id]).await.pop() {
+            Some(Lookup::Hit(entry)) => Some(entry),
+            _ => None,
+        }
+    }
+
+    /// How many books MongoDB holds in this test's database (read directly, not through the app).
+    pub async fn count_books(&self) -> u64 {
+        let client = mongodb::Client::with_uri_str(&self.stack.mongodb_uri)
+            .await
+            .expect("a MongoDB client");
+        client
+            .database(&self.database)
+            .collection::<mongodb::bson::Document>("books")
+            .count_documents(mongodb::bson::doc! {})
+            .await
+            .expect("count")
+    }
+
+    /// Every `find` command the app's MongoDB driver has sent.
+    pub fn mongo_finds(&self) -> u64 {
+        self.metrics.mongodb_command_count("find")
+    }
+
+    pub fn redis_round_trips(&self) -> u64 {
+        self.metrics.redis_round_trips()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+        let (stack, database, prefix) = (
+            self.stack.clone(),
+            self.database.clone(),
+            self.key_prefix.clone(),
+        );
+        // Drop cannot be async: clean up on a thread with a runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for cleanup");
+            runtime.block_on(async {
+                if let Ok(client) = mongodb::Client::with_uri_str(&stack.mongodb_uri).await {
+                    let _ = client.database(&database).drop().await;
+                }
+                let _ = delete_keys_with_prefix(&stack.redis_url, &prefix).await;
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+async fn proxy_to(upstream: &str) -> TcpProxy {
+    TcpProxy::start(upstream).await.expect("the proxy starts")
+}
+
+pub fn new_book(source_key: &str, title: &str) -> NewBook {
+    NewBook {
+        source_key: SourceKey::parse(source_key).expect("valid key"),
+        title: Title::parse(title).expect("valid title"),
+        authors: LabelList::parse("authors", &["A. Author"], 10).expect("valid authors"),
+        first_publish_year: None,
+        subjects: LabelList::default(),
+    }
+}
+
+/// `extensions.code` of the first error.
+pub fn error_code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("expected an error with a code, got {body}"))
+}
+
+pub fn assert_no_errors(body: &Value) {
+    assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+}
+
+pub fn book_id(value: &Value) -> BookId {
+    value["id"]
+        .as_str()
+        .expect("an id")
+        .parse()
+        .expect("a valid id")
+}

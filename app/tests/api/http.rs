@@ -1,0 +1,118 @@
+//! The HTTP surface: bad bodies, limits, health, metrics, request ids.
+
+use serde_json::{json, Value};
+
+use crate::helpers::{error_code, Options, TestApp};
+
+#[tokio::test]
+async fn a_malformed_json_body_is_a_400_with_a_code() {
+    let app = TestApp::spawn().await;
+    let response = app.post_graphql_body("{\"query\": ").await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(error_code(&body), "BAD_REQUEST");
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_a_413_with_a_code() {
+    let app = TestApp::spawn_with(Options {
+        settings: vec![("OPONN_MAX_BODY_BYTES", "1024".into())],
+        ..Default::default()
+    })
+    .await;
+    let padding = " ".repeat(2048);
+    let response = app
+        .post_graphql_body(format!("{{\"query\": \"{{ __typename }}\"{padding}}}"))
+        .await;
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(error_code(&body), "PAYLOAD_TOO_LARGE");
+}
+
+#[tokio::test]
+async fn malformed_graphql_is_a_parse_error_with_a_code() {
+    let app = TestApp::spawn().await;
+    let body = app.graphql("{ book(id: ", json!({})).await;
+    assert_eq!(error_code(&body), "GRAPHQL_PARSE_FAILED");
+    let body = app.graphql("{ noSuchField }", json!({})).await;
+    assert_eq!(error_code(&body), "GRAPHQL_VALIDATION_FAILED");
+}
+
+#[tokio::test]
+async fn queries_deeper_than_the_limit_are_refused() {
+    let app = TestApp::spawn_with(Options {
+        settings: vec![("OPONN_MAX_QUERY_DEPTH", "3".into())],
+        ..Default::default()
+    })
+    .await;
+    let body = app
+        .graphql(
+            "{ __schema { types { fields { type { name } } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&body), "GRAPHQL_VALIDATION_FAILED");
+}
+
+#[tokio::test]
+async fn healthz_answers_while_the_process_is_up() {
+    let app = TestApp::spawn().await;
+    let response = app.get("/healthz").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.expect("text"), "ok");
+}
+
+#[tokio::test]
+async fn readyz_reports_each_dependency() {
+    let app = TestApp::spawn().await;
+    let response = app.get("/readyz").await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["mongodb"]["up"], true);
+    assert_eq!(body["redis"]["up"], true);
+}
+
+#[tokio::test]
+async fn metrics_expose_cache_and_database_counters() {
+    let app = TestApp::spawn().await;
+    let book = app.insert_uncached("Metered").await;
+    let query = "query($id: ID!) { book(id: $id) { id } }";
+    app.graphql(query, json!({ "id": book.id.to_string() }))
+        .await;
+    app.graphql(query, json!({ "id": book.id.to_string() }))
+        .await;
+    let text = app.get("/metrics").await.text().await.expect("text");
+    for line in [
+        "oponn_cache_lookups_total{entity=\"books\",result=\"hit\"} 1",
+        "oponn_cache_lookups_total{entity=\"books\",result=\"miss\"} 1",
+        "oponn_cache_fills_total{entity=\"books\",outcome=\"stored\"} 1",
+        "oponn_mongodb_command_duration_seconds_bucket{command=\"find\"",
+        "oponn_redis_command_duration_seconds_bucket{operation=\"mget\"",
+        "oponn_http_requests_total{status=\"2xx\"}",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id_and_keeps_the_callers() {
+    let app = TestApp::spawn().await;
+    let generated = app.get("/healthz").await;
+    assert!(generated.headers().get("x-request-id").is_some());
+    let response = reqwest::Client::new()
+        .get(format!("{}/healthz", app.address))
+        .header("x-request-id", "caller-chosen-id")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.headers()["x-request-id"], "caller-chosen-id");
+}
+
+#[tokio::test]
+async fn graphiql_is_served_on_get() {
+    let app = TestApp::spawn().await;
+    let response = app.get("/graphql").await;
+    assert_eq!(response.status(), 200);
+    assert!(response.text().await.expect("text").contains("graphiql"));
+}

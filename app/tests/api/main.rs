@@ -1,0 +1,10 @@
+//! Integration tests: the real router on 127.0.0.1:0 against the real Redis and MongoDB of the
+//! local stack, one database and one key prefix per test (see `helpers::TestApp`).
+
+mod auth;
+mod books;
+mod cache;
+mod faults;
+mod helpers;
+mod http;
+mod invariants;
