@@ -51,12 +51,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 sample::parse(&text).with_context(|| format!("parsing {}", file.display()))?;
             let datastore = startup::connect(&settings, &Metrics::new()).await?;
             datastore.store().ensure_indexes().await?;
-            let summary = datastore.upsert_books(&books).await?;
+            let (summary, ids) = datastore.upsert_books(&books).await?;
+            let example: Vec<String> = ids.iter().take(3).map(|id| format!("\"{id}\"")).collect();
             tracing::info!(
                 file = %file.display(),
                 inserted = summary.inserted,
                 changed = summary.changed,
                 unchanged = summary.unchanged,
+                example = %format!("{{ booksByIds(ids: [{}]) {{ id title authors }} }}", example.join(", ")),
                 "seeded"
             );
             Ok(())

@@ -140,16 +140,21 @@ impl Datastore {
     }
 
     /// Upserts a batch by source key (see `store::BookStore::upsert_by_source_key`) and caches
-    /// every record it wrote, in one pipeline.
+    /// every record it wrote, in one pipeline. Returns the counts and every id of the batch,
+    /// in batch order.
     #[tracing::instrument(skip_all, fields(books = books.len()))]
-    pub async fn upsert_books(&self, books: &[NewBook]) -> Result<UpsertSummary, DatastoreError> {
-        let (summary, written) = self.store.books().upsert_by_source_key(books).await?;
-        let entries: Vec<(BookId, Entry<Book>)> = written
+    pub async fn upsert_books(
+        &self,
+        books: &[NewBook],
+    ) -> Result<(UpsertSummary, Vec<BookId>), DatastoreError> {
+        let upserted = self.store.books().upsert_by_source_key(books).await?;
+        let entries: Vec<(BookId, Entry<Book>)> = upserted
+            .written
             .into_iter()
             .map(|book| (book.id, Entry::present(book.version, book)))
             .collect();
         self.cache.write_through(&entries).await;
-        Ok(summary)
+        Ok((upserted.summary, upserted.ids))
     }
 
     async fn cache_written(&self, book: &Book) {

@@ -56,3 +56,16 @@ pub fn sdl() -> String {
     .finish()
     .sdl()
 }
+
+#[cfg(test)]
+mod tests {
+    /// CI fails when the schema drifts from the checked-in SDL; `make schema` refreshes it.
+    #[test]
+    fn the_checked_in_schema_matches_the_code() {
+        let checked_in = include_str!("../../../schema.graphql");
+        assert!(
+            checked_in == super::sdl(),
+            "schema.graphql is out of date: run `make schema` and commit the result"
+        );
+    }
+}

@@ -107,6 +107,15 @@ pub struct UpsertSummary {
     pub unchanged: usize,
 }
 
+/// The result of a batch upsert: the counts, the records it wrote (for the cache), and the id
+/// of every record of the batch, in batch order.
+#[derive(Debug, Default)]
+pub struct Upserted {
+    pub summary: UpsertSummary,
+    pub written: Vec<Book>,
+    pub ids: Vec<BookId>,
+}
+
 /// The operations on the `books` collection.
 pub struct BookStore {
     collection: Collection<BookDocument>,
@@ -225,11 +234,8 @@ impl BookStore {
     /// Inserts the books whose source key is new and updates those whose content changed,
     /// leaving unchanged ones (and their versions) alone: re-running the same batch writes
     /// nothing. Three round trips per batch whatever its size: read the existing records, one
-    /// unordered bulk write, read back what was written (returned, for the cache).
-    pub async fn upsert_by_source_key(
-        &self,
-        books: &[NewBook],
-    ) -> Result<(UpsertSummary, Vec<Book>), StoreError> {
+    /// unordered bulk write, read back what was written.
+    pub async fn upsert_by_source_key(&self, books: &[NewBook]) -> Result<Upserted, StoreError> {
         let keys: Vec<&str> = books.iter().map(|b| b.source_key.as_str()).collect();
         let existing: HashMap<String, BookDocument> = bounded(self.timeout, async {
             self.collection
@@ -273,8 +279,26 @@ impl BookStore {
             };
             statements.push(statement);
         }
+        let ids_of = |written: &[Book]| -> Vec<BookId> {
+            books
+                .iter()
+                .filter_map(|book| {
+                    let key = book.source_key.as_str();
+                    written
+                        .iter()
+                        .find(|w| w.source_key.as_str() == key)
+                        .map(|w| w.id)
+                        .or_else(|| existing.get(key).map(|d| BookId::from_object_id(d.id)))
+                })
+                .collect()
+        };
         if statements.is_empty() {
-            return Ok((summary, Vec::new()));
+            let ids = ids_of(&[]);
+            return Ok(Upserted {
+                summary,
+                written: Vec::new(),
+                ids,
+            });
         }
         let command = doc! {
             "update": COLLECTION,
@@ -308,7 +332,12 @@ impl BookStore {
             .into_iter()
             .map(Book::try_from)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((summary, written))
+        let ids = ids_of(&written);
+        Ok(Upserted {
+            summary,
+            written,
+            ids,
+        })
     }
 
     async fn current_version(&self, id: BookId) -> Result<Option<Version>, StoreError> {

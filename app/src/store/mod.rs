@@ -21,7 +21,7 @@ use mongodb::{
 };
 use secrecy::ExposeSecret;
 
-pub use books::{BookStore, UpdateOutcome, UpsertSummary};
+pub use books::{BookStore, UpdateOutcome, UpsertSummary, Upserted};
 pub use error::StoreError;
 
 use crate::{config::MongoSettings, metrics::Metrics};
