@@ -108,6 +108,14 @@ impl TestApp {
         }
     }
 
+    /// Signals shutdown, as SIGTERM would, and returns the server task to await.
+    pub fn begin_shutdown(&mut self) -> JoinHandle<anyhow::Result<()>> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        self.server.take().expect("the server is running")
+    }
+
     /// Another instance on the same database and key prefix.
     pub async fn spawn_sibling(&self) -> Self {
         Self::spawn_with(Options {

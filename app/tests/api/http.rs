@@ -55,6 +55,43 @@ async fn queries_deeper_than_the_limit_are_refused() {
 }
 
 #[tokio::test]
+async fn shutdown_lets_an_in_flight_request_finish() {
+    let mut app = TestApp::spawn().await;
+    let book = app.insert_uncached("In flight").await;
+    let mut pause = app.datastore.checkpoints().pause_before_fill();
+    let request = tokio::spawn({
+        let client = reqwest::Client::new();
+        let url = format!("{}/graphql", app.address);
+        let id = book.id.to_string();
+        async move {
+            client
+                .post(url)
+                .json(&json!({ "query": "query($id: ID!) { book(id: $id) { title } }", "variables": { "id": id } }))
+                .send()
+                .await
+        }
+    });
+    pause.reached().await;
+    let server = app.begin_shutdown();
+    tokio::task::yield_now().await;
+    assert!(
+        !server.is_finished(),
+        "the server waits for the request in flight"
+    );
+    pause.resume();
+
+    let response = request.await.expect("task").expect("the request completes");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(body["data"]["book"]["title"], "In flight");
+    tokio::time::timeout(std::time::Duration::from_secs(5), server)
+        .await
+        .expect("the server stops once drained")
+        .expect("server task")
+        .expect("clean exit");
+}
+
+#[tokio::test]
 async fn healthz_answers_while_the_process_is_up() {
     let app = TestApp::spawn().await;
     let response = app.get("/healthz").await;
