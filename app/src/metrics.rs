@@ -16,7 +16,8 @@
 //! | `oponn_http_request_duration_seconds` | | HTTP request latency |
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 /// Latency buckets from 50 µs to 5 s: cache hits live in the first few.
@@ -36,7 +37,7 @@ pub struct Metrics {
     pub mongodb_commands: IntCounterVec,
     pub mongodb_duration: HistogramVec,
     pub http_requests: IntCounterVec,
-    pub http_duration: HistogramVec,
+    pub http_duration: Histogram,
 }
 
 impl Metrics {
@@ -83,11 +84,14 @@ impl Metrics {
                 "HTTP responses by status class",
                 &["status"],
             ),
-            http_duration: histogram(
-                "oponn_http_request_duration_seconds",
-                "HTTP request latency",
-                &[],
-            ),
+            http_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "oponn_http_request_duration_seconds",
+                    "HTTP request latency",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            )
+            .expect("static metric definition is valid"),
             registry,
         };
         metrics.register_all();

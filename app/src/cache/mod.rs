@@ -122,7 +122,9 @@ impl Cache {
             Ok(values) => values,
             Err(error) => {
                 self.count_lookups::<E>("bypass", keys.len());
-                tracing::warn!(%error, entity = E::COLLECTION, "cache lookup failed; reading MongoDB");
+                if !matches!(error, CacheError::Bypassed) {
+                    tracing::warn!(%error, entity = E::COLLECTION, "cache lookup failed; reading MongoDB");
+                }
                 return keys.iter().map(|_| Lookup::Bypass).collect();
             }
         };

@@ -37,7 +37,6 @@ pub async fn count_requests(
     metrics.http_requests.with_label_values(&[class]).inc();
     metrics
         .http_duration
-        .with_label_values::<&str>(&[])
         .observe(started.elapsed().as_secs_f64());
     response
 }
@@ -46,7 +45,7 @@ pub async fn count_requests(
 pub fn request_span(request: &Request<Body>) -> Span {
     let request_id = request
         .headers()
-        .get("x-request-id")
+        .get(&super::REQUEST_ID)
         .and_then(|value| value.to_str().ok())
         .unwrap_or("-");
     tracing::info_span!(

@@ -118,6 +118,7 @@ pub struct Upserted {
 
 /// The operations on the `books` collection.
 pub struct BookStore {
+    database: Database,
     collection: Collection<BookDocument>,
     timeout: Duration,
 }
@@ -126,6 +127,7 @@ impl BookStore {
     pub(super) fn new(database: Database, timeout: Duration) -> Self {
         Self {
             collection: database.collection(COLLECTION),
+            database,
             timeout,
         }
     }
@@ -305,11 +307,7 @@ impl BookStore {
             "updates": statements,
             "ordered": false,
         };
-        let database = self
-            .collection
-            .client()
-            .database(self.collection.namespace().db.as_str());
-        bounded(self.timeout, database.run_command(command)).await?;
+        bounded(self.timeout, self.database.run_command(command)).await?;
 
         let written_keys: Vec<&str> = books
             .iter()
