@@ -42,14 +42,19 @@ use self::{
 pub use self::{entry::Entry, error::CacheError};
 use crate::{
     config::{CacheSettings, RedisSettings},
+    domain::Version,
     metrics::Metrics,
 };
 
-/// A record type the entity cache can hold.
-pub trait CacheEntity: Serialize + DeserializeOwned + Send + Sync {
+/// A record type the entity cache can hold: describing an entity here is all the cache and
+/// the datastore's read-through need.
+pub trait CacheEntity: Serialize + DeserializeOwned + Clone + Send + Sync {
     /// The collection name: the key stem (`books` gives `books_<id>`) and the metric label.
     const COLLECTION: &'static str;
-    type Id: Display + Send + Sync;
+    type Id: Display + Copy + Eq + std::hash::Hash + Send + Sync;
+
+    fn id(&self) -> Self::Id;
+    fn version(&self) -> Version;
 }
 
 /// The outcome of looking one id up.

@@ -1,10 +1,8 @@
 //! Books through the cache: batched read-through and versioned write-through.
 
-use std::collections::{HashMap, HashSet};
-
 use super::{Datastore, DatastoreError};
 use crate::{
-    cache::{CacheEntity, Entry, Lookup},
+    cache::{CacheEntity, Entry},
     domain::{Book, BookChanges, BookId, NewBook, Version},
     store::{StoreError, UpdateOutcome, UpsertSummary},
 };
@@ -12,6 +10,14 @@ use crate::{
 impl CacheEntity for Book {
     const COLLECTION: &'static str = "books";
     type Id = BookId;
+
+    fn id(&self) -> BookId {
+        self.id
+    }
+
+    fn version(&self) -> Version {
+        self.version
+    }
 }
 
 impl Datastore {
@@ -25,59 +31,12 @@ impl Datastore {
     /// whatever the number of ids.
     #[tracing::instrument(skip_all, fields(ids = ids.len()))]
     pub async fn books(&self, ids: &[BookId]) -> Result<Vec<Option<Book>>, DatastoreError> {
-        let mut seen = HashSet::new();
-        let unique: Vec<BookId> = ids.iter().copied().filter(|id| seen.insert(*id)).collect();
-        if unique.is_empty() {
-            return Ok(Vec::new());
-        }
-
-        let mut found: HashMap<BookId, Option<Book>> = HashMap::with_capacity(unique.len());
-        let mut to_read = Vec::new();
-        let mut to_fill = HashSet::new();
-        for (id, lookup) in unique
-            .iter()
-            .zip(self.cache.get_many::<Book>(&unique).await)
-        {
-            match lookup {
-                Lookup::Hit(entry) => {
-                    found.insert(*id, entry.value);
-                }
-                Lookup::Miss => {
-                    to_read.push(*id);
-                    to_fill.insert(*id);
-                }
-                Lookup::Bypass => to_read.push(*id),
-            }
-        }
-
-        if !to_read.is_empty() {
-            let mut read: HashMap<BookId, Book> = self
-                .store
-                .books()
-                .find_many(&to_read)
-                .await?
-                .into_iter()
-                .map(|book| (book.id, book))
-                .collect();
-            self.checkpoints.before_fill().await;
-            let fills: Vec<(BookId, Entry<Book>)> = to_read
-                .iter()
-                .filter(|id| to_fill.contains(id))
-                .map(|id| match read.get(id) {
-                    Some(book) => (*id, Entry::present(book.version, book.clone())),
-                    // Version 0: any real record, whenever it is written, outranks it.
-                    None => (*id, Entry::absent(0)),
-                })
-                .collect();
-            self.cache.fill_many(&fills).await;
-            for id in to_read {
-                found.insert(id, read.remove(&id));
-            }
-        }
-        Ok(ids
-            .iter()
-            .map(|id| found.get(id).cloned().flatten())
-            .collect())
+        let books = self.store.books();
+        self.read_through(
+            ids,
+            |missing| async move { books.find_many(&missing).await },
+        )
+        .await
     }
 
     /// Creates a book at version 1 and caches it.
@@ -133,9 +92,7 @@ impl Datastore {
             .delete(id)
             .await?
             .ok_or_else(|| not_found(id))?;
-        self.cache
-            .write_through(&[(id, Entry::<Book>::absent(book.version + 1))])
-            .await;
+        self.cache_deleted(&book).await;
         Ok(book)
     }
 
@@ -155,12 +112,6 @@ impl Datastore {
             .collect();
         self.cache.write_through(&entries).await;
         Ok((upserted.summary, upserted.ids))
-    }
-
-    async fn cache_written(&self, book: &Book) {
-        self.cache
-            .write_through(&[(book.id, Entry::present(book.version, book.clone()))])
-            .await;
     }
 }
 

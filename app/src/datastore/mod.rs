@@ -19,6 +19,7 @@
 mod books;
 mod checkpoint;
 mod error;
+mod read_through;
 
 use std::sync::Arc;
 

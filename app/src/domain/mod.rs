@@ -5,10 +5,12 @@
 //! (`graphql`) are separate structs converted explicitly to and from these.
 
 mod book;
+mod bookstore;
 mod ids;
 mod text;
 
 pub use book::{Book, BookChanges, NewBook, PublishYear, SourceKey, Title};
+pub use bookstore::{Bookstore, BookstoreChanges, BookstoreName, NameKey, NewBookstore};
 pub use ids::{entity, BookId, BookstoreId, Id, InvalidId};
 pub use text::{InvalidText, Label, LabelList};
 

@@ -14,7 +14,7 @@ use mongodb::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{bounded, StoreError};
+use super::{bounded, indexes, StoreError};
 use crate::domain::{
     Book, BookChanges, BookId, BookstoreId, LabelList, NewBook, PublishYear, SourceKey, Title,
     Version,
@@ -132,34 +132,9 @@ impl BookStore {
         }
     }
 
-    /// Creates the missing indexes. Existing ones are listed first and left alone: FerretDB
-    /// v1.24 drops the connection on a `createIndexes` that names an existing index.
     pub(super) async fn ensure_indexes(&self) -> Result<(), StoreError> {
-        let existing = bounded(self.timeout, async {
-            match self.collection.list_index_names().await {
-                Err(error) if is_namespace_not_found(&error) => Ok(Vec::new()),
-                listed => listed,
-            }
-        })
-        .await?;
-        let missing: Vec<IndexModel> = Self::indexes()
-            .into_iter()
-            .filter(|index| {
-                let name = index.options.as_ref().and_then(|o| o.name.as_ref());
-                name.is_none_or(|name| !existing.contains(name))
-            })
-            .collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        bounded(self.timeout, self.collection.create_indexes(missing))
-            .await
-            .map(drop)
-    }
-
-    fn indexes() -> Vec<IndexModel> {
         let named = |name: &str| IndexOptions::builder().name(name.to_owned());
-        vec![
+        let wanted = vec![
             IndexModel::builder()
                 .keys(doc! { "sourceKey": 1 })
                 .options(named("sourceKey_unique").unique(true).build())
@@ -168,7 +143,8 @@ impl BookStore {
                 .keys(doc! { "bookstoreId": 1 })
                 .options(named("bookstoreId").build())
                 .build(),
-        ]
+        ];
+        indexes::ensure(&self.collection, wanted, self.timeout).await
     }
 
     /// The books among `ids` that exist, in no particular order: one `$in` query.
@@ -349,11 +325,6 @@ impl BookStore {
         .await?;
         Ok(found.and_then(|document| document.get_i64("version").ok()))
     }
-}
-
-/// A collection that does not exist yet has no indexes; MongoDB says so with code 26.
-fn is_namespace_not_found(error: &mongodb::error::Error) -> bool {
-    matches!(error.kind.as_ref(), mongodb::error::ErrorKind::Command(command) if command.code == 26)
 }
 
 /// The `$set`/`$inc` update for `changes`: the version moves with every write.

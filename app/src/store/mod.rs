@@ -9,7 +9,9 @@
 //! collations), so it runs unchanged on Atlas, on `mongod` and on FerretDB.
 
 mod books;
+mod bookstores;
 mod error;
+mod indexes;
 
 use std::{future::IntoFuture, time::Duration};
 
@@ -22,6 +24,7 @@ use mongodb::{
 use secrecy::ExposeSecret;
 
 pub use books::{BookStore, UpdateOutcome, UpsertSummary, Upserted};
+pub use bookstores::{BookstoreStore, BookstoreWrite};
 pub use error::StoreError;
 
 use crate::{config::MongoSettings, metrics::Metrics};
@@ -56,7 +59,8 @@ impl Store {
 
     /// Creates the indexes the service relies on (idempotent; run at start-up).
     pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
-        self.books().ensure_indexes().await
+        self.books().ensure_indexes().await?;
+        self.bookstores().ensure_indexes().await
     }
 
     /// One round trip to MongoDB; returns its latency.
@@ -74,6 +78,10 @@ impl Store {
 
     pub fn books(&self) -> BookStore {
         BookStore::new(self.database.clone(), self.timeout)
+    }
+
+    pub fn bookstores(&self) -> BookstoreStore {
+        BookstoreStore::new(&self.database, self.timeout)
     }
 
     /// Closes the connection pool.

@@ -1,0 +1,203 @@
+//! The `bookstores` collection. A unique index on `nameKey` (the normalised name) makes the
+//! name rule hold under concurrency: of two creates or renames to the same name, MongoDB
+//! accepts one and refuses the other with a duplicate-key error.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::TryStreamExt;
+use mongodb::{
+    bson::{doc, oid::ObjectId, DateTime, Document},
+    options::{IndexOptions, ReturnDocument},
+    Collection, IndexModel,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{bounded, indexes, StoreError};
+use crate::domain::{
+    Bookstore, BookstoreChanges, BookstoreId, BookstoreName, Label, NameKey, NewBookstore, Version,
+};
+
+pub(super) const COLLECTION: &str = "bookstores";
+
+/// A bookstore as stored in MongoDB.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BookstoreDocument {
+    #[serde(rename = "_id")]
+    id: ObjectId,
+    name: String,
+    name_key: String,
+    city: String,
+    version: i64,
+    updated_at: DateTime,
+}
+
+impl TryFrom<BookstoreDocument> for Bookstore {
+    type Error = StoreError;
+
+    fn try_from(document: BookstoreDocument) -> Result<Self, Self::Error> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            id: document.id.to_hex(),
+            reason,
+        };
+        Ok(Bookstore {
+            id: BookstoreId::from_object_id(document.id),
+            name: BookstoreName::parse(&document.name).map_err(|e| corrupt(e.to_string()))?,
+            city: Label::parse("city", &document.city).map_err(|e| corrupt(e.to_string()))?,
+            version: document.version,
+            updated_at: document.updated_at.to_chrono(),
+        })
+    }
+}
+
+/// What an update or a delete found.
+#[derive(Debug)]
+pub enum BookstoreWrite {
+    Done(Bookstore),
+    NotFound,
+    /// The caller expected another version; nothing was written.
+    VersionMismatch {
+        current: Version,
+    },
+}
+
+/// The operations on the `bookstores` collection.
+pub struct BookstoreStore {
+    collection: Collection<BookstoreDocument>,
+    timeout: Duration,
+}
+
+impl BookstoreStore {
+    pub(super) fn new(database: &mongodb::Database, timeout: Duration) -> Self {
+        Self {
+            collection: database.collection(COLLECTION),
+            timeout,
+        }
+    }
+
+    pub(super) async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        let named = |name: &str| IndexOptions::builder().name(name.to_owned());
+        let wanted = vec![
+            IndexModel::builder()
+                .keys(doc! { "nameKey": 1 })
+                .options(named("nameKey_unique").unique(true).build())
+                .build(),
+            IndexModel::builder()
+                .keys(doc! { "city": 1 })
+                .options(named("city").build())
+                .build(),
+        ];
+        indexes::ensure(&self.collection, wanted, self.timeout).await
+    }
+
+    /// The bookstores among `ids` that exist: one `$in` query.
+    pub async fn find_many(&self, ids: &[BookstoreId]) -> Result<Vec<Bookstore>, StoreError> {
+        let ids: Vec<ObjectId> = ids.iter().map(BookstoreId::object_id).collect();
+        self.find(doc! { "_id": { "$in": ids } }).await
+    }
+
+    /// The bookstore whose normalised name is `key`.
+    pub async fn find_by_name_key(&self, key: &NameKey) -> Result<Option<Bookstore>, StoreError> {
+        Ok(self
+            .find(doc! { "nameKey": key.as_str() })
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Inserts a bookstore at version 1; `Duplicate` when the name is taken.
+    pub async fn insert(&self, new: &NewBookstore) -> Result<Bookstore, StoreError> {
+        let document = BookstoreDocument {
+            id: ObjectId::new(),
+            name: new.name.as_str().to_owned(),
+            name_key: new.name.key().as_str().to_owned(),
+            city: new.city.as_str().to_owned(),
+            version: 1,
+            updated_at: DateTime::from_chrono(Utc::now()),
+        };
+        bounded(self.timeout, self.collection.insert_one(&document)).await?;
+        Bookstore::try_from(document)
+    }
+
+    /// Applies `changes` and increments the version; `Duplicate` when a rename takes a name
+    /// that is in use.
+    pub async fn update(
+        &self,
+        id: BookstoreId,
+        changes: &BookstoreChanges,
+        expected: Option<Version>,
+    ) -> Result<BookstoreWrite, StoreError> {
+        let mut filter = doc! { "_id": id.object_id() };
+        if let Some(version) = expected {
+            filter.insert("version", version);
+        }
+        let mut set = doc! { "updatedAt": DateTime::from_chrono(Utc::now()) };
+        if let Some(name) = &changes.name {
+            set.insert("name", name.as_str());
+            set.insert("nameKey", name.key().as_str());
+        }
+        if let Some(city) = &changes.city {
+            set.insert("city", city.as_str());
+        }
+        let update = doc! { "$set": set, "$inc": { "version": 1_i64 } };
+        let updated = bounded(
+            self.timeout,
+            self.collection
+                .find_one_and_update(filter, update)
+                .return_document(ReturnDocument::After),
+        )
+        .await?;
+        match updated {
+            Some(document) => Ok(BookstoreWrite::Done(Bookstore::try_from(document)?)),
+            None => self.missing_or_moved_on(id, expected).await,
+        }
+    }
+
+    /// Deletes a bookstore (only at `expected`, when given), returning it as it was.
+    pub async fn delete(
+        &self,
+        id: BookstoreId,
+        expected: Option<Version>,
+    ) -> Result<BookstoreWrite, StoreError> {
+        let mut filter = doc! { "_id": id.object_id() };
+        if let Some(version) = expected {
+            filter.insert("version", version);
+        }
+        let deleted = bounded(self.timeout, self.collection.find_one_and_delete(filter)).await?;
+        match deleted {
+            Some(document) => Ok(BookstoreWrite::Done(Bookstore::try_from(document)?)),
+            None => self.missing_or_moved_on(id, expected).await,
+        }
+    }
+
+    async fn missing_or_moved_on(
+        &self,
+        id: BookstoreId,
+        expected: Option<Version>,
+    ) -> Result<BookstoreWrite, StoreError> {
+        if expected.is_none() {
+            return Ok(BookstoreWrite::NotFound);
+        }
+        let current = bounded(
+            self.timeout,
+            self.collection
+                .clone_with_type::<Document>()
+                .find_one(doc! { "_id": id.object_id() })
+                .projection(doc! { "version": 1 }),
+        )
+        .await?;
+        Ok(match current.and_then(|d| d.get_i64("version").ok()) {
+            Some(current) => BookstoreWrite::VersionMismatch { current },
+            None => BookstoreWrite::NotFound,
+        })
+    }
+
+    async fn find(&self, filter: Document) -> Result<Vec<Bookstore>, StoreError> {
+        let documents: Vec<BookstoreDocument> = bounded(self.timeout, async {
+            self.collection.find(filter).await?.try_collect().await
+        })
+        .await?;
+        documents.into_iter().map(Bookstore::try_from).collect()
+    }
+}
