@@ -17,6 +17,7 @@
 //! how the second invariant is proven rather than hoped for.
 
 mod books;
+mod bookstores;
 mod checkpoint;
 mod error;
 mod read_through;

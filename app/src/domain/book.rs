@@ -46,6 +46,8 @@ pub struct BookChanges {
     /// `Some(None)` clears the year.
     pub first_publish_year: Option<Option<PublishYear>>,
     pub subjects: Option<LabelList>,
+    /// `Some(None)` takes the book out of its store (see `Datastore::move_book`).
+    pub bookstore_id: Option<Option<BookstoreId>>,
 }
 
 impl BookChanges {

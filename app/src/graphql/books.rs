@@ -4,7 +4,9 @@ use async_graphql::{Context, InputObject, MaybeUndefined, Object, Result, ID};
 use chrono::{DateTime, Utc};
 
 use super::{
+    bookstores::BookstoreObject,
     error::{bad_input, datastore_error},
+    loaders::{load_bookstore, prefetch_bookstores},
     Limits,
 };
 use crate::{
@@ -13,7 +15,7 @@ use crate::{
 };
 
 /// A book, as clients see it.
-pub struct BookObject(Book);
+pub struct BookObject(pub Book);
 
 #[Object(name = "Book")]
 impl BookObject {
@@ -42,9 +44,18 @@ impl BookObject {
         self.0.subjects.iter().map(|label| label.as_str()).collect()
     }
 
-    /// The bookstore that stocks this book, if any.
+    /// The id of the bookstore that stocks this book, if any.
     async fn bookstore_id(&self) -> Option<ID> {
         self.0.bookstore_id.map(|id| ID(id.to_string()))
+    }
+
+    /// The bookstore that stocks this book, if any. Batched: the bookstores of every book in
+    /// a response are read together.
+    async fn bookstore(&self, ctx: &Context<'_>) -> Result<Option<BookstoreObject>> {
+        let Some(id) = self.0.bookstore_id else {
+            return Ok(None);
+        };
+        Ok(load_bookstore(ctx, id).await?.map(BookstoreObject))
     }
 
     /// Incremented by every write; pass it as `expectedVersion` to update safely.
@@ -82,6 +93,7 @@ impl BookQuery {
         }
         let ids = ids.iter().map(parse_id).collect::<Result<Vec<_>>>()?;
         let books = datastore(ctx).books(&ids).await.map_err(datastore_error)?;
+        prefetch_bookstores(ctx, books.iter().flatten()).await?;
         Ok(books.into_iter().map(|book| book.map(BookObject)).collect())
     }
 }
@@ -155,6 +167,8 @@ impl TryFrom<UpdateBookInput> for BookChanges {
                 .map(|subjects| LabelList::parse("subjects", &subjects, Book::MAX_SUBJECTS))
                 .transpose()
                 .map_err(bad_input)?,
+            // Moving between stores is `moveBook`'s job.
+            bookstore_id: None,
         })
     }
 }
@@ -203,10 +217,10 @@ impl BookMutation {
     }
 }
 
-fn parse_id(id: &ID) -> Result<BookId> {
+pub(super) fn parse_id(id: &ID) -> Result<BookId> {
     id.parse::<BookId>().map_err(bad_input)
 }
 
-fn datastore<'a>(ctx: &Context<'a>) -> &'a Datastore {
+pub(super) fn datastore<'a>(ctx: &Context<'a>) -> &'a Datastore {
     ctx.data_unchecked::<Datastore>()
 }

@@ -6,19 +6,22 @@
 
 pub mod auth;
 mod books;
+mod bookstores;
 pub mod error;
+mod loaders;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 
 use crate::{config::HttpSettings, datastore::Datastore};
 
 pub use auth::Caller;
+pub use loaders::per_request;
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(books::BookQuery);
+pub struct QueryRoot(books::BookQuery, bookstores::BookstoreQuery);
 
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(books::BookMutation);
+pub struct MutationRoot(books::BookMutation, bookstores::BookstoreMutation);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 

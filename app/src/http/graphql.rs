@@ -50,7 +50,8 @@ pub async fn execute(
         }
     };
     let caller = state.tokens.caller(&headers);
-    let response = state.schema.execute(request.data(caller)).await;
+    let request = crate::graphql::per_request(request.data(caller), &state.datastore);
+    let response = state.schema.execute(request).await;
     GraphQLResponse::from(response).into_response()
 }
 

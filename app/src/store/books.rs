@@ -3,7 +3,7 @@
 //! Every write sets `updatedAt` and increments `version` in the same atomic update, and returns
 //! the document as written, so the caller can put exactly that version in the cache.
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashMap, future::IntoFuture, time::Duration};
 
 use chrono::Utc;
 use futures::TryStreamExt;
@@ -14,7 +14,7 @@ use mongodb::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{bounded, indexes, StoreError};
+use super::{bounded, error::duplicate_positions, indexes, StoreError};
 use crate::domain::{
     Book, BookChanges, BookId, BookstoreId, LabelList, NewBook, PublishYear, SourceKey, Title,
     Version,
@@ -116,6 +116,16 @@ pub struct Upserted {
     pub ids: Vec<BookId>,
 }
 
+/// One pass of a batch upsert; `lost_races` are the batch positions whose key turned out to
+/// exist (inserted by another writer, or earlier in the same batch) and need another pass.
+#[derive(Default)]
+struct UpsertPass {
+    summary: UpsertSummary,
+    written: Vec<Book>,
+    ids_by_key: HashMap<String, BookId>,
+    lost_races: Vec<usize>,
+}
+
 /// The operations on the `books` collection.
 pub struct BookStore {
     database: Database,
@@ -198,6 +208,16 @@ impl BookStore {
         }
     }
 
+    /// How many books `bookstore` holds.
+    pub async fn count_in_store(&self, bookstore: BookstoreId) -> Result<u64, StoreError> {
+        bounded(
+            self.timeout,
+            self.collection
+                .count_documents(doc! { "bookstoreId": bookstore.object_id() }),
+        )
+        .await
+    }
+
     /// Deletes a book, returning it as it was.
     pub async fn delete(&self, id: BookId) -> Result<Option<Book>, StoreError> {
         let deleted = bounded(
@@ -211,9 +231,40 @@ impl BookStore {
 
     /// Inserts the books whose source key is new and updates those whose content changed,
     /// leaving unchanged ones (and their versions) alone: re-running the same batch writes
-    /// nothing. Three round trips per batch whatever its size: read the existing records, one
-    /// unordered bulk write, read back what was written.
+    /// nothing. A handful of round trips per batch whatever its size: read the existing records,
+    /// one unordered bulk insert, one unordered bulk update keyed by `_id`, read back what was
+    /// written. A key another writer inserted between our read and our insert is retried once,
+    /// as an update.
     pub async fn upsert_by_source_key(&self, books: &[NewBook]) -> Result<Upserted, StoreError> {
+        let mut upserted = self.upsert_once(books).await?;
+        if !upserted.lost_races.is_empty() {
+            let retry: Vec<NewBook> = upserted
+                .lost_races
+                .iter()
+                .map(|&i| books[i].clone())
+                .collect();
+            let again = self.upsert_once(&retry).await?;
+            if !again.lost_races.is_empty() {
+                return Err(StoreError::Duplicate);
+            }
+            upserted.summary.inserted += again.summary.inserted;
+            upserted.summary.changed += again.summary.changed;
+            upserted.summary.unchanged += again.summary.unchanged;
+            upserted.written.extend(again.written);
+            upserted.ids_by_key.extend(again.ids_by_key);
+        }
+        let ids = books
+            .iter()
+            .filter_map(|book| upserted.ids_by_key.get(book.source_key.as_str()).copied())
+            .collect();
+        Ok(Upserted {
+            summary: upserted.summary,
+            written: upserted.written,
+            ids,
+        })
+    }
+
+    async fn upsert_once(&self, books: &[NewBook]) -> Result<UpsertPass, StoreError> {
         let keys: Vec<&str> = books.iter().map(|b| b.source_key.as_str()).collect();
         let existing: HashMap<String, BookDocument> = bounded(self.timeout, async {
             self.collection
@@ -227,91 +278,89 @@ impl BookStore {
         .map(|document| (document.source_key.clone(), document))
         .collect();
 
-        let mut summary = UpsertSummary::default();
-        let mut statements = Vec::new();
-        for book in books {
-            let statement = match existing.get(book.source_key.as_str()) {
+        let mut pass = UpsertPass::default();
+        let mut inserts: Vec<(usize, BookDocument)> = Vec::new();
+        let mut updates = Vec::new();
+        for (index, book) in books.iter().enumerate() {
+            let key = book.source_key.as_str();
+            match existing.get(key) {
+                // A key twice in one batch: the first occurrence is inserted, the second
+                // goes round again as an update.
+                None if pass.ids_by_key.contains_key(key) => pass.lost_races.push(index),
                 None => {
-                    summary.inserted += 1;
                     let document = BookDocument::new(ObjectId::new(), book, 1);
-                    doc! {
-                        "q": { "sourceKey": book.source_key.as_str() },
-                        "u": { "$setOnInsert": mongodb::bson::to_document(&document)
-                            .map_err(|e| StoreError::Corrupt { id: document.id.to_hex(), reason: e.to_string() })? },
-                        "upsert": true,
-                    }
-                }
-                Some(current) if same_content(current, book) => {
-                    summary.unchanged += 1;
-                    continue;
+                    pass.ids_by_key
+                        .insert(key.to_owned(), BookId::from_object_id(document.id));
+                    inserts.push((index, document));
                 }
                 Some(current) => {
-                    summary.changed += 1;
-                    doc! {
-                        // Matching the version read above makes a concurrent writer win
-                        // rather than be overwritten with stale content.
-                        "q": { "_id": current.id, "version": current.version },
-                        "u": update_document(&changes_from(book)),
+                    pass.ids_by_key
+                        .insert(key.to_owned(), BookId::from_object_id(current.id));
+                    if same_content(current, book) {
+                        pass.summary.unchanged += 1;
+                    } else {
+                        pass.summary.changed += 1;
+                        updates.push(doc! {
+                            // Matching the version read above makes a concurrent writer win
+                            // rather than be overwritten with stale content.
+                            "q": { "_id": current.id, "version": current.version },
+                            "u": update_document(&changes_from(book)),
+                        });
                     }
                 }
-            };
-            statements.push(statement);
+            }
         }
-        let ids_of = |written: &[Book]| -> Vec<BookId> {
-            books
+        pass.summary.inserted = inserts.len();
+        let mut written_ids: Vec<ObjectId> = inserts.iter().map(|(_, d)| d.id).collect();
+        written_ids.extend(
+            updates
                 .iter()
-                .filter_map(|book| {
-                    let key = book.source_key.as_str();
-                    written
-                        .iter()
-                        .find(|w| w.source_key.as_str() == key)
-                        .map(|w| w.id)
-                        .or_else(|| existing.get(key).map(|d| BookId::from_object_id(d.id)))
-                })
-                .collect()
-        };
-        if statements.is_empty() {
-            let ids = ids_of(&[]);
-            return Ok(Upserted {
-                summary,
-                written: Vec::new(),
-                ids,
-            });
-        }
-        let command = doc! {
-            "update": COLLECTION,
-            "updates": statements,
-            "ordered": false,
-        };
-        bounded(self.timeout, self.database.run_command(command)).await?;
+                .filter_map(|u| u.get_document("q").ok()?.get_object_id("_id").ok()),
+        );
 
-        let written_keys: Vec<&str> = books
-            .iter()
-            .filter(|book| {
-                existing
-                    .get(book.source_key.as_str())
-                    .is_none_or(|current| !same_content(current, book))
+        if !inserts.is_empty() {
+            let documents = inserts.iter().map(|(_, document)| document);
+            let inserted = tokio::time::timeout(
+                self.timeout,
+                self.collection
+                    .insert_many(documents)
+                    .ordered(false)
+                    .into_future(),
+            )
+            .await
+            .map_err(|_elapsed| StoreError::Unavailable(None))?;
+            if let Err(error) = inserted {
+                let Some(lost) = duplicate_positions(&error) else {
+                    return Err(error.into());
+                };
+                pass.summary.inserted -= lost.len();
+                for position in lost {
+                    let (index, document) = &inserts[position];
+                    pass.lost_races.push(*index);
+                    pass.ids_by_key.remove(document.source_key.as_str());
+                    written_ids.retain(|id| id != &document.id);
+                }
+            }
+        }
+        if !updates.is_empty() {
+            let command = doc! { "update": COLLECTION, "updates": updates, "ordered": false };
+            bounded(self.timeout, self.database.run_command(command)).await?;
+        }
+        if !written_ids.is_empty() {
+            let written: Vec<BookDocument> = bounded(self.timeout, async {
+                self.collection
+                    .find(doc! { "_id": { "$in": written_ids } })
+                    .await?
+                    .try_collect()
+                    .await
             })
-            .map(|book| book.source_key.as_str())
-            .collect();
-        let written: Vec<BookDocument> = bounded(self.timeout, async {
-            self.collection
-                .find(doc! { "sourceKey": { "$in": written_keys } })
-                .await?
-                .try_collect()
-                .await
-        })
-        .await?;
-        let written = written
-            .into_iter()
-            .map(Book::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        let ids = ids_of(&written);
-        Ok(Upserted {
-            summary,
-            written,
-            ids,
-        })
+            .await?;
+            pass.written = written
+                .into_iter()
+                .map(Book::try_from)
+                .collect::<Result<Vec<_>, _>>()?;
+        }
+        Ok(pass)
     }
 
     async fn current_version(&self, id: BookId) -> Result<Option<Version>, StoreError> {
@@ -349,6 +398,15 @@ fn update_document(changes: &BookChanges) -> Document {
     if let Some(subjects) = &changes.subjects {
         set.insert("subjects", subjects.to_strings());
     }
+    match changes.bookstore_id {
+        Some(Some(bookstore)) => {
+            set.insert("bookstoreId", bookstore.object_id());
+        }
+        Some(None) => {
+            unset.insert("bookstoreId", Bson::Null);
+        }
+        None => {}
+    }
     let mut update = doc! { "$set": set, "$inc": { "version": 1_i64 } };
     if !unset.is_empty() {
         update.insert("$unset", unset);
@@ -362,6 +420,7 @@ fn changes_from(book: &NewBook) -> BookChanges {
         authors: Some(book.authors.clone()),
         first_publish_year: Some(book.first_publish_year),
         subjects: Some(book.subjects.clone()),
+        bookstore_id: None,
     }
 }
 

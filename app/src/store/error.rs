@@ -4,6 +4,9 @@ use mongodb::error::{Error as DriverError, ErrorKind, WriteFailure};
 
 /// MongoDB's code for a unique-index violation.
 const DUPLICATE_KEY: i32 = 11000;
+/// The generic server error code, and the SQLite text FerretDB wraps in it for a unique index.
+const INTERNAL_ERROR: i32 = 1;
+const SQLITE_UNIQUE_VIOLATION: &str = "UNIQUE constraint failed";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -28,6 +31,14 @@ impl From<DriverError> for StoreError {
                 Self::Duplicate
             }
             ErrorKind::Command(command) if command.code == DUPLICATE_KEY => Self::Duplicate,
+            // FerretDB v1 (SQLite backend) reports a unique-index violation inside
+            // findAndModify as InternalError with SQLite's own text instead of code 11000.
+            ErrorKind::Command(command)
+                if command.code == INTERNAL_ERROR
+                    && command.message.contains(SQLITE_UNIQUE_VIOLATION) =>
+            {
+                Self::Duplicate
+            }
             ErrorKind::InsertMany(insert)
                 if insert
                     .write_errors
@@ -46,4 +57,20 @@ impl From<DriverError> for StoreError {
             _ => Self::Internal(error),
         }
     }
+}
+
+/// The positions, within an unordered bulk insert, that a unique index refused; `None` when
+/// anything besides unique-index violations went wrong.
+pub(super) fn duplicate_positions(error: &DriverError) -> Option<Vec<usize>> {
+    let ErrorKind::InsertMany(insert) = error.kind.as_ref() else {
+        return None;
+    };
+    if insert.write_concern_error.is_some() {
+        return None;
+    }
+    let errors = insert.write_errors.as_ref()?;
+    errors
+        .iter()
+        .map(|e| (e.code == DUPLICATE_KEY).then_some(e.index))
+        .collect()
 }

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{assert_no_errors, error_code, TestApp};
+use crate::helpers::{assert_no_errors, error_code, new_book, TestApp};
 
 const BOOK: &str = "query($id: ID!) { book(id: $id) { id sourceKey title authors firstPublishYear subjects version updatedAt } }";
 const UPDATE: &str = "mutation($id: ID!, $input: UpdateBookInput!, $expected: Int) {
@@ -221,4 +221,82 @@ async fn a_deleted_book_reads_as_null() {
     let read = app.graphql(BOOK, json!({ "id": id })).await;
     assert_no_errors(&read);
     assert!(read["data"]["book"].is_null());
+}
+
+/// A batch upsert inserts new keys, updates changed ones, and a rerun writes nothing.
+#[tokio::test]
+async fn a_batch_upsert_inserts_updates_and_reruns_as_a_no_op() {
+    let app = TestApp::spawn().await;
+    let first = vec![new_book("/works/U1", "One"), new_book("/works/U2", "Two")];
+    let (summary, ids) = app.datastore.upsert_books(&first).await.expect("upsert");
+    assert_eq!(
+        (summary.inserted, summary.changed, summary.unchanged),
+        (2, 0, 0)
+    );
+
+    let second = vec![
+        new_book("/works/U1", "One"),
+        new_book("/works/U2", "Two, revised"),
+    ];
+    let (summary, again) = app.datastore.upsert_books(&second).await.expect("upsert");
+    assert_eq!(
+        (summary.inserted, summary.changed, summary.unchanged),
+        (0, 1, 1)
+    );
+    assert_eq!(again, ids, "the same records, in batch order");
+    let (summary, _) = app.datastore.upsert_books(&second).await.expect("upsert");
+    assert_eq!(
+        (summary.inserted, summary.changed, summary.unchanged),
+        (0, 0, 2)
+    );
+
+    let books = app.datastore.books(&ids).await.expect("read");
+    let versions: Vec<_> = books
+        .iter()
+        .flatten()
+        .map(|b| (b.title.as_str(), b.version))
+        .collect();
+    assert_eq!(versions, [("One", 1), ("Two, revised", 2)]);
+}
+
+/// The same key twice in one batch is inserted once, then updated by the second occurrence.
+#[tokio::test]
+async fn a_key_twice_in_one_batch_is_inserted_then_updated() {
+    let app = TestApp::spawn().await;
+    let batch = vec![
+        new_book("/works/T1", "Draft"),
+        new_book("/works/T1", "Final"),
+    ];
+    let (summary, ids) = app.datastore.upsert_books(&batch).await.expect("upsert");
+    assert_eq!((summary.inserted, summary.changed), (1, 1));
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(app.count_books().await, 1);
+    let book = app
+        .datastore
+        .book(ids[0])
+        .await
+        .expect("read")
+        .expect("present");
+    assert_eq!((book.title.as_str(), book.version), ("Final", 2));
+}
+
+/// Two ingests of the same new keys at once: each key ends up stored once, and neither fails.
+#[tokio::test]
+async fn concurrent_upserts_of_the_same_new_keys_store_each_once() {
+    let app = TestApp::spawn().await;
+    let batch: Vec<_> = (0..40)
+        .map(|i| new_book(&format!("/works/C{i}"), &format!("C{i}")))
+        .collect();
+    let (a, b) = tokio::join!(
+        app.datastore.upsert_books(&batch),
+        app.datastore.upsert_books(&batch)
+    );
+    let ((a, ids_a), (b, ids_b)) = (a.expect("first"), b.expect("second"));
+    assert_eq!(
+        a.inserted + b.inserted,
+        40,
+        "each key inserted by exactly one of them"
+    );
+    assert_eq!(ids_a, ids_b);
+    assert_eq!(app.count_books().await, 40);
 }

@@ -3,6 +3,7 @@
 
 mod auth;
 mod books;
+mod bookstores;
 mod cache;
 mod faults;
 mod helpers;

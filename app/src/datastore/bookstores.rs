@@ -1,0 +1,208 @@
+//! Bookstores through the cache, and the relation between books and bookstores.
+//!
+//! A book references its store by id (`book.bookstore_id`). Without multi-document
+//! transactions (the service must also run on FerretDB), the rules are checked then applied:
+//! `move_book` checks the target store exists, `delete_bookstore` checks the store is empty.
+//! A delete racing a move can leave a book pointing at a store that is gone; readers treat such
+//! a reference as "no store" (`bookstores_for_books` answers `None`).
+
+use super::{Datastore, DatastoreError};
+use crate::{
+    cache::CacheEntity,
+    domain::{
+        Book, BookChanges, BookId, Bookstore, BookstoreChanges, BookstoreId, BookstoreName,
+        NewBookstore, Version,
+    },
+    store::{BookstoreWrite, StoreError, UpdateOutcome},
+};
+
+impl CacheEntity for Bookstore {
+    const COLLECTION: &'static str = "bookstores";
+    type Id = BookstoreId;
+
+    fn id(&self) -> BookstoreId {
+        self.id
+    }
+
+    fn version(&self) -> Version {
+        self.version
+    }
+}
+
+impl Datastore {
+    pub async fn bookstore(&self, id: BookstoreId) -> Result<Option<Bookstore>, DatastoreError> {
+        Ok(self.bookstores(&[id]).await?.pop().flatten())
+    }
+
+    /// Bookstores by id, in order, through the cache (one `MGET`, at most one query).
+    pub async fn bookstores(
+        &self,
+        ids: &[BookstoreId],
+    ) -> Result<Vec<Option<Bookstore>>, DatastoreError> {
+        let store = self.store.bookstores();
+        self.read_through(
+            ids,
+            |missing| async move { store.find_many(&missing).await },
+        )
+        .await
+    }
+
+    /// The bookstore whose name normalises like `name`.
+    pub async fn bookstore_by_name(
+        &self,
+        name: &BookstoreName,
+    ) -> Result<Option<Bookstore>, DatastoreError> {
+        Ok(self.store.bookstores().find_by_name_key(name.key()).await?)
+    }
+
+    /// For each book, the bookstore that holds it: one batched read per layer (books, then
+    /// bookstores), whatever the number of books.
+    #[tracing::instrument(skip_all, fields(books = book_ids.len()))]
+    pub async fn bookstores_for_books(
+        &self,
+        book_ids: &[BookId],
+    ) -> Result<Vec<Option<Bookstore>>, DatastoreError> {
+        let books = self.books(book_ids).await?;
+        let store_ids: Vec<BookstoreId> = books
+            .iter()
+            .flatten()
+            .filter_map(|book| book.bookstore_id)
+            .collect();
+        let stores = self.bookstores(&store_ids).await?;
+        let by_id: std::collections::HashMap<BookstoreId, Bookstore> = stores
+            .into_iter()
+            .flatten()
+            .map(|store| (store.id, store))
+            .collect();
+        Ok(books
+            .iter()
+            .map(|book| {
+                let store_id = book.as_ref()?.bookstore_id?;
+                by_id.get(&store_id).cloned()
+            })
+            .collect())
+    }
+
+    #[tracing::instrument(skip_all, fields(name = %new.name.as_str()))]
+    pub async fn create_bookstore(&self, new: NewBookstore) -> Result<Bookstore, DatastoreError> {
+        let created = match self.store.bookstores().insert(&new).await {
+            Err(StoreError::Duplicate) => return Err(self.name_taken(&new.name).await),
+            other => other?,
+        };
+        self.cache_written(&created).await;
+        Ok(created)
+    }
+
+    #[tracing::instrument(skip(self, changes), fields(bookstore_id = %id))]
+    pub async fn update_bookstore(
+        &self,
+        id: BookstoreId,
+        changes: BookstoreChanges,
+        expected: Option<Version>,
+    ) -> Result<Bookstore, DatastoreError> {
+        if changes.is_empty() {
+            return Err(DatastoreError::InvalidInput(
+                "the update changes nothing: give at least one field".into(),
+            ));
+        }
+        let written = match self.store.bookstores().update(id, &changes, expected).await {
+            Err(StoreError::Duplicate) => {
+                let name = changes.name.as_ref().expect("only a rename can clash");
+                return Err(self.name_taken(name).await);
+            }
+            other => other?,
+        };
+        let updated = settled(written, id, expected)?;
+        self.cache_written(&updated).await;
+        Ok(updated)
+    }
+
+    /// Deletes an empty bookstore; one that still holds books is a conflict (move them first).
+    #[tracing::instrument(skip(self), fields(bookstore_id = %id))]
+    pub async fn delete_bookstore(
+        &self,
+        id: BookstoreId,
+        expected: Option<Version>,
+    ) -> Result<Bookstore, DatastoreError> {
+        let held = self.store.books().count_in_store(id).await?;
+        if held > 0 {
+            return Err(DatastoreError::Conflict(format!(
+                "bookstore {id} still holds {held} book(s): move them to another store first"
+            )));
+        }
+        let deleted = settled(
+            self.store.bookstores().delete(id, expected).await?,
+            id,
+            expected,
+        )?;
+        self.cache_deleted(&deleted).await;
+        Ok(deleted)
+    }
+
+    /// Puts a book in a bookstore (`None`: in no store). The store must exist.
+    #[tracing::instrument(skip(self), fields(book_id = %book))]
+    pub async fn move_book(
+        &self,
+        book: BookId,
+        to: Option<BookstoreId>,
+        expected: Option<Version>,
+    ) -> Result<Book, DatastoreError> {
+        if let Some(store) = to {
+            if self.bookstore(store).await?.is_none() {
+                return Err(DatastoreError::InvalidInput(format!(
+                    "bookstoreId: bookstore {store} does not exist"
+                )));
+            }
+        }
+        let changes = BookChanges {
+            bookstore_id: Some(to),
+            ..BookChanges::default()
+        };
+        match self.store.books().update(book, &changes, expected).await? {
+            UpdateOutcome::Updated(moved) => {
+                self.cache_written(&moved).await;
+                Ok(moved)
+            }
+            UpdateOutcome::NotFound => Err(DatastoreError::NotFound {
+                entity: "book",
+                id: book.to_string(),
+            }),
+            UpdateOutcome::VersionMismatch { current } => Err(DatastoreError::Conflict(format!(
+                "book {book} is at version {current}, not the expected {}",
+                expected.unwrap_or_default()
+            ))),
+        }
+    }
+
+    /// The conflict for a taken name, naming the store that holds it.
+    async fn name_taken(&self, name: &BookstoreName) -> DatastoreError {
+        match self.store.bookstores().find_by_name_key(name.key()).await {
+            Ok(Some(holder)) => DatastoreError::Conflict(format!(
+                "the name {:?} is taken by bookstore {} ({:?})",
+                name.as_str(),
+                holder.id,
+                holder.name.as_str()
+            )),
+            // The holder was renamed or deleted meanwhile: still a conflict for this write.
+            _ => DatastoreError::Conflict(format!("the name {:?} is taken", name.as_str())),
+        }
+    }
+}
+
+fn settled(
+    write: BookstoreWrite,
+    id: BookstoreId,
+    expected: Option<Version>,
+) -> Result<Bookstore, DatastoreError> {
+    match write {
+        BookstoreWrite::Done(bookstore) => Ok(bookstore),
+        BookstoreWrite::NotFound => Err(DatastoreError::NotFound {
+            entity: "bookstore",
+            id: id.to_string(),
+        }),
+        BookstoreWrite::VersionMismatch { current } => Err(DatastoreError::Conflict(format!(
+            "bookstore {id} is at version {current}, not the expected {}",
+            expected.unwrap_or_default()
+        ))),
+    }
+}

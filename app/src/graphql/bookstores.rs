@@ -1,0 +1,192 @@
+//! Bookstores in GraphQL: `bookstore`, `bookstoreByName`, `bookstoresForBooks`, and the
+//! `createBookstore`, `updateBookstore`, `deleteBookstore`, `moveBook` mutations.
+
+use async_graphql::{Context, InputObject, Object, Result, ID};
+use chrono::{DateTime, Utc};
+
+use super::{
+    books::{datastore, parse_id, BookObject},
+    error::{bad_input, datastore_error},
+    Limits,
+};
+use crate::domain::{Bookstore, BookstoreChanges, BookstoreId, BookstoreName, Label, NewBookstore};
+
+/// A bookstore, as clients see it.
+pub struct BookstoreObject(pub Bookstore);
+
+#[Object(name = "Bookstore")]
+impl BookstoreObject {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    /// The name as it was given; unique after normalisation (case, width, accents' encoding,
+    /// spacing), so "Powell's  Books" and "powell's books" are one name.
+    async fn name(&self) -> &str {
+        self.0.name.as_str()
+    }
+
+    async fn city(&self) -> &str {
+        self.0.city.as_str()
+    }
+
+    async fn version(&self) -> i64 {
+        self.0.version
+    }
+
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
+#[derive(Default)]
+pub struct BookstoreQuery;
+
+#[Object]
+impl BookstoreQuery {
+    /// One bookstore by id; `null` when none has that id.
+    async fn bookstore(&self, ctx: &Context<'_>, id: ID) -> Result<Option<BookstoreObject>> {
+        let id = parse_bookstore_id(&id)?;
+        let store = datastore(ctx)
+            .bookstore(id)
+            .await
+            .map_err(datastore_error)?;
+        Ok(store.map(BookstoreObject))
+    }
+
+    /// The bookstore whose name matches after normalisation; `null` when none does.
+    async fn bookstore_by_name(
+        &self,
+        ctx: &Context<'_>,
+        name: String,
+    ) -> Result<Option<BookstoreObject>> {
+        let name = BookstoreName::parse(&name).map_err(bad_input)?;
+        let store = datastore(ctx)
+            .bookstore_by_name(&name)
+            .await
+            .map_err(datastore_error)?;
+        Ok(store.map(BookstoreObject))
+    }
+
+    /// For each book id, in order, the bookstore that holds the book (`null` for a book that
+    /// does not exist or is in no store). One batched read per layer, whatever the number.
+    async fn bookstores_for_books(
+        &self,
+        ctx: &Context<'_>,
+        book_ids: Vec<ID>,
+    ) -> Result<Vec<Option<BookstoreObject>>> {
+        let limit = ctx.data_unchecked::<Limits>().max_batch_ids;
+        if book_ids.len() > limit {
+            return Err(bad_input(format!("bookIds: at most {limit} ids per call")));
+        }
+        let ids = book_ids.iter().map(parse_id).collect::<Result<Vec<_>>>()?;
+        let stores = datastore(ctx)
+            .bookstores_for_books(&ids)
+            .await
+            .map_err(datastore_error)?;
+        Ok(stores.into_iter().map(|s| s.map(BookstoreObject)).collect())
+    }
+}
+
+/// A bookstore to create.
+#[derive(InputObject)]
+struct CreateBookstoreInput {
+    name: String,
+    city: String,
+}
+
+/// Fields to change; omitted fields stay as they are.
+#[derive(InputObject)]
+struct UpdateBookstoreInput {
+    name: Option<String>,
+    city: Option<String>,
+}
+
+#[derive(Default)]
+pub struct BookstoreMutation;
+
+#[Object]
+impl BookstoreMutation {
+    /// Creates a bookstore. `CONFLICT`, naming the holder, when the name is taken.
+    async fn create_bookstore(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateBookstoreInput,
+    ) -> Result<BookstoreObject> {
+        let new = NewBookstore {
+            name: BookstoreName::parse(&input.name).map_err(bad_input)?,
+            city: Label::parse("city", &input.city).map_err(bad_input)?,
+        };
+        let store = datastore(ctx)
+            .create_bookstore(new)
+            .await
+            .map_err(datastore_error)?;
+        Ok(BookstoreObject(store))
+    }
+
+    /// Renames or relocates a bookstore; a rename obeys the same uniqueness rule.
+    async fn update_bookstore(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateBookstoreInput,
+        expected_version: Option<i64>,
+    ) -> Result<BookstoreObject> {
+        let id = parse_bookstore_id(&id)?;
+        let changes = BookstoreChanges {
+            name: input
+                .name
+                .as_deref()
+                .map(BookstoreName::parse)
+                .transpose()
+                .map_err(bad_input)?,
+            city: input
+                .city
+                .as_deref()
+                .map(|c| Label::parse("city", c))
+                .transpose()
+                .map_err(bad_input)?,
+        };
+        let store = datastore(ctx)
+            .update_bookstore(id, changes, expected_version)
+            .await
+            .map_err(datastore_error)?;
+        Ok(BookstoreObject(store))
+    }
+
+    /// Deletes an empty bookstore and returns it as it was. `CONFLICT` while it holds books.
+    async fn delete_bookstore(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        expected_version: Option<i64>,
+    ) -> Result<BookstoreObject> {
+        let id = parse_bookstore_id(&id)?;
+        let store = datastore(ctx)
+            .delete_bookstore(id, expected_version)
+            .await
+            .map_err(datastore_error)?;
+        Ok(BookstoreObject(store))
+    }
+
+    /// Puts a book in a bookstore, or in none with `bookstoreId: null`. The store must exist.
+    async fn move_book(
+        &self,
+        ctx: &Context<'_>,
+        book_id: ID,
+        bookstore_id: Option<ID>,
+        expected_version: Option<i64>,
+    ) -> Result<BookObject> {
+        let book = parse_id(&book_id)?;
+        let to = bookstore_id.as_ref().map(parse_bookstore_id).transpose()?;
+        let moved = datastore(ctx)
+            .move_book(book, to, expected_version)
+            .await
+            .map_err(datastore_error)?;
+        Ok(BookObject(moved))
+    }
+}
+
+fn parse_bookstore_id(id: &ID) -> Result<BookstoreId> {
+    id.parse::<BookstoreId>().map_err(bad_input)
+}

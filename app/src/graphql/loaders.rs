@@ -1,0 +1,87 @@
+//! DataLoaders: field resolvers that would read one record per parent ask a loader instead,
+//! which collects the ids of a whole response and reads them with one batched datastore call
+//! (itself one `MGET` and at most one MongoDB query). Loaders live for one request, so their
+//! memo never outlives it.
+//!
+//! A loader batches what its callers ask for within a short window, and under load a long list
+//! can straddle two windows. List resolvers therefore prefetch: when the selection asks for a
+//! related record, they load every id of the list in one call, and the per-item resolvers find
+//! the records in the request's memo.
+
+use std::collections::HashMap;
+
+use async_graphql::{
+    dataloader::{DataLoader, HashMapCache, Loader},
+    Context, Result,
+};
+
+use super::error::datastore_error;
+use crate::{
+    datastore::Datastore,
+    domain::{Book, Bookstore, BookstoreId},
+};
+
+/// The most ids one batched load carries; the datastore reads them with one `MGET` and one query.
+const MAX_BATCH: usize = 10_000;
+
+pub struct BookstoreLoader(Datastore);
+
+/// The request's bookstore loader, memoising what it read for the rest of the request.
+type Bookstores = DataLoader<BookstoreLoader, HashMapCache>;
+
+impl Loader<BookstoreId> for BookstoreLoader {
+    type Value = Bookstore;
+    type Error = async_graphql::Error;
+
+    async fn load(
+        &self,
+        ids: &[BookstoreId],
+    ) -> Result<HashMap<BookstoreId, Bookstore>, Self::Error> {
+        let stores = self.0.bookstores(ids).await.map_err(datastore_error)?;
+        Ok(stores
+            .into_iter()
+            .flatten()
+            .map(|store| (store.id, store))
+            .collect())
+    }
+}
+
+/// Adds the per-request data (the loaders) to a request.
+pub fn per_request(
+    request: async_graphql::Request,
+    datastore: &Datastore,
+) -> async_graphql::Request {
+    request.data(
+        DataLoader::with_cache(
+            BookstoreLoader(datastore.clone()),
+            tokio::spawn,
+            HashMapCache::default(),
+        )
+        .max_batch_size(MAX_BATCH),
+    )
+}
+
+/// Loads the bookstores of `books` in one batch when the current field's selection asks for
+/// `bookstore`, so that resolving the list costs one read per layer however long it is.
+pub async fn prefetch_bookstores<'a>(
+    ctx: &Context<'_>,
+    books: impl IntoIterator<Item = &'a Book>,
+) -> Result<()> {
+    if !ctx.look_ahead().field("bookstore").exists() {
+        return Ok(());
+    }
+    let ids: Vec<BookstoreId> = books
+        .into_iter()
+        .filter_map(|book| book.bookstore_id)
+        .collect();
+    if !ids.is_empty() {
+        ctx.data_unchecked::<Bookstores>().load_many(ids).await?;
+    }
+    Ok(())
+}
+
+/// One bookstore through the request's loader: batched with every other load of the same
+/// moment, or answered from the memo when a list resolver prefetched it.
+pub async fn load_bookstore(ctx: &Context<'_>, id: BookstoreId) -> Result<Option<Bookstore>> {
+    ctx.data_unchecked::<Bookstores>().load_one(id).await
+}
