@@ -54,6 +54,9 @@ pub struct CacheSettings {
     /// `OPONN_CACHE_TOMBSTONE_TTL_SECS`: lifetime of the marker a delete leaves behind. It must
     /// outlive any request that could still be holding the deleted record (see `datastore`).
     pub tombstone_ttl: Duration,
+    /// `OPONN_CACHE_RESULT_TTL_SECS`: lifetime of a cached query result (writes keep results
+    /// exact; the lifetime only bounds memory and the damage of a crash mid-write).
+    pub result_ttl: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -129,6 +132,7 @@ impl Settings {
                 record_ttl: vars.seconds("OPONN_CACHE_TTL_SECS", 3_600)?,
                 negative_ttl: vars.seconds("OPONN_CACHE_NEGATIVE_TTL_SECS", 10)?,
                 tombstone_ttl: vars.seconds("OPONN_CACHE_TOMBSTONE_TTL_SECS", 120)?,
+                result_ttl: vars.seconds("OPONN_CACHE_RESULT_TTL_SECS", 300)?,
             },
             http: HttpSettings {
                 request_timeout: vars.millis("OPONN_REQUEST_TIMEOUT_MS", 10_000)?,

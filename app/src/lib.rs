@@ -26,6 +26,7 @@ pub mod domain;
 pub mod graphql;
 pub mod http;
 pub mod metrics;
+pub mod query;
 pub mod sample;
 pub mod startup;
 pub mod store;

@@ -9,6 +9,7 @@
 //! | `oponn_cache_fills_total` | entity, outcome=`stored`/`stale` | fills after a miss; `stale` when a newer version was already cached |
 //! | `oponn_cache_errors_total` | operation | Redis calls that failed (the request carried on without the cache) |
 //! | `oponn_cache_pending_repairs` | | cache writes waiting for Redis to come back |
+//! | `oponn_query_cache_total` | query, outcome=`hit`/`miss`/`bypass`/`filled`/`refused`/`updated`/`dropped`/`stale` | cached query results: lookups, fills (`refused` when a write raced the fill), reconciliations by writes, and `stale`: a served result found out of date by the read-time check (should stay 0) |
 //! | `oponn_redis_command_duration_seconds` | operation | latency of each Redis round trip |
 //! | `oponn_mongodb_commands_total` | command, outcome | every command the MongoDB driver sent |
 //! | `oponn_mongodb_command_duration_seconds` | command | latency of each MongoDB command |
@@ -33,6 +34,7 @@ pub struct Metrics {
     pub cache_fills: IntCounterVec,
     pub cache_errors: IntCounterVec,
     pub cache_pending_repairs: IntGauge,
+    pub query_cache: IntCounterVec,
     pub redis_duration: HistogramVec,
     pub mongodb_commands: IntCounterVec,
     pub mongodb_duration: HistogramVec,
@@ -64,6 +66,11 @@ impl Metrics {
                 "Cache writes waiting for Redis to come back",
             )
             .expect("static metric definition is valid"),
+            query_cache: counter(
+                "oponn_query_cache_total",
+                "Cached query results by query and outcome",
+                &["query", "outcome"],
+            ),
             redis_duration: histogram(
                 "oponn_redis_command_duration_seconds",
                 "Latency of Redis round trips",
@@ -99,7 +106,8 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 9] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+            Box::new(self.query_cache.clone()),
             Box::new(self.cache_lookups.clone()),
             Box::new(self.cache_fills.clone()),
             Box::new(self.cache_errors.clone()),
@@ -135,6 +143,23 @@ impl Metrics {
                     .with_label_values(&[command, outcome])
                     .get()
             })
+            .sum()
+    }
+
+    /// How many cached query results had `outcome` (see the table above), all queries.
+    pub fn query_cache_count(&self, outcome: &str) -> u64 {
+        use prometheus::core::Collector;
+        self.query_cache
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .filter(|metric| {
+                metric
+                    .get_label()
+                    .iter()
+                    .any(|label| label.name() == "outcome" && label.value() == outcome)
+            })
+            .map(|metric| metric.get_counter().get_value() as u64)
             .sum()
     }
 

@@ -23,9 +23,16 @@ mod breaker;
 pub mod entry;
 mod error;
 mod repairs;
+pub mod results;
 mod script;
 
-use std::{fmt::Display, future::Future, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeSet,
+    fmt::Display,
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use redis::{
     aio::{ConnectionManager, ConnectionManagerConfig},
@@ -38,6 +45,7 @@ use tokio::time::Instant;
 use self::{
     breaker::Breaker,
     repairs::{Repairs, VersionedWrite},
+    results::ResultScripts,
 };
 pub use self::{entry::Entry, error::CacheError};
 use crate::{
@@ -78,6 +86,9 @@ pub struct Cache {
     retry_after: Duration,
     breaker: Breaker,
     repairs: Repairs,
+    results: ResultScripts,
+    /// Index ranges whose reconciliation failed (see [`results`]).
+    dirty_results: Mutex<BTreeSet<String>>,
     metrics: Metrics,
 }
 
@@ -104,6 +115,8 @@ impl Cache {
             retry_after: redis.retry_after,
             breaker: Breaker::new(redis.retry_after),
             repairs: Repairs::new(),
+            results: ResultScripts::new(),
+            dirty_results: Mutex::default(),
             metrics: metrics.clone(),
         })
     }
@@ -211,6 +224,7 @@ impl Cache {
     }
 
     async fn repair_once(&self) {
+        self.repair_results().await;
         let writes = self.repairs.snapshot();
         if writes.is_empty() || !self.breaker.allows() {
             return;

@@ -1,0 +1,491 @@
+//! The query-result cache in Redis: cached results, the `tables` index, and the three scripts
+//! that keep results exact while records change.
+//!
+//! Layout (every key shares the hash tag `{<prefix>q}`, so on Redis Cluster they live in one
+//! slot and each script may touch several of them atomically; entity keys stay spread out):
+//!
+//! | key | type | holds |
+//! |-----|------|-------|
+//! | `{<prefix>q}r:<digest>` | string | `<rev> <json>`: a [`CachedResult`] (spec, members, complete) |
+//! | `{<prefix>q}tables` | sorted set, all scores 0 | `<collection>:<field>=<token>:<digest>` or `<collection>::<digest>`, one per collection and equality value a result reads |
+//! | `{<prefix>q}gens:<collection>` | hash | range -> generation, bumped by every write that visits the range |
+//! | `{<prefix>q}seen:<collection>:<id>` | string | the newest record version reconciled |
+//! | `{<prefix>q}rev` | string | the counter revisions come from |
+//!
+//! The races, and what closes each:
+//!
+//! * **A fill racing a write.** A reader notes the generations of its result's ranges before
+//!   it queries MongoDB; the fill script stores the result only if they are unchanged. A write
+//!   bumps them after it committed, so a result computed before the write can never be stored
+//!   after the write looked for results to reconcile.
+//! * **Two writes reconciling one result.** A write reads the results (with their revision),
+//!   computes the new ones in Rust (the filter is evaluated in Rust) and commits them only if
+//!   the revision is unchanged; otherwise the result is dropped, never left half-right.
+//! * **Two writes of one record arriving out of order.** Each commit records the record's
+//!   version; a commit carrying an older version than one already reconciled drops every
+//!   result it visited instead of applying an outdated state.
+//!
+//! When Redis fails during a reconciliation, the visited ranges are remembered, this process
+//! stops using cached results, and the repair loop drops those ranges' results once Redis
+//! answers. (Another instance could serve such a result until then; the same limit as the
+//! entity cache's pending repairs.)
+
+use std::collections::BTreeSet;
+
+use mongodb::bson::Document;
+use redis::Script;
+
+use super::{Cache, CacheError};
+use crate::{
+    domain::Version,
+    query::{visited_ranges, CachedResult, Change, Spec, Written},
+};
+
+/// The outcome of looking a result up.
+#[derive(Debug)]
+pub enum ResultLookup {
+    Hit(CachedResult),
+    /// Not cached: compute it, then offer it to [`Cache::fill_result`] with this guard.
+    Miss(FillGuard),
+    /// Do not use the result cache now.
+    Bypass,
+}
+
+/// The generations of a result's ranges when its computation started.
+#[derive(Debug)]
+pub struct FillGuard {
+    generations: Vec<String>,
+}
+
+/// One record a write changed, with what reconciliation needs: the stored document before
+/// the write (for the ranges it leaves) and the version the write produced.
+#[derive(Debug, Clone)]
+pub struct Reconcile {
+    pub written: Written,
+    pub before: Option<Document>,
+    pub version: Version,
+}
+
+/// `KEYS[1]` result, `KEYS[2]` tables, `KEYS[3]` rev counter, `KEYS[3+i]` the gens hash of
+/// range i. `ARGV`: ttl ms, json, n, then n x (range, expected generation, index member).
+const FILL: &str = r"
+local n = tonumber(ARGV[3])
+for i = 1, n do
+  local at = 3 + (i - 1) * 3
+  local current = redis.call('HGET', KEYS[3 + i], ARGV[at + 1]) or ''
+  if current ~= ARGV[at + 2] then return 0 end
+end
+local rev = redis.call('INCR', KEYS[3])
+redis.call('SET', KEYS[1], rev .. ' ' .. ARGV[2], 'PX', ARGV[1])
+for i = 1, n do
+  redis.call('ZADD', KEYS[2], 0, ARGV[3 + (i - 1) * 3 + 3])
+end
+return 1
+";
+
+/// `KEYS[1]` tables, `KEYS[2]` the collection's gens hash. `ARGV[1]` the result key prefix,
+/// `ARGV[2..]` ranges. Bumps each range's generation and returns every live result in the
+/// ranges as key, value pairs; forgets index members whose result expired.
+const BEGIN: &str = r"
+local out, seen = {}, {}
+for i = 2, #ARGV do
+  local range = ARGV[i]
+  redis.call('HINCRBY', KEYS[2], range, 1)
+  local members = redis.call('ZRANGEBYLEX', KEYS[1], '[' .. range, '[' .. range .. '\255')
+  for _, member in ipairs(members) do
+    local key = ARGV[1] .. string.sub(member, #range + 1)
+    if not seen[key] then
+      seen[key] = true
+      local value = redis.call('GET', key)
+      if value then
+        out[#out + 1] = key
+        out[#out + 1] = value
+      else
+        redis.call('ZREM', KEYS[1], member)
+      end
+    end
+  end
+end
+return out
+";
+
+/// `KEYS[1]` tables, `KEYS[2]` rev counter. `ARGV`: seen ttl ms, n records, n x (seen key,
+/// version), then per result: key, expected rev, action (`s` set, `d` drop, `k` keep), value,
+/// k, k index members. Returns {updated, dropped}.
+const COMMIT: &str = r"
+local i, n = 3, tonumber(ARGV[2])
+local outdated = false
+for r = 1, n do
+  local key, version = ARGV[i], tonumber(ARGV[i + 1])
+  i = i + 2
+  local seen = tonumber(redis.call('GET', key) or '-1')
+  if seen >= version then
+    outdated = true
+  else
+    redis.call('SET', key, version, 'PX', ARGV[1])
+  end
+end
+local updated, dropped = 0, 0
+while i <= #ARGV do
+  local key, expected, action, value = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local k = tonumber(ARGV[i + 4])
+  local current = redis.call('GET', key)
+  if current then
+    local rev = string.match(current, '^(%d+) ')
+    if outdated or action == 'd' or (action == 's' and rev ~= expected) then
+      redis.call('DEL', key)
+      for j = 1, k do redis.call('ZREM', KEYS[1], ARGV[i + 4 + j]) end
+      dropped = dropped + 1
+    elseif action == 's' then
+      local next = redis.call('INCR', KEYS[2])
+      redis.call('SET', key, next .. ' ' .. value, 'KEEPTTL')
+      updated = updated + 1
+    end
+  end
+  i = i + 5 + k
+end
+return {updated, dropped}
+";
+
+/// `KEYS[1]` tables, `KEYS[2..]` gens hash per range. `ARGV[1]` the result key prefix,
+/// `ARGV[2..]` ranges. Drops every result in the ranges (after a failed reconciliation).
+const DROP_RANGES: &str = r"
+for i = 2, #ARGV do
+  local range = ARGV[i]
+  redis.call('HINCRBY', KEYS[i], range, 1)
+  local members = redis.call('ZRANGEBYLEX', KEYS[1], '[' .. range, '[' .. range .. '\255')
+  for _, member in ipairs(members) do
+    redis.call('DEL', ARGV[1] .. string.sub(member, #range + 1))
+    redis.call('ZREM', KEYS[1], member)
+  end
+end
+return #ARGV - 1
+";
+
+pub(super) struct ResultScripts {
+    fill: Script,
+    begin: Script,
+    commit: Script,
+    drop_ranges: Script,
+}
+
+impl ResultScripts {
+    pub(super) fn new() -> Self {
+        Self {
+            fill: Script::new(FILL),
+            begin: Script::new(BEGIN),
+            commit: Script::new(COMMIT),
+            drop_ranges: Script::new(DROP_RANGES),
+        }
+    }
+}
+
+/// The collection a range belongs to (`books:...` -> `books`).
+fn collection_of(range: &str) -> &str {
+    range.split(':').next().unwrap_or(range)
+}
+
+impl Cache {
+    fn tag(&self) -> String {
+        format!("{{{}q}}", self.prefix)
+    }
+
+    fn result_prefix(&self) -> String {
+        format!("{}r:", self.tag())
+    }
+
+    fn result_key(&self, spec: &Spec) -> String {
+        format!("{}{}", self.result_prefix(), spec.digest())
+    }
+
+    fn tables_key(&self) -> String {
+        format!("{}tables", self.tag())
+    }
+
+    fn gens_key(&self, collection: &str) -> String {
+        format!("{}gens:{collection}", self.tag())
+    }
+
+    fn rev_key(&self) -> String {
+        format!("{}rev", self.tag())
+    }
+
+    fn seen_key(&self, collection: &str, id: &str) -> String {
+        format!("{}seen:{collection}:{id}", self.tag())
+    }
+
+    fn count_results(&self, query: &str, outcome: &str) {
+        self.metrics
+            .query_cache
+            .with_label_values(&[query, outcome])
+            .inc();
+    }
+
+    /// Looks a result up, reading its ranges' generations in the same round trip.
+    pub async fn lookup_result(&self, spec: &Spec) -> ResultLookup {
+        if !self.dirty_ranges().is_empty() {
+            self.count_results(&spec.name, "bypass");
+            return ResultLookup::Bypass;
+        }
+        let ranges = spec.ranges();
+        let mut pipeline = redis::pipe();
+        pipeline.cmd("GET").arg(self.result_key(spec));
+        for range in &ranges {
+            pipeline
+                .cmd("HGET")
+                .arg(self.gens_key(collection_of(range)))
+                .arg(range);
+        }
+        let mut connection = self.connection.clone();
+        let mut values: Vec<Option<String>> = match self
+            .call("result_lookup", pipeline.query_async(&mut connection))
+            .await
+        {
+            Ok(values) => values,
+            Err(error) => {
+                if !matches!(error, CacheError::Bypassed) {
+                    tracing::warn!(%error, query = spec.name, "result lookup failed");
+                }
+                self.count_results(&spec.name, "bypass");
+                return ResultLookup::Bypass;
+            }
+        };
+        let generations = values
+            .split_off(1)
+            .into_iter()
+            .map(Option::unwrap_or_default)
+            .collect();
+        let cached = values
+            .pop()
+            .flatten()
+            .and_then(|raw| decode_result(&raw).map(|(_, result)| result));
+        match cached {
+            Some(result) if result.spec == *spec => {
+                self.count_results(&spec.name, "hit");
+                ResultLookup::Hit(result)
+            }
+            _ => {
+                self.count_results(&spec.name, "miss");
+                ResultLookup::Miss(FillGuard { generations })
+            }
+        }
+    }
+
+    /// Stores a computed result, unless a write visited its ranges since `guard` was taken.
+    pub async fn fill_result(&self, result: &CachedResult, guard: FillGuard) {
+        let spec = &result.spec;
+        let ranges = spec.ranges();
+        let digest = spec.digest();
+        let mut invocation = self.results.fill.prepare_invoke();
+        invocation
+            .key(self.result_key(spec))
+            .key(self.tables_key())
+            .key(self.rev_key());
+        for range in &ranges {
+            invocation.key(self.gens_key(collection_of(range)));
+        }
+        invocation
+            .arg(self.lifetimes.result_ttl.as_millis() as u64)
+            .arg(serde_json::to_string(result).expect("a result serialises"))
+            .arg(ranges.len());
+        for (range, generation) in ranges.iter().zip(&guard.generations) {
+            invocation
+                .arg(range)
+                .arg(generation)
+                .arg(format!("{range}{digest}"));
+        }
+        let mut connection = self.connection.clone();
+        match self
+            .call(
+                "result_fill",
+                invocation.invoke_async::<i64>(&mut connection),
+            )
+            .await
+        {
+            Ok(1) => self.count_results(&spec.name, "filled"),
+            Ok(_) => self.count_results(&spec.name, "refused"),
+            Err(error) => tracing::warn!(%error, query = spec.name, "result fill failed"),
+        }
+    }
+
+    /// Deletes a result (its index entries go lazily).
+    pub async fn drop_result(&self, spec: &Spec) {
+        let mut connection = self.connection.clone();
+        let dropped: Result<(), _> = self
+            .call(
+                "result_drop",
+                redis::cmd("DEL")
+                    .arg(self.result_key(spec))
+                    .query_async(&mut connection),
+            )
+            .await;
+        if let Err(error) = dropped {
+            tracing::warn!(%error, query = spec.name, "result drop failed");
+        }
+    }
+
+    /// Reconciles every cached result that `writes` (records of one collection, already
+    /// committed to MongoDB) can affect. Never fails the write: on a Redis failure the visited
+    /// ranges are dropped later by the repair loop, and cached results are not used until then.
+    pub async fn reconcile(&self, collection: &str, term_fields: &[&str], writes: &[Reconcile]) {
+        if writes.is_empty() {
+            return;
+        }
+        let mut ranges: BTreeSet<String> = BTreeSet::new();
+        for write in writes {
+            ranges.extend(visited_ranges(
+                collection,
+                term_fields,
+                write.before.as_ref(),
+                write.written.document.as_ref(),
+            ));
+        }
+        let ranges: Vec<String> = ranges.into_iter().collect();
+        if let Err(error) = self.try_reconcile(collection, &ranges, writes).await {
+            if !matches!(error, CacheError::Bypassed) {
+                tracing::warn!(%error, collection, "result reconciliation failed; dropping the ranges when Redis answers");
+            }
+            self.mark_dirty(ranges);
+        }
+    }
+
+    async fn try_reconcile(
+        &self,
+        collection: &str,
+        ranges: &[String],
+        writes: &[Reconcile],
+    ) -> Result<(), CacheError> {
+        let mut connection = self.connection.clone();
+        let mut begin = self.results.begin.prepare_invoke();
+        begin
+            .key(self.tables_key())
+            .key(self.gens_key(collection))
+            .arg(self.result_prefix());
+        for range in ranges {
+            begin.arg(range);
+        }
+        let found: Vec<String> = self
+            .call("result_begin", begin.invoke_async(&mut connection))
+            .await?;
+
+        let mut commit = self.results.commit.prepare_invoke();
+        commit
+            .key(self.tables_key())
+            .key(self.rev_key())
+            .arg(self.lifetimes.result_ttl.as_millis() as u64 * 2)
+            .arg(writes.len());
+        for write in writes {
+            commit
+                .arg(self.seen_key(collection, &write.written.id.token()))
+                .arg(write.version);
+        }
+        for pair in found.chunks_exact(2) {
+            let (key, raw) = (&pair[0], &pair[1]);
+            let Some((rev, mut result)) = decode_result(raw) else {
+                commit.arg(key).arg("").arg("d").arg("").arg(0);
+                continue;
+            };
+            let mut change = Change::Unchanged;
+            for write in writes {
+                match result.apply(&write.written) {
+                    Change::Drop => {
+                        change = Change::Drop;
+                        break;
+                    }
+                    Change::Updated => change = Change::Updated,
+                    Change::Unchanged => {}
+                }
+            }
+            let members = result.spec.index_members();
+            let (action, value) = match change {
+                Change::Unchanged => continue,
+                Change::Updated => (
+                    "s",
+                    serde_json::to_string(&result).expect("a result serialises"),
+                ),
+                Change::Drop => ("d", String::new()),
+            };
+            self.count_results(
+                &result.spec.name,
+                if action == "s" { "updated" } else { "dropped" },
+            );
+            commit
+                .arg(key)
+                .arg(rev)
+                .arg(action)
+                .arg(value)
+                .arg(members.len());
+            for member in members {
+                commit.arg(member);
+            }
+        }
+        let _: (i64, i64) = self
+            .call("result_commit", commit.invoke_async(&mut connection))
+            .await?;
+        Ok(())
+    }
+
+    fn dirty_ranges(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.dirty_results
+            .lock()
+            .expect("dirty ranges lock is never poisoned")
+    }
+
+    fn mark_dirty(&self, ranges: Vec<String>) {
+        self.dirty_ranges().extend(ranges);
+    }
+
+    /// Drops the results of ranges whose reconciliation failed; part of the repair loop.
+    pub(super) async fn repair_results(&self) {
+        let ranges: Vec<String> = self.dirty_ranges().iter().cloned().collect();
+        if ranges.is_empty() || !self.breaker.allows() {
+            return;
+        }
+        let mut invocation = self.results.drop_ranges.prepare_invoke();
+        invocation.key(self.tables_key());
+        for range in &ranges {
+            invocation.key(self.gens_key(collection_of(range)));
+        }
+        invocation.arg(self.result_prefix());
+        for range in &ranges {
+            invocation.arg(range);
+        }
+        let mut connection = self.connection.clone();
+        match self
+            .call(
+                "result_drop_ranges",
+                invocation.invoke_async::<i64>(&mut connection),
+            )
+            .await
+        {
+            Ok(_) => {
+                let mut dirty = self.dirty_ranges();
+                for range in &ranges {
+                    dirty.remove(range);
+                }
+                tracing::info!(
+                    ranges = ranges.len(),
+                    "results of unreconciled writes dropped"
+                );
+            }
+            Err(error) => tracing::warn!(%error, "dropping unreconciled results failed"),
+        }
+    }
+
+    /// Whether every failed reconciliation has been repaired.
+    pub fn results_clean(&self) -> bool {
+        self.dirty_ranges().is_empty()
+    }
+}
+
+/// `<rev> <json>` -> (rev, result).
+fn decode_result(raw: &str) -> Option<(String, CachedResult)> {
+    let (rev, json) = raw.split_once(' ')?;
+    match serde_json::from_str(json) {
+        Ok(result) => Some((rev.to_owned(), result)),
+        Err(error) => {
+            tracing::warn!(%error, "ignoring a malformed cached result");
+            None
+        }
+    }
+}
