@@ -221,6 +221,11 @@ impl Cache {
             .inc();
     }
 
+    /// Counts a served result found out of date by the read-time check.
+    pub fn count_stale_result(&self, query: &str) {
+        self.count_results(query, "stale");
+    }
+
     /// Looks a result up, reading its ranges' generations in the same round trip.
     pub async fn lookup_result(&self, spec: &Spec) -> ResultLookup {
         if !self.dirty_ranges().is_empty() {

@@ -52,6 +52,7 @@ impl Datastore {
             other => other?,
         };
         self.cache_written(&book).await;
+        self.reconcile(&[(None, Some(&book))]).await;
         Ok(book)
     }
 
@@ -70,9 +71,10 @@ impl Datastore {
             ));
         }
         match self.store.books().update(id, &changes, expected).await? {
-            UpdateOutcome::Updated(book) => {
-                self.cache_written(&book).await;
-                Ok(book)
+            UpdateOutcome::Updated { before, after } => {
+                self.cache_written(&after).await;
+                self.reconcile(&[(Some(&before), Some(&after))]).await;
+                Ok(after)
             }
             UpdateOutcome::NotFound => Err(not_found(id)),
             UpdateOutcome::VersionMismatch { current } => Err(DatastoreError::Conflict(format!(
@@ -93,6 +95,7 @@ impl Datastore {
             .await?
             .ok_or_else(|| not_found(id))?;
         self.cache_deleted(&book).await;
+        self.reconcile(&[(Some(&book), None)]).await;
         Ok(book)
     }
 
@@ -107,10 +110,23 @@ impl Datastore {
         let upserted = self.store.books().upsert_by_source_key(books).await?;
         let entries: Vec<(BookId, Entry<Book>)> = upserted
             .written
-            .into_iter()
-            .map(|book| (book.id, Entry::present(book.version, book)))
+            .iter()
+            .map(|(_, book)| (book.id, Entry::present(book.version, book.clone())))
             .collect();
         self.cache.write_through(&entries).await;
+        // Reconcile the writes this batch made; a record another writer changed meanwhile is
+        // that writer's to reconcile.
+        let changes: Vec<(Option<&Book>, Option<&Book>)> = upserted
+            .written
+            .iter()
+            .filter(|(before, after)| {
+                before
+                    .as_ref()
+                    .is_none_or(|b| after.version == b.version + 1)
+            })
+            .map(|(before, after)| (before.as_ref(), Some(after)))
+            .collect();
+        self.reconcile(&changes).await;
         Ok((upserted.summary, upserted.ids))
     }
 }

@@ -62,24 +62,17 @@ impl Datastore {
         &self,
         book_ids: &[BookId],
     ) -> Result<Vec<Option<Bookstore>>, DatastoreError> {
-        let books = self.books(book_ids).await?;
-        let store_ids: Vec<BookstoreId> = books
-            .iter()
-            .flatten()
-            .filter_map(|book| book.bookstore_id)
-            .collect();
-        let stores = self.bookstores(&store_ids).await?;
+        let store_ids = self.bookstore_ids_for_books(book_ids).await?;
+        let wanted: Vec<BookstoreId> = store_ids.iter().flatten().copied().collect();
+        let stores = self.bookstores(&wanted).await?;
         let by_id: std::collections::HashMap<BookstoreId, Bookstore> = stores
             .into_iter()
             .flatten()
             .map(|store| (store.id, store))
             .collect();
-        Ok(books
+        Ok(store_ids
             .iter()
-            .map(|book| {
-                let store_id = book.as_ref()?.bookstore_id?;
-                by_id.get(&store_id).cloned()
-            })
+            .map(|store| by_id.get(store.as_ref()?).cloned())
             .collect())
     }
 
@@ -90,6 +83,7 @@ impl Datastore {
             other => other?,
         };
         self.cache_written(&created).await;
+        self.reconcile(&[(None, Some(&created))]).await;
         Ok(created)
     }
 
@@ -112,9 +106,10 @@ impl Datastore {
             }
             other => other?,
         };
-        let updated = settled(written, id, expected)?;
-        self.cache_written(&updated).await;
-        Ok(updated)
+        let (before, after) = settled(written, id, expected)?;
+        self.cache_written(&after).await;
+        self.reconcile(&[(Some(&before), Some(&after))]).await;
+        Ok(after)
     }
 
     /// Deletes an empty bookstore; one that still holds books is a conflict (move them first).
@@ -136,6 +131,7 @@ impl Datastore {
             expected,
         )?;
         self.cache_deleted(&deleted).await;
+        self.reconcile(&[(Some(&deleted), None)]).await;
         Ok(deleted)
     }
 
@@ -159,9 +155,10 @@ impl Datastore {
             ..BookChanges::default()
         };
         match self.store.books().update(book, &changes, expected).await? {
-            UpdateOutcome::Updated(moved) => {
-                self.cache_written(&moved).await;
-                Ok(moved)
+            UpdateOutcome::Updated { before, after } => {
+                self.cache_written(&after).await;
+                self.reconcile(&[(Some(&before), Some(&after))]).await;
+                Ok(after)
             }
             UpdateOutcome::NotFound => Err(DatastoreError::NotFound {
                 entity: "book",
@@ -189,13 +186,13 @@ impl Datastore {
     }
 }
 
-fn settled(
-    write: BookstoreWrite,
+fn settled<T>(
+    write: BookstoreWrite<T>,
     id: BookstoreId,
     expected: Option<Version>,
-) -> Result<Bookstore, DatastoreError> {
+) -> Result<T, DatastoreError> {
     match write {
-        BookstoreWrite::Done(bookstore) => Ok(bookstore),
+        BookstoreWrite::Done(done) => Ok(done),
         BookstoreWrite::NotFound => Err(DatastoreError::NotFound {
             entity: "bookstore",
             id: id.to_string(),

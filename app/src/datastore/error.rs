@@ -26,6 +26,9 @@ impl From<crate::store::StoreError> for DatastoreError {
             StoreError::Duplicate => {
                 Self::Conflict("a record with the same key already exists".into())
             }
+            StoreError::Contended => Self::Conflict(
+                "the record kept changing under concurrent writes; read it again and retry".into(),
+            ),
             StoreError::Corrupt { .. } | StoreError::Internal(_) => Self::Internal(error),
         }
     }

@@ -20,12 +20,14 @@ mod books;
 mod bookstores;
 mod checkpoint;
 mod error;
+mod queries;
 mod read_through;
 
 use std::sync::Arc;
 
 pub use checkpoint::{Checkpoints, PauseHandle};
 pub use error::DatastoreError;
+pub use queries::Page;
 
 use crate::{cache::Cache, store::Store};
 

@@ -267,6 +267,23 @@ impl CachedResult {
         }
     }
 
+    /// Whether the members are still exactly what these stored records (one per member, in
+    /// order, `None` where a record is gone) make: each matches its source's filter at the
+    /// member's sort position.
+    pub fn describes(&self, documents: &[Option<Document>]) -> bool {
+        self.members.len() == documents.len()
+            && self
+                .members
+                .iter()
+                .zip(documents)
+                .all(|(member, document)| {
+                    document
+                        .as_ref()
+                        .and_then(|document| member_of(&self.spec, member.source, document))
+                        .is_some_and(|fresh| fresh == *member)
+                })
+    }
+
     /// Reconciles the result with one written record (see the module's table).
     pub fn apply(&mut self, written: &Written) -> Change {
         let Some(source) = self

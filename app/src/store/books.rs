@@ -58,6 +58,41 @@ impl BookDocument {
     }
 }
 
+impl From<&Book> for BookDocument {
+    fn from(book: &Book) -> Self {
+        Self {
+            id: book.id.object_id(),
+            source_key: book.source_key.as_str().to_owned(),
+            title: book.title.as_str().to_owned(),
+            authors: book.authors.to_strings(),
+            first_publish_year: book.first_publish_year.map(PublishYear::get),
+            subjects: book.subjects.to_strings(),
+            bookstore_id: book.bookstore_id.map(|id| id.object_id()),
+            version: book.version,
+            updated_at: DateTime::from_chrono(book.updated_at),
+        }
+    }
+}
+
+/// The document MongoDB stores for `book`: what query filters evaluate on.
+pub fn stored_document(book: &Book) -> Document {
+    mongodb::bson::to_document(&BookDocument::from(book)).expect("a book serialises to BSON")
+}
+
+/// A book from a stored document (as a query returned it).
+pub fn from_stored(document: Document) -> Result<Book, StoreError> {
+    let id = document
+        .get_object_id("_id")
+        .map(|id| id.to_hex())
+        .unwrap_or_default();
+    let document: BookDocument =
+        mongodb::bson::from_document(document).map_err(|e| StoreError::Corrupt {
+            id,
+            reason: e.to_string(),
+        })?;
+    Book::try_from(document)
+}
+
 impl TryFrom<BookDocument> for Book {
     type Error = StoreError;
 
@@ -90,8 +125,13 @@ impl TryFrom<BookDocument> for Book {
 
 /// What an update found.
 #[derive(Debug)]
+// Returned once per write and matched at once: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum UpdateOutcome {
-    Updated(Book),
+    Updated {
+        before: Book,
+        after: Book,
+    },
     NotFound,
     /// The caller expected another version; nothing was written.
     VersionMismatch {
@@ -112,7 +152,8 @@ pub struct UpsertSummary {
 #[derive(Debug, Default)]
 pub struct Upserted {
     pub summary: UpsertSummary,
-    pub written: Vec<Book>,
+    /// Each record written, with the record it replaced (`None` for an insert).
+    pub written: Vec<(Option<Book>, Book)>,
     pub ids: Vec<BookId>,
 }
 
@@ -121,7 +162,7 @@ pub struct Upserted {
 #[derive(Default)]
 struct UpsertPass {
     summary: UpsertSummary,
-    written: Vec<Book>,
+    written: Vec<(Option<Book>, Book)>,
     ids_by_key: HashMap<String, BookId>,
     lost_races: Vec<usize>,
 }
@@ -178,34 +219,50 @@ impl BookStore {
         Book::try_from(document)
     }
 
-    /// Applies `changes` and increments the version, atomically; with `expected` set, only if
-    /// the stored version is still that one.
+    /// Applies `changes` (only to version `expected`, when given) and increments the version.
+    /// Returns the record before and after: the write is conditioned on the version it read,
+    /// so `before` is exactly the state this write replaced (the query-result cache needs
+    /// both to find every result the write can affect). Retried when another writer got in
+    /// between; `Contended` if that keeps happening.
     pub async fn update(
         &self,
         id: BookId,
         changes: &BookChanges,
         expected: Option<Version>,
     ) -> Result<UpdateOutcome, StoreError> {
-        let mut filter = doc! { "_id": id.object_id() };
-        if let Some(version) = expected {
-            filter.insert("version", version);
-        }
         let update = update_document(changes);
-        let updated = bounded(
-            self.timeout,
-            self.collection
-                .find_one_and_update(filter, update)
-                .return_document(ReturnDocument::After),
-        )
-        .await?;
-        match updated {
-            Some(document) => Ok(UpdateOutcome::Updated(Book::try_from(document)?)),
-            None if expected.is_none() => Ok(UpdateOutcome::NotFound),
-            None => Ok(match self.current_version(id).await? {
-                Some(current) => UpdateOutcome::VersionMismatch { current },
-                None => UpdateOutcome::NotFound,
-            }),
+        for _ in 0..super::WRITE_ATTEMPTS {
+            let before = bounded(
+                self.timeout,
+                self.collection.find_one(doc! { "_id": id.object_id() }),
+            )
+            .await?;
+            let Some(before) = before else {
+                return Ok(UpdateOutcome::NotFound);
+            };
+            if expected.is_some_and(|expected| expected != before.version) {
+                return Ok(UpdateOutcome::VersionMismatch {
+                    current: before.version,
+                });
+            }
+            let after = bounded(
+                self.timeout,
+                self.collection
+                    .find_one_and_update(
+                        doc! { "_id": before.id, "version": before.version },
+                        update.clone(),
+                    )
+                    .return_document(ReturnDocument::After),
+            )
+            .await?;
+            if let Some(after) = after {
+                return Ok(UpdateOutcome::Updated {
+                    before: Book::try_from(before)?,
+                    after: Book::try_from(after)?,
+                });
+            }
         }
+        Err(StoreError::Contended)
     }
 
     /// How many books `bookstore` holds.
@@ -355,24 +412,19 @@ impl BookStore {
                     .await
             })
             .await?;
+            let mut replaced: HashMap<ObjectId, BookDocument> = existing
+                .into_values()
+                .map(|document| (document.id, document))
+                .collect();
             pass.written = written
                 .into_iter()
-                .map(Book::try_from)
-                .collect::<Result<Vec<_>, _>>()?;
+                .map(|after| {
+                    let before = replaced.remove(&after.id).map(Book::try_from).transpose()?;
+                    Ok((before, Book::try_from(after)?))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
         }
         Ok(pass)
-    }
-
-    async fn current_version(&self, id: BookId) -> Result<Option<Version>, StoreError> {
-        let found = bounded(
-            self.timeout,
-            self.collection
-                .clone_with_type::<Document>()
-                .find_one(doc! { "_id": id.object_id() })
-                .projection(doc! { "version": 1 }),
-        )
-        .await?;
-        Ok(found.and_then(|document| document.get_i64("version").ok()))
     }
 }
 

@@ -33,6 +33,33 @@ struct BookstoreDocument {
     updated_at: DateTime,
 }
 
+/// The document MongoDB stores for `bookstore`: what query filters evaluate on.
+pub fn stored_document(bookstore: &Bookstore) -> Document {
+    let document = BookstoreDocument {
+        id: bookstore.id.object_id(),
+        name: bookstore.name.as_str().to_owned(),
+        name_key: bookstore.name.key().as_str().to_owned(),
+        city: bookstore.city.as_str().to_owned(),
+        version: bookstore.version,
+        updated_at: DateTime::from_chrono(bookstore.updated_at),
+    };
+    mongodb::bson::to_document(&document).expect("a bookstore serialises to BSON")
+}
+
+/// A bookstore from a stored document (as a query returned it).
+pub fn from_stored(document: Document) -> Result<Bookstore, StoreError> {
+    let id = document
+        .get_object_id("_id")
+        .map(|id| id.to_hex())
+        .unwrap_or_default();
+    let document: BookstoreDocument =
+        mongodb::bson::from_document(document).map_err(|e| StoreError::Corrupt {
+            id,
+            reason: e.to_string(),
+        })?;
+    Bookstore::try_from(document)
+}
+
 impl TryFrom<BookstoreDocument> for Bookstore {
     type Error = StoreError;
 
@@ -53,8 +80,10 @@ impl TryFrom<BookstoreDocument> for Bookstore {
 
 /// What an update or a delete found.
 #[derive(Debug)]
-pub enum BookstoreWrite {
-    Done(Bookstore),
+pub enum BookstoreWrite<T> {
+    /// Written: for an update the record before and after (see `BookStore::update` for why
+    /// both), for a delete the record as it was.
+    Done(T),
     NotFound,
     /// The caller expected another version; nothing was written.
     VersionMismatch {
@@ -127,11 +156,7 @@ impl BookstoreStore {
         id: BookstoreId,
         changes: &BookstoreChanges,
         expected: Option<Version>,
-    ) -> Result<BookstoreWrite, StoreError> {
-        let mut filter = doc! { "_id": id.object_id() };
-        if let Some(version) = expected {
-            filter.insert("version", version);
-        }
+    ) -> Result<BookstoreWrite<(Bookstore, Bookstore)>, StoreError> {
         let mut set = doc! { "updatedAt": DateTime::from_chrono(Utc::now()) };
         if let Some(name) = &changes.name {
             set.insert("name", name.as_str());
@@ -141,17 +166,38 @@ impl BookstoreStore {
             set.insert("city", city.as_str());
         }
         let update = doc! { "$set": set, "$inc": { "version": 1_i64 } };
-        let updated = bounded(
-            self.timeout,
-            self.collection
-                .find_one_and_update(filter, update)
-                .return_document(ReturnDocument::After),
-        )
-        .await?;
-        match updated {
-            Some(document) => Ok(BookstoreWrite::Done(Bookstore::try_from(document)?)),
-            None => self.missing_or_moved_on(id, expected).await,
+        for _ in 0..super::WRITE_ATTEMPTS {
+            let before = bounded(
+                self.timeout,
+                self.collection.find_one(doc! { "_id": id.object_id() }),
+            )
+            .await?;
+            let Some(before) = before else {
+                return Ok(BookstoreWrite::NotFound);
+            };
+            if expected.is_some_and(|expected| expected != before.version) {
+                return Ok(BookstoreWrite::VersionMismatch {
+                    current: before.version,
+                });
+            }
+            let after = bounded(
+                self.timeout,
+                self.collection
+                    .find_one_and_update(
+                        doc! { "_id": before.id, "version": before.version },
+                        update.clone(),
+                    )
+                    .return_document(ReturnDocument::After),
+            )
+            .await?;
+            if let Some(after) = after {
+                return Ok(BookstoreWrite::Done((
+                    Bookstore::try_from(before)?,
+                    Bookstore::try_from(after)?,
+                )));
+            }
         }
+        Err(StoreError::Contended)
     }
 
     /// Deletes a bookstore (only at `expected`, when given), returning it as it was.
@@ -159,7 +205,7 @@ impl BookstoreStore {
         &self,
         id: BookstoreId,
         expected: Option<Version>,
-    ) -> Result<BookstoreWrite, StoreError> {
+    ) -> Result<BookstoreWrite<Bookstore>, StoreError> {
         let mut filter = doc! { "_id": id.object_id() };
         if let Some(version) = expected {
             filter.insert("version", version);
@@ -171,11 +217,11 @@ impl BookstoreStore {
         }
     }
 
-    async fn missing_or_moved_on(
+    async fn missing_or_moved_on<T>(
         &self,
         id: BookstoreId,
         expected: Option<Version>,
-    ) -> Result<BookstoreWrite, StoreError> {
+    ) -> Result<BookstoreWrite<T>, StoreError> {
         if expected.is_none() {
             return Ok(BookstoreWrite::NotFound);
         }

@@ -16,6 +16,9 @@ pub enum StoreError {
     /// A unique index refused the write.
     #[error("a record with the same unique key already exists")]
     Duplicate,
+    /// Other writers kept changing the record between our read and our write.
+    #[error("the record kept changing under concurrent writes")]
+    Contended,
     /// A stored document does not parse into the domain type.
     #[error("stored document {id} is invalid: {reason}")]
     Corrupt { id: String, reason: String },

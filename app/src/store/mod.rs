@@ -12,6 +12,7 @@ mod books;
 mod bookstores;
 mod error;
 mod indexes;
+mod query;
 
 use std::{future::IntoFuture, time::Duration};
 
@@ -24,8 +25,18 @@ use mongodb::{
 use secrecy::ExposeSecret;
 
 pub use books::{BookStore, UpdateOutcome, UpsertSummary, Upserted};
+
+/// Stored documents of each entity: what query filters evaluate on.
+pub mod documents {
+    pub use super::books::{from_stored as book, stored_document as of_book};
+    pub use super::bookstores::{from_stored as bookstore, stored_document as of_bookstore};
+}
 pub use bookstores::{BookstoreStore, BookstoreWrite};
 pub use error::StoreError;
+
+/// How often a version-conditioned write re-reads and tries again when other writers keep
+/// getting in between, before giving up with [`StoreError::Contended`].
+const WRITE_ATTEMPTS: usize = 8;
 
 use crate::{config::MongoSettings, metrics::Metrics};
 

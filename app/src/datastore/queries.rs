@@ -1,0 +1,266 @@
+//! List queries through the query-result cache, and the reconciliation every write runs.
+//!
+//! A page is served from its cached result (its members, in order) plus the entity cache (the
+//! records themselves). Before serving, the members are checked against the records just read:
+//! each must still match the filter at its sort position. Reconciliation on write is what keeps
+//! that true; the check is a safety net whose failures are counted (`stale`) and must stay at
+//! zero, which the randomized model test asserts.
+
+use std::{collections::HashMap, future::Future};
+
+use mongodb::bson::Document;
+
+use super::{Datastore, DatastoreError};
+use crate::{
+    cache::{
+        results::{Reconcile, ResultLookup},
+        Entry,
+    },
+    domain::{Book, BookId, Bookstore, BookstoreId},
+    query::{CachedResult, Cursor, Filter, Queryable, Scalar, Source, Spec, Written},
+    store::{documents, StoreError},
+};
+
+impl Queryable for Book {
+    const SORT_FIELD: &'static str = "title";
+    const TERM_FIELDS: &'static [&'static str] = &["_id", "bookstoreId", "authors"];
+
+    fn document(&self) -> Document {
+        documents::of_book(self)
+    }
+}
+
+impl Queryable for Bookstore {
+    const SORT_FIELD: &'static str = "nameKey";
+    const TERM_FIELDS: &'static [&'static str] = &["_id", "city"];
+
+    fn document(&self) -> Document {
+        documents::of_bookstore(self)
+    }
+}
+
+/// One page of a list query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Whether records exist after the last item.
+    pub has_next: bool,
+    /// The cursor of the last item: pass it as `after` for the next page.
+    pub end_cursor: Option<String>,
+}
+
+/// How a list query reads its entity: by ids through the entity cache, and from a stored
+/// document when MongoDB answered the query.
+trait Listed: Queryable {
+    fn parse_id(id: &Scalar) -> Option<Self::Id>;
+    fn from_stored(document: Document) -> Result<Self, StoreError>;
+    /// Reads records by id through the entity cache.
+    fn read(
+        datastore: &Datastore,
+        ids: &[Self::Id],
+    ) -> impl Future<Output = Result<Vec<Option<Self>>, DatastoreError>> + Send;
+}
+
+impl Listed for Book {
+    fn parse_id(id: &Scalar) -> Option<BookId> {
+        match id {
+            Scalar::Id(hex) => hex.parse().ok(),
+            _ => None,
+        }
+    }
+
+    fn from_stored(document: Document) -> Result<Self, StoreError> {
+        documents::book(document)
+    }
+
+    async fn read(
+        datastore: &Datastore,
+        ids: &[BookId],
+    ) -> Result<Vec<Option<Self>>, DatastoreError> {
+        datastore.books(ids).await
+    }
+}
+
+impl Listed for Bookstore {
+    fn parse_id(id: &Scalar) -> Option<BookstoreId> {
+        match id {
+            Scalar::Id(hex) => hex.parse().ok(),
+            _ => None,
+        }
+    }
+
+    fn from_stored(document: Document) -> Result<Self, StoreError> {
+        documents::bookstore(document)
+    }
+
+    async fn read(
+        datastore: &Datastore,
+        ids: &[BookstoreId],
+    ) -> Result<Vec<Option<Self>>, DatastoreError> {
+        datastore.bookstores(ids).await
+    }
+}
+
+impl Datastore {
+    /// A page of books matching `filter`, ordered by title then id.
+    pub async fn books_page(
+        &self,
+        filter: Filter,
+        first: usize,
+        after: Option<Cursor>,
+    ) -> Result<Page<Book>, DatastoreError> {
+        self.page("books", filter, first, after).await
+    }
+
+    /// A page of bookstores matching `filter`, ordered by normalised name.
+    pub async fn bookstores_page(
+        &self,
+        filter: Filter,
+        first: usize,
+        after: Option<Cursor>,
+    ) -> Result<Page<Bookstore>, DatastoreError> {
+        self.page("bookstores", filter, first, after).await
+    }
+
+    async fn page<E: Listed>(
+        &self,
+        name: &str,
+        filter: Filter,
+        first: usize,
+        after: Option<Cursor>,
+    ) -> Result<Page<E>, DatastoreError> {
+        let spec = Spec {
+            name: name.to_owned(),
+            sources: vec![Source::of::<E>(filter)],
+            after,
+            first: Some(first),
+        };
+        let guard = match self.cache.lookup_result(&spec).await {
+            ResultLookup::Hit(result) => {
+                let ids: Vec<E::Id> = result
+                    .members
+                    .iter()
+                    .filter_map(|m| E::parse_id(&m.id))
+                    .collect();
+                let records = E::read(self, &ids).await?;
+                let documents: Vec<Option<Document>> = records
+                    .iter()
+                    .map(|r| r.as_ref().map(Queryable::document))
+                    .collect();
+                if ids.len() == result.members.len() && result.describes(&documents) {
+                    return Ok(page_of(&result, records.into_iter().flatten().collect()));
+                }
+                tracing::warn!(
+                    query = name,
+                    "a cached result no longer matched its records; dropped"
+                );
+                self.cache.count_stale_result(name);
+                self.cache.drop_result(&spec).await;
+                None
+            }
+            ResultLookup::Miss(guard) => Some(guard),
+            ResultLookup::Bypass => None,
+        };
+
+        let per_source = self.store.run_spec(&spec).await?;
+        let mut stored: HashMap<Scalar, Document> = per_source
+            .iter()
+            .flatten()
+            .filter_map(|d| Some((Scalar::from_bson(d.get("_id")?)?, d.clone())))
+            .collect();
+        let result = CachedResult::from_documents(spec, per_source);
+        let records = result
+            .members
+            .iter()
+            .filter_map(|m| stored.remove(&m.id))
+            .map(E::from_stored)
+            .collect::<Result<Vec<E>, _>>()?;
+        let entries: Vec<(E::Id, Entry<E>)> = records
+            .iter()
+            .map(|r| (r.id(), Entry::present(r.version(), r.clone())))
+            .collect();
+        self.cache.fill_many(&entries).await;
+        if let Some(guard) = guard {
+            self.cache.fill_result(&result, guard).await;
+        }
+        Ok(page_of(&result, records))
+    }
+
+    /// For each book id, in order, the id of the bookstore that holds it (`None` for a book
+    /// in no store, or no book). A cached result over exactly these ids, projecting each
+    /// book's `bookstoreId`, so a warm call reads no book at all.
+    pub(super) async fn bookstore_ids_for_books(
+        &self,
+        book_ids: &[BookId],
+    ) -> Result<Vec<Option<BookstoreId>>, DatastoreError> {
+        let mut ids: Vec<Scalar> = book_ids
+            .iter()
+            .map(|id| Scalar::Id(id.to_string()))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        let spec = Spec {
+            name: "bookstoresForBooks".to_owned(),
+            sources: vec![
+                Source::of::<Book>(Filter::In("_id".into(), ids)).projecting("bookstoreId")
+            ],
+            after: None,
+            first: None,
+        };
+        let result = match self.cache.lookup_result(&spec).await {
+            ResultLookup::Hit(result) => result,
+            lookup => {
+                let per_source = self.store.run_spec(&spec).await?;
+                let result = CachedResult::from_documents(spec, per_source);
+                if let ResultLookup::Miss(guard) = lookup {
+                    self.cache.fill_result(&result, guard).await;
+                }
+                result
+            }
+        };
+        let store_of: HashMap<&Scalar, Option<BookstoreId>> = result
+            .members
+            .iter()
+            .map(|m| {
+                let store = m.project.as_ref().and_then(Bookstore::parse_id);
+                (&m.id, store)
+            })
+            .collect();
+        Ok(book_ids
+            .iter()
+            .map(|id| store_of.get(&Scalar::Id(id.to_string())).copied().flatten())
+            .collect())
+    }
+
+    /// Reconciles cached results with committed writes of one entity: each pair is the
+    /// record before and after the write (`None` before a create, after a delete).
+    pub(super) async fn reconcile<E: Queryable>(&self, changes: &[(Option<&E>, Option<&E>)]) {
+        let writes: Vec<Reconcile> = changes
+            .iter()
+            .filter_map(|(before, after)| {
+                let record = after.or(*before)?;
+                Some(Reconcile {
+                    written: Written {
+                        collection: E::COLLECTION.to_owned(),
+                        id: Scalar::Id(record.id().to_string()),
+                        document: after.map(Queryable::document),
+                    },
+                    before: before.map(Queryable::document),
+                    // A delete is versioned like its tombstone: one past the last version.
+                    version: after.map_or_else(|| record.version() + 1, |a| a.version()),
+                })
+            })
+            .collect();
+        self.cache
+            .reconcile(E::COLLECTION, E::TERM_FIELDS, &writes)
+            .await;
+    }
+}
+
+fn page_of<T>(result: &CachedResult, items: Vec<T>) -> Page<T> {
+    Page {
+        items,
+        has_next: !result.complete,
+        end_cursor: result.members.last().map(|m| m.cursor().encode()),
+    }
+}

@@ -1,0 +1,73 @@
+//! Runs a cached query's spec against MongoDB: each source's filter, after the page's cursor,
+//! in page order, one row more than the page so the caller knows whether more exist.
+
+use futures::TryStreamExt;
+use mongodb::bson::{doc, Bson, Document};
+
+use super::{bounded, Store, StoreError};
+use crate::query::{Cursor, Filter, Source, Spec};
+
+impl Store {
+    /// The stored documents each source of `spec` contributes, in page order (at most
+    /// `first + 1` per source). One query per source.
+    pub async fn run_spec(&self, spec: &Spec) -> Result<Vec<Vec<Document>>, StoreError> {
+        let mut per_source = Vec::with_capacity(spec.sources.len());
+        for source in &spec.sources {
+            per_source.push(
+                self.run_source(source, spec.after.as_ref(), spec.first)
+                    .await?,
+            );
+        }
+        Ok(per_source)
+    }
+
+    async fn run_source(
+        &self,
+        source: &Source,
+        after: Option<&Cursor>,
+        first: Option<usize>,
+    ) -> Result<Vec<Document>, StoreError> {
+        let mut filter = source.filter.to_mongo();
+        if let Some(cursor) = after {
+            filter = doc! { "$and": [filter, after_cursor(&source.sort_field, cursor)] };
+        }
+        let collection = self.database.collection::<Document>(&source.collection);
+        let mut find = collection
+            .find(filter)
+            .sort(doc! { &source.sort_field: 1, "_id": 1 });
+        if let Some(first) = first {
+            find = find.limit(first as i64 + 1);
+        }
+        bounded(self.timeout, async { find.await?.try_collect().await }).await
+    }
+}
+
+/// Strictly after `cursor` in (sort field, `_id`) order.
+fn after_cursor(sort_field: &str, cursor: &Cursor) -> Document {
+    let key: Bson = cursor.key.to_bson();
+    let id: Bson = cursor.id.to_bson();
+    doc! { "$or": [
+        { sort_field: { "$gt": key.clone() } },
+        { sort_field: key, "_id": { "$gt": id } },
+    ] }
+}
+
+/// Runs a bare filter on a collection (tests compare the cache with this).
+impl Store {
+    pub async fn find_matching(
+        &self,
+        collection: &str,
+        filter: &Filter,
+    ) -> Result<Vec<Document>, StoreError> {
+        let collection = self.database.collection::<Document>(collection);
+        bounded(self.timeout, async {
+            collection
+                .find(filter.to_mongo())
+                .sort(doc! { "_id": 1 })
+                .await?
+                .try_collect()
+                .await
+        })
+        .await
+    }
+}
