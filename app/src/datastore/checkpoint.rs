@@ -10,8 +10,13 @@ use tokio::sync::oneshot;
 
 #[derive(Default)]
 pub struct Checkpoints {
-    before_fill: Mutex<Option<Pause>>,
+    before_fill: Point,
+    before_result_fill: Point,
 }
+
+/// One pause point, armed for at most one passing task.
+#[derive(Default)]
+struct Point(Mutex<Option<Pause>>);
 
 struct Pause {
     reached: oneshot::Sender<()>,
@@ -25,14 +30,32 @@ pub struct PauseHandle {
 }
 
 impl Checkpoints {
-    /// Arms the point between a read's MongoDB query and its cache fill, for the next read.
+    /// Arms the point between a read's MongoDB query and its entity-cache fill, for the next
+    /// read.
     pub fn pause_before_fill(&self) -> PauseHandle {
+        self.before_fill.arm()
+    }
+
+    /// Arms the point between a list query's MongoDB query and its result-cache fill, for the
+    /// next list query that misses.
+    pub fn pause_before_result_fill(&self) -> PauseHandle {
+        self.before_result_fill.arm()
+    }
+
+    pub(super) async fn before_fill(&self) {
+        self.before_fill.pass().await;
+    }
+
+    pub(super) async fn before_result_fill(&self) {
+        self.before_result_fill.pass().await;
+    }
+}
+
+impl Point {
+    fn arm(&self) -> PauseHandle {
         let (reached_tx, reached_rx) = oneshot::channel();
         let (resume_tx, resume_rx) = oneshot::channel();
-        *self
-            .before_fill
-            .lock()
-            .expect("checkpoint lock is never poisoned") = Some(Pause {
+        *self.0.lock().expect("checkpoint lock is never poisoned") = Some(Pause {
             reached: reached_tx,
             resume: resume_rx,
         });
@@ -42,9 +65,9 @@ impl Checkpoints {
         }
     }
 
-    pub(super) async fn before_fill(&self) {
+    async fn pass(&self) {
         let armed = self
-            .before_fill
+            .0
             .lock()
             .expect("checkpoint lock is never poisoned")
             .take();

@@ -181,6 +181,7 @@ impl Datastore {
             .collect();
         self.cache.fill_many(&entries).await;
         if let Some(guard) = guard {
+            self.checkpoints.before_result_fill().await;
             self.cache.fill_result(&result, guard).await;
         }
         Ok(page_of(&result, records))

@@ -93,7 +93,9 @@ impl BookQuery {
         }
         let ids = ids.iter().map(parse_id).collect::<Result<Vec<_>>>()?;
         let books = datastore(ctx).books(&ids).await.map_err(datastore_error)?;
-        prefetch_bookstores(ctx, books.iter().flatten()).await?;
+        if ctx.look_ahead().field("bookstore").exists() {
+            prefetch_bookstores(ctx, books.iter().flatten()).await?;
+        }
         Ok(books.into_iter().map(|book| book.map(BookObject)).collect())
     }
 }

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use super::{
     books::{datastore, parse_id, BookObject},
     error::{bad_input, datastore_error},
+    lists::{self, BookConnection, BookFilter},
     Limits,
 };
 use crate::domain::{Bookstore, BookstoreChanges, BookstoreId, BookstoreName, Label, NewBookstore};
@@ -36,6 +37,17 @@ impl BookstoreObject {
 
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
+    }
+
+    /// The books this store holds, ordered by title, `first` at a time (at most 100).
+    async fn books(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<BookFilter>,
+        #[graphql(default = 20)] first: i32,
+        after: Option<String>,
+    ) -> Result<BookConnection> {
+        lists::bookstore_books(ctx, self.0.id, filter, first, after).await
     }
 }
 

@@ -6,9 +6,11 @@
 use std::sync::Arc;
 
 use async_graphql::{
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation},
+    extensions::{
+        Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextValidation,
+    },
     parser::types::ExecutableDocument,
-    ErrorExtensions, ServerError, ServerResult, ValidationResult, Variables,
+    ErrorExtensions, Response, ServerError, ServerResult, ValidationResult, Variables,
 };
 
 use crate::datastore::DatastoreError;
@@ -84,7 +86,10 @@ pub fn bad_input(message: impl std::fmt::Display) -> async_graphql::Error {
     client_error(Code::BadUserInput, message.to_string())
 }
 
-/// Gives parse and validation failures (including depth and complexity limits) a code.
+/// Gives parse and validation failures (including depth and complexity limits) a code, and
+/// `BAD_USER_INPUT` to execution errors that have none: those come from coercing arguments
+/// (an explicit `null` for a non-null argument, a malformed input object), since every error a
+/// resolver raises carries its code already.
 pub struct RequestErrorCodes;
 
 impl ExtensionFactory for RequestErrorCodes {
@@ -114,6 +119,25 @@ impl Extension for RequestErrorCodesExtension {
             }
             error
         })
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        let mut response = next.run(ctx, operation_name).await;
+        for error in &mut response.errors {
+            if error
+                .extensions
+                .as_ref()
+                .is_none_or(|e| e.get("code").is_none())
+            {
+                with_code(error, Code::BadUserInput);
+            }
+        }
+        response
     }
 
     async fn validation(

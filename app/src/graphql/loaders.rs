@@ -61,15 +61,13 @@ pub fn per_request(
     )
 }
 
-/// Loads the bookstores of `books` in one batch when the current field's selection asks for
-/// `bookstore`, so that resolving the list costs one read per layer however long it is.
+/// Loads the bookstores of `books` in one batch, so that resolving `bookstore` on each of them
+/// costs one read per layer however long the list is. Call it when the selection asks for
+/// `bookstore` (see `ctx.look_ahead()`).
 pub async fn prefetch_bookstores<'a>(
     ctx: &Context<'_>,
     books: impl IntoIterator<Item = &'a Book>,
 ) -> Result<()> {
-    if !ctx.look_ahead().field("bookstore").exists() {
-        return Ok(());
-    }
     let ids: Vec<BookstoreId> = books
         .into_iter()
         .filter_map(|book| book.bookstore_id)

@@ -8,6 +8,7 @@ pub mod auth;
 mod books;
 mod bookstores;
 pub mod error;
+mod lists;
 mod loaders;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
@@ -18,7 +19,11 @@ pub use auth::Caller;
 pub use loaders::per_request;
 
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(books::BookQuery, bookstores::BookstoreQuery);
+pub struct QueryRoot(
+    books::BookQuery,
+    bookstores::BookstoreQuery,
+    lists::ListQuery,
+);
 
 #[derive(MergedObject, Default)]
 pub struct MutationRoot(books::BookMutation, bookstores::BookstoreMutation);

@@ -9,3 +9,4 @@ mod faults;
 mod helpers;
 mod http;
 mod invariants;
+mod queries;
