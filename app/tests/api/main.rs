@@ -6,6 +6,7 @@ mod books;
 mod bookstores;
 mod cache;
 mod faults;
+mod filters;
 mod helpers;
 mod http;
 mod invariants;
