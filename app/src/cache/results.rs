@@ -32,7 +32,6 @@
 
 use std::collections::BTreeSet;
 
-use mongodb::bson::Document;
 use redis::Script;
 
 use super::{Cache, CacheError};
@@ -57,12 +56,10 @@ pub struct FillGuard {
     generations: Vec<String>,
 }
 
-/// One record a write changed, with what reconciliation needs: the stored document before
-/// the write (for the ranges it leaves) and the version the write produced.
+/// One record a write changed, and the version the write produced.
 #[derive(Debug, Clone)]
 pub struct Reconcile {
     pub written: Written,
-    pub before: Option<Document>,
     pub version: Version,
 }
 
@@ -341,8 +338,8 @@ impl Cache {
             ranges.extend(visited_ranges(
                 collection,
                 term_fields,
-                write.before.as_ref(),
-                write.written.document.as_ref(),
+                write.written.before.as_ref(),
+                write.written.after.as_ref(),
             ));
         }
         let ranges: Vec<String> = ranges.into_iter().collect();

@@ -244,9 +244,9 @@ impl Datastore {
                     written: Written {
                         collection: E::COLLECTION.to_owned(),
                         id: Scalar::Id(record.id().to_string()),
-                        document: after.map(Queryable::document),
+                        before: before.map(Queryable::document),
+                        after: after.map(Queryable::document),
                     },
-                    before: before.map(Queryable::document),
                     // A delete is versioned like its tombstone: one past the last version.
                     version: after.map_or_else(|| record.version() + 1, |a| a.version()),
                 })

@@ -10,7 +10,7 @@
 //! |-------------------------------|-------------------------------------|-------------------------------------------|
 //! | matches, sorts inside         | insert or move it                   | insert or move it, then drop the last member if over the page size |
 //! | matches, sorts past the end   | (cannot happen: complete)           | a member moving out: drop the result (its successor is unknown); otherwise no change |
-//! | no longer matches, or deleted | remove it                           | a member leaving: drop the result; otherwise no change |
+//! | no longer matches, or deleted | remove it                           | a member leaving: drop the result; a record from beyond the end leaving: drop it too (whether more remain is unknown); otherwise no change |
 //!
 //! "Drop" deletes the cached result; the next read recomputes it from MongoDB. Keyset pages
 //! (`after` a cursor, ordered by a sort field then `_id`) make insertion exact: a page's range
@@ -233,12 +233,14 @@ pub enum Change {
     Drop,
 }
 
-/// A record as a write left it: its collection, id and stored document (`None`: deleted).
+/// One record a write changed: its collection, id, and stored document before and after the
+/// write (`None` before a create, after a delete).
 #[derive(Debug, Clone)]
 pub struct Written {
     pub collection: String,
     pub id: Scalar,
-    pub document: Option<Document>,
+    pub before: Option<Document>,
+    pub after: Option<Document>,
 }
 
 impl CachedResult {
@@ -298,13 +300,27 @@ impl CachedResult {
             .members
             .iter()
             .position(|m| m.source == source && m.id == written.id);
-        let entering = written.document.as_ref().and_then(|document| {
+        let entering = written.after.as_ref().and_then(|document| {
             let member = member_of(&self.spec, source, document)?;
             self.spec.after_cursor(&member.position()).then_some(member)
         });
 
         match (current, entering) {
-            (None, None) => Change::Unchanged,
+            (None, None) => {
+                // Not a member and not one now. If it matched after the cursor before, it was
+                // one of the records beyond a full page; with it gone, whether any remain (the
+                // page's "has next") is unknown.
+                let was_beyond = !self.complete
+                    && written.before.as_ref().is_some_and(|document| {
+                        member_of(&self.spec, source, document)
+                            .is_some_and(|member| self.spec.after_cursor(&member.position()))
+                    });
+                if was_beyond {
+                    Change::Drop
+                } else {
+                    Change::Unchanged
+                }
+            }
             (Some(index), None) => {
                 // A member leaves. Exact only when nothing lies beyond the page.
                 if !self.complete {

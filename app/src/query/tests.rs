@@ -33,7 +33,15 @@ fn written(document: Document) -> Written {
     Written {
         collection: "apples".into(),
         id: Scalar::Id(document.get_object_id("_id").unwrap().to_hex()),
-        document: Some(document),
+        before: None,
+        after: Some(document),
+    }
+}
+
+fn changed(before: Document, after: Document) -> Written {
+    Written {
+        before: Some(before),
+        ..written(after)
     }
 }
 
@@ -41,7 +49,8 @@ fn deleted(n: u8) -> Written {
     Written {
         collection: "apples".into(),
         id: Scalar::Id(id(n).to_hex()),
-        document: None,
+        before: None,
+        after: None,
     }
 }
 
@@ -107,6 +116,21 @@ fn a_record_sorting_past_a_full_page_leaves_it_alone() {
         Change::Unchanged
     );
     assert_eq!(names(&page), ["b", "d"]);
+}
+
+#[test]
+fn a_record_leaving_from_beyond_a_full_page_drops_it() {
+    // f was beyond the page: with it gone, whether more remain is unknown.
+    let gone = changed(fruit(6, "f", "red"), fruit(6, "f", "green"));
+    assert_eq!(full_page().apply(&gone), Change::Drop);
+    let gone = Written {
+        before: Some(fruit(6, "f", "red")),
+        ..deleted(6)
+    };
+    assert_eq!(full_page().apply(&gone), Change::Drop);
+    // A complete page has nothing beyond it to lose.
+    let unrelated = changed(fruit(9, "x", "red"), fruit(9, "x", "green"));
+    assert_eq!(complete_page().apply(&unrelated), Change::Unchanged);
 }
 
 #[test]

@@ -10,4 +10,5 @@ mod filters;
 mod helpers;
 mod http;
 mod invariants;
+mod model;
 mod queries;
