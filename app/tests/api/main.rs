@@ -7,6 +7,7 @@ mod bookstores;
 mod cache;
 mod faults;
 mod filters;
+mod fruit;
 mod helpers;
 mod http;
 mod invariants;
