@@ -89,6 +89,7 @@ pub struct Cache {
     results: ResultScripts,
     /// Index ranges whose reconciliation failed (see [`results`]).
     dirty_results: Mutex<BTreeSet<String>>,
+    dirty_count: tokio::sync::watch::Sender<usize>,
     metrics: Metrics,
 }
 
@@ -117,6 +118,7 @@ impl Cache {
             repairs: Repairs::new(),
             results: ResultScripts::new(),
             dirty_results: Mutex::default(),
+            dirty_count: tokio::sync::watch::Sender::new(0),
             metrics: metrics.clone(),
         })
     }

@@ -434,7 +434,9 @@ impl Cache {
     }
 
     fn mark_dirty(&self, ranges: Vec<String>) {
-        self.dirty_ranges().extend(ranges);
+        let mut dirty = self.dirty_ranges();
+        dirty.extend(ranges);
+        self.dirty_count.send_replace(dirty.len());
     }
 
     /// Drops the results of ranges whose reconciliation failed; part of the repair loop.
@@ -465,6 +467,7 @@ impl Cache {
                 for range in &ranges {
                     dirty.remove(range);
                 }
+                self.dirty_count.send_replace(dirty.len());
                 tracing::info!(
                     ranges = ranges.len(),
                     "results of unreconciled writes dropped"
@@ -477,6 +480,13 @@ impl Cache {
     /// Whether every failed reconciliation has been repaired.
     pub fn results_clean(&self) -> bool {
         self.dirty_ranges().is_empty()
+    }
+
+    /// Resolves once every failed reconciliation has been repaired.
+    pub async fn results_repaired(&self) {
+        let mut count = self.dirty_count.subscribe();
+        // The sender lives as long as `self`, so the channel cannot close under us.
+        let _ = count.wait_for(|dirty| *dirty == 0).await;
     }
 }
 

@@ -138,3 +138,55 @@ async fn with_mongodb_down_cached_reads_answer_and_writes_fail_without_half_writ
     assert_eq!(stored[0].version, 1, "and MongoDB unchanged");
     assert_eq!(stored[0].title.as_str(), "Cached");
 }
+
+/// A write whose reconciliation cannot reach Redis: cached results are not used until the
+/// affected ranges are dropped, so no result that misses the write is ever served.
+#[tokio::test]
+async fn a_write_that_cannot_reconcile_never_leaves_a_stale_result_served() {
+    let app = TestApp::spawn_with(Options {
+        proxy_redis: true,
+        ..Default::default()
+    })
+    .await;
+    const PAGE: &str = "{ books(filter: { author: \"A. Author\" }) { nodes { title } } }";
+    let titles = |body: Value| {
+        body["data"]["books"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["title"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    app.create_book("/works/Q1", "First").await;
+    assert_eq!(titles(app.graphql(PAGE, json!({})).await), ["First"]);
+
+    let proxy = app.redis_proxy.as_ref().expect("proxy");
+    proxy.cut();
+    app.create_book("/works/Q2", "Second").await;
+    assert!(!app.datastore.cache().results_clean());
+    proxy.restore();
+
+    assert_eq!(
+        titles(app.graphql(PAGE, json!({})).await),
+        ["First", "Second"],
+        "the unreconciled result is bypassed"
+    );
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        app.datastore.cache().results_repaired(),
+    )
+    .await
+    .expect("the ranges are dropped once Redis answers");
+    assert_eq!(
+        titles(app.graphql(PAGE, json!({})).await),
+        ["First", "Second"]
+    );
+    assert_eq!(
+        titles(app.graphql(PAGE, json!({})).await),
+        ["First", "Second"]
+    );
+    assert!(
+        app.metrics.query_cache_count("hit") >= 1,
+        "cached again after the repair"
+    );
+}
