@@ -59,3 +59,8 @@ schema: ## Regenerate schema.graphql from the code
 .PHONY: bench
 bench: stack-up ## Cached book(id) over HTTP vs an axum hello-world, with oha; prints req/s, p50, p99, ratio
 	@$(STACK_ENV); scripts/bench
+
+.PHONY: bench-queries
+bench-queries: stack-up ## The query-result cache: warm/cold req/s and p99, and write cost as cached results grow
+	@cargo build --release -q -p oponn --example bench_queries
+	@$(STACK_ENV); cargo run --release -q -p oponn --example bench_queries

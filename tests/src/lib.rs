@@ -9,4 +9,4 @@ mod proxy;
 mod stack;
 
 pub use proxy::TcpProxy;
-pub use stack::{delete_keys_with_prefix, oponn_binary, unique_name, Stack};
+pub use stack::{delete_app_keys, delete_keys_with_prefix, oponn_binary, unique_name, Stack};

@@ -51,6 +51,13 @@ pub fn unique_name(prefix: &str) -> String {
 }
 
 /// Deletes every key that starts with `prefix` (SCAN, not KEYS, so a busy Redis is not blocked).
+/// Deletes every key an app with key prefix `prefix` writes: entity keys (`<prefix>...`) and
+/// the query-result cache's hash-tagged keys (`{<prefix>q}...`).
+pub async fn delete_app_keys(redis_url: &str, prefix: &str) -> redis::RedisResult<()> {
+    delete_keys_with_prefix(redis_url, prefix).await?;
+    delete_keys_with_prefix(redis_url, &format!("{{{prefix}q}}")).await
+}
+
 pub async fn delete_keys_with_prefix(redis_url: &str, prefix: &str) -> redis::RedisResult<()> {
     let client = redis::Client::open(redis_url)?;
     let mut connection = client.get_multiplexed_async_connection().await?;

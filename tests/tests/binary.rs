@@ -2,7 +2,7 @@
 
 use std::{process::Stdio, time::Duration};
 
-use oponn_tests::{delete_keys_with_prefix, oponn_binary, unique_name, Stack};
+use oponn_tests::{delete_app_keys, oponn_binary, unique_name, Stack};
 use serde_json::{json, Value};
 use tokio::{
     io::{AsyncBufReadExt, BufReader, Lines},
@@ -88,7 +88,7 @@ impl Drop for Env {
                 if let Ok(client) = mongodb::Client::with_uri_str(&stack.mongodb_uri).await {
                     let _ = client.database(&database).drop().await;
                 }
-                let _ = delete_keys_with_prefix(&stack.redis_url, &prefix).await;
+                let _ = delete_app_keys(&stack.redis_url, &prefix).await;
             });
         })
         .join();

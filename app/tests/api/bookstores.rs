@@ -205,12 +205,9 @@ async fn bookstores_for_books_costs_the_same_round_trips_for_1_10_and_1000_books
     }
     for n in [1usize, 10, 1000] {
         // Start every size cold: forget every book and store cached so far.
-        oponn_tests::delete_keys_with_prefix(
-            &oponn_tests::Stack::from_env().redis_url,
-            &app.key_prefix,
-        )
-        .await
-        .expect("flush this test's keys");
+        oponn_tests::delete_app_keys(&oponn_tests::Stack::from_env().redis_url, &app.key_prefix)
+            .await
+            .expect("flush this test's keys");
         let ids: Vec<String> = ids[..n].iter().map(ToString::to_string).collect();
         let (finds, trips) = (app.mongo_finds(), app.redis_round_trips());
         let cold = app.graphql(FOR_BOOKS, json!({ "ids": ids })).await;
@@ -262,12 +259,9 @@ async fn book_bookstore_is_batched_across_a_response() {
         .await;
         ids.push(book["id"].clone());
     }
-    oponn_tests::delete_keys_with_prefix(
-        &oponn_tests::Stack::from_env().redis_url,
-        &app.key_prefix,
-    )
-    .await
-    .expect("flush this test's keys");
+    oponn_tests::delete_app_keys(&oponn_tests::Stack::from_env().redis_url, &app.key_prefix)
+        .await
+        .expect("flush this test's keys");
     let (finds, trips) = (app.mongo_finds(), app.redis_round_trips());
     let body = app
         .graphql(

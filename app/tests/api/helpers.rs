@@ -11,7 +11,7 @@ use oponn::{
     metrics::Metrics,
     startup::Application,
 };
-use oponn_tests::{delete_keys_with_prefix, unique_name, Stack, TcpProxy};
+use oponn_tests::{delete_app_keys, unique_name, Stack, TcpProxy};
 use serde_json::{json, Value};
 use tokio::{sync::oneshot, task::JoinHandle};
 
@@ -245,7 +245,7 @@ impl Drop for TestApp {
                 if let Ok(client) = mongodb::Client::with_uri_str(&stack.mongodb_uri).await {
                     let _ = client.database(&database).drop().await;
                 }
-                let _ = delete_keys_with_prefix(&stack.redis_url, &prefix).await;
+                let _ = delete_app_keys(&stack.redis_url, &prefix).await;
             });
         });
         let _ = cleanup.join();
