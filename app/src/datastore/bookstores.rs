@@ -8,7 +8,7 @@
 
 use super::{Datastore, DatastoreError};
 use crate::{
-    cache::CacheEntity,
+    cache::{CacheEntity, Entry},
     domain::{
         Book, BookChanges, BookId, Bookstore, BookstoreChanges, BookstoreId, BookstoreName,
         NewBookstore, Version,
@@ -112,18 +112,51 @@ impl Datastore {
         Ok(after)
     }
 
-    /// Deletes an empty bookstore; one that still holds books is a conflict (move them first).
+    /// Deletes a bookstore. What happens to the books it holds is the caller's choice:
+    /// refuse (a conflict while it holds any), move them to another store, or delete them.
     #[tracing::instrument(skip(self), fields(bookstore_id = %id))]
     pub async fn delete_bookstore(
         &self,
         id: BookstoreId,
         expected: Option<Version>,
+        held_books: HeldBooks,
     ) -> Result<Bookstore, DatastoreError> {
-        let held = self.store.books().count_in_store(id).await?;
-        if held > 0 {
+        let Some(store) = self.store.bookstores().find_many(&[id]).await?.pop() else {
+            return Err(DatastoreError::NotFound {
+                entity: "bookstore",
+                id: id.to_string(),
+            });
+        };
+        if let Some(expected) = expected.filter(|v| *v != store.version) {
             return Err(DatastoreError::Conflict(format!(
-                "bookstore {id} still holds {held} book(s): move them to another store first"
+                "bookstore {id} is at version {}, not the expected {expected}",
+                store.version
             )));
+        }
+        match held_books {
+            HeldBooks::Refuse => {
+                let held = self.store.books().count_in_store(id).await?;
+                if held > 0 {
+                    return Err(DatastoreError::Conflict(format!(
+                        "bookstore {id} still holds {held} book(s): move them to another store, \
+                         or ask to move or delete them with the store"
+                    )));
+                }
+            }
+            HeldBooks::MoveTo(target) => {
+                if target == id {
+                    return Err(DatastoreError::InvalidInput(
+                        "moveBooksTo: the store being deleted cannot receive its own books".into(),
+                    ));
+                }
+                if self.bookstore(target).await?.is_none() {
+                    return Err(DatastoreError::InvalidInput(format!(
+                        "moveBooksTo: bookstore {target} does not exist"
+                    )));
+                }
+                self.empty_store(id, Some(target)).await?;
+            }
+            HeldBooks::Delete => self.empty_store(id, None).await?,
         }
         let deleted = settled(
             self.store.bookstores().delete(id, expected).await?,
@@ -133,6 +166,29 @@ impl Datastore {
         self.cache_deleted(&deleted).await;
         self.reconcile(&[(Some(&deleted), None)]).await;
         Ok(deleted)
+    }
+
+    /// Moves (or deletes) every book of `from`, then caches and reconciles what changed.
+    async fn empty_store(
+        &self,
+        from: BookstoreId,
+        to: Option<BookstoreId>,
+    ) -> Result<(), DatastoreError> {
+        let changed = self.store.books().empty_store(from, to).await?;
+        let entries: Vec<(BookId, Entry<Book>)> = changed
+            .iter()
+            .map(|(before, after)| match after {
+                Some(after) => (after.id, Entry::present(after.version, after.clone())),
+                None => (before.id, Entry::absent(before.version + 1)),
+            })
+            .collect();
+        self.cache.write_through(&entries).await;
+        let pairs: Vec<(Option<&Book>, Option<&Book>)> = changed
+            .iter()
+            .map(|(before, after)| (Some(before), after.as_ref()))
+            .collect();
+        self.reconcile(&pairs).await;
+        Ok(())
     }
 
     /// Puts a book in a bookstore (`None`: in no store). The store must exist.
@@ -184,6 +240,17 @@ impl Datastore {
             _ => DatastoreError::Conflict(format!("the name {:?} is taken", name.as_str())),
         }
     }
+}
+
+/// What deleting a bookstore does with the books it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldBooks {
+    /// Refuse to delete a store that holds books (`CONFLICT`).
+    Refuse,
+    /// Move them to this store first.
+    MoveTo(BookstoreId),
+    /// Delete them with the store.
+    Delete,
 }
 
 fn settled<T>(

@@ -25,6 +25,7 @@ mod read_through;
 
 use std::sync::Arc;
 
+pub use bookstores::HeldBooks;
 pub use checkpoint::{Checkpoints, PauseHandle};
 pub use error::DatastoreError;
 pub use queries::Page;

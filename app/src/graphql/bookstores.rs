@@ -10,6 +10,7 @@ use super::{
     lists::{self, BookConnection, BookFilter},
     Limits,
 };
+use crate::datastore::HeldBooks;
 use crate::domain::{Bookstore, BookstoreChanges, BookstoreId, BookstoreName, Label, NewBookstore};
 
 /// A bookstore, as clients see it.
@@ -166,16 +167,27 @@ impl BookstoreMutation {
         Ok(BookstoreObject(store))
     }
 
-    /// Deletes an empty bookstore and returns it as it was. `CONFLICT` while it holds books.
+    /// Deletes a bookstore and returns it as it was. While it holds books this is a
+    /// `CONFLICT`, unless `moveBooksTo` names a store to move them to or `deleteBooks` is true.
     async fn delete_bookstore(
         &self,
         ctx: &Context<'_>,
         id: ID,
         expected_version: Option<i64>,
+        #[graphql(desc = "Move the store's books to this store first.")] move_books_to: Option<ID>,
+        #[graphql(desc = "Delete the store's books with it.")] delete_books: Option<bool>,
     ) -> Result<BookstoreObject> {
         let id = parse_bookstore_id(&id)?;
+        let held = match (move_books_to, delete_books.unwrap_or(false)) {
+            (Some(_), true) => {
+                return Err(bad_input("give moveBooksTo or deleteBooks, not both"));
+            }
+            (Some(target), false) => HeldBooks::MoveTo(parse_bookstore_id(&target)?),
+            (None, true) => HeldBooks::Delete,
+            (None, false) => HeldBooks::Refuse,
+        };
         let store = datastore(ctx)
-            .delete_bookstore(id, expected_version)
+            .delete_bookstore(id, expected_version, held)
             .await
             .map_err(datastore_error)?;
         Ok(BookstoreObject(store))

@@ -265,6 +265,102 @@ impl BookStore {
         Err(StoreError::Contended)
     }
 
+    /// Moves every book of `from` to `to` (`None`: deletes them instead), returning each book
+    /// this call changed, before and after. Two round trips besides reading the books: one
+    /// bulk write, one read back. A book another writer changed meanwhile keeps that writer's
+    /// state and is not returned.
+    pub async fn empty_store(
+        &self,
+        from: BookstoreId,
+        to: Option<BookstoreId>,
+    ) -> Result<Vec<(Book, Option<Book>)>, StoreError> {
+        let held: Vec<BookDocument> = bounded(self.timeout, async {
+            self.collection
+                .find(doc! { "bookstoreId": from.object_id() })
+                .await?
+                .try_collect()
+                .await
+        })
+        .await?;
+        let ids: Vec<ObjectId> = held.iter().map(|d| d.id).collect();
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Only books still in `from`, each at the version read: a concurrent write wins.
+        let still_held = |document: &BookDocument| {
+            doc! {
+                "_id": document.id, "version": document.version, "bookstoreId": from.object_id(),
+            }
+        };
+        let Some(to) = to else {
+            let filters: Vec<Document> = held.iter().map(still_held).collect();
+            let deletes: Vec<Document> = filters
+                .into_iter()
+                .map(|q| doc! { "q": q, "limit": 1 })
+                .collect();
+            let command = doc! { "delete": COLLECTION, "deletes": deletes, "ordered": false };
+            bounded(self.timeout, self.database.run_command(command)).await?;
+            let remaining: Vec<ObjectId> = self.find_ids(&ids).await?;
+            return held
+                .into_iter()
+                .filter(|d| !remaining.contains(&d.id))
+                .map(|d| Ok((Book::try_from(d)?, None)))
+                .collect();
+        };
+        let changes = BookChanges {
+            bookstore_id: Some(Some(to)),
+            ..BookChanges::default()
+        };
+        let update = update_document(&changes);
+        let updates: Vec<Document> = held
+            .iter()
+            .map(|d| doc! { "q": still_held(d), "u": update.clone() })
+            .collect();
+        let command = doc! { "update": COLLECTION, "updates": updates, "ordered": false };
+        bounded(self.timeout, self.database.run_command(command)).await?;
+        let after: HashMap<ObjectId, BookDocument> = bounded(self.timeout, async {
+            self.collection
+                .find(doc! { "_id": { "$in": &ids } })
+                .await?
+                .try_collect::<Vec<_>>()
+                .await
+        })
+        .await?
+        .into_iter()
+        .map(|d| (d.id, d))
+        .collect();
+        held.into_iter()
+            .filter_map(|before| {
+                let after = after.get(&before.id)?;
+                let ours = after.version == before.version + 1
+                    && after.bookstore_id == Some(to.object_id());
+                ours.then(|| {
+                    Ok((
+                        Book::try_from(before)?,
+                        Some(Book::try_from(after.clone())?),
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    async fn find_ids(&self, ids: &[ObjectId]) -> Result<Vec<ObjectId>, StoreError> {
+        let found: Vec<Document> = bounded(self.timeout, async {
+            self.collection
+                .clone_with_type::<Document>()
+                .find(doc! { "_id": { "$in": ids } })
+                .projection(doc! { "_id": 1 })
+                .await?
+                .try_collect()
+                .await
+        })
+        .await?;
+        Ok(found
+            .iter()
+            .filter_map(|d| d.get_object_id("_id").ok())
+            .collect())
+    }
+
     /// How many books `bookstore` holds.
     pub async fn count_in_store(&self, bookstore: BookstoreId) -> Result<u64, StoreError> {
         bounded(

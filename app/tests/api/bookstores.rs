@@ -286,3 +286,88 @@ async fn book_bookstore_is_batched_across_a_response() {
         "lookup and fill, per layer"
     );
 }
+
+const DELETE: &str = "mutation($id: ID!, $to: ID, $drop: Boolean) {
+    deleteBookstore(id: $id, moveBooksTo: $to, deleteBooks: $drop) { id } }";
+const HOLDINGS: &str = "query($id: ID!) { bookstore(id: $id) { books { nodes { title } } } }";
+
+async fn holdings(app: &TestApp, store: &Value) -> Vec<String> {
+    let body = app.graphql(HOLDINGS, json!({ "id": store["id"] })).await;
+    assert_no_errors(&body);
+    body["data"]["bookstore"]["books"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["title"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn deleting_a_store_can_move_its_books_to_another() {
+    let app = TestApp::spawn().await;
+    let (closing, staying) = (
+        create_store(&app, "Closing Down", "Leeds").await,
+        create_store(&app, "Staying Open", "Leeds").await,
+    );
+    for title in ["One", "Two"] {
+        let book = app.create_book(&format!("/works/{title}"), title).await;
+        assert_no_errors(
+            &app.graphql(MOVE, json!({ "book": book["id"], "store": closing["id"] }))
+                .await,
+        );
+    }
+    assert!(
+        holdings(&app, &staying).await.is_empty(),
+        "cached empty before the move"
+    );
+
+    let both = app
+        .graphql(
+            DELETE,
+            json!({ "id": closing["id"], "to": staying["id"], "drop": true }),
+        )
+        .await;
+    assert_eq!(error_code(&both), "BAD_USER_INPUT");
+    let to_itself = app
+        .graphql(DELETE, json!({ "id": closing["id"], "to": closing["id"] }))
+        .await;
+    assert_eq!(error_code(&to_itself), "BAD_USER_INPUT");
+
+    let moved = app
+        .graphql(DELETE, json!({ "id": closing["id"], "to": staying["id"] }))
+        .await;
+    assert_no_errors(&moved);
+    assert_eq!(holdings(&app, &staying).await, ["One", "Two"]);
+    let gone = app.graphql(HOLDINGS, json!({ "id": closing["id"] })).await;
+    assert_eq!(gone["data"]["bookstore"], Value::Null);
+}
+
+#[tokio::test]
+async fn deleting_a_store_can_delete_its_books_with_it() {
+    let app = TestApp::spawn().await;
+    let store = create_store(&app, "Last Chapter", "York").await;
+    let book = app.create_book("/works/LC", "Final").await;
+    assert_no_errors(
+        &app.graphql(MOVE, json!({ "book": book["id"], "store": store["id"] }))
+            .await,
+    );
+    let refused = app.graphql(DELETE, json!({ "id": store["id"] })).await;
+    assert_eq!(error_code(&refused), "CONFLICT");
+
+    assert_no_errors(
+        &app.graphql(DELETE, json!({ "id": store["id"], "drop": true }))
+            .await,
+    );
+    let read = app
+        .graphql(
+            "query($id: ID!) { book(id: $id) { id } }",
+            json!({ "id": book["id"] }),
+        )
+        .await;
+    assert_eq!(
+        read["data"]["book"],
+        Value::Null,
+        "the book went with its store"
+    );
+    assert_eq!(app.count_books().await, 0);
+}

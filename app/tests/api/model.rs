@@ -7,6 +7,7 @@
 use futures::TryStreamExt;
 use mongodb::bson::Document;
 use oponn::{
+    datastore::HeldBooks,
     domain::{
         BookChanges, BookId, BookstoreChanges, BookstoreId, BookstoreName, Label, LabelList,
         NewBookstore, Title,
@@ -172,9 +173,24 @@ async fn random_writes_never_leave_a_cached_result_wrong() {
                 _ => {
                     if let Some(&id) = rng.pick(&stores) {
                         if rng.below(3) == 0 {
+                            let held = match rng.below(3) {
+                                0 => HeldBooks::Refuse,
+                                1 => match rng.pick(&stores) {
+                                    Some(&to) if to != id => HeldBooks::MoveTo(to),
+                                    _ => HeldBooks::Refuse,
+                                },
+                                _ => HeldBooks::Delete,
+                            };
                             // Refused while the store holds books; that is fine too.
-                            if datastore.delete_bookstore(id, None).await.is_ok() {
+                            if datastore.delete_bookstore(id, None, held).await.is_ok() {
                                 stores.retain(|s| *s != id);
+                                let left = datastore
+                                    .store()
+                                    .books()
+                                    .find_many(&books)
+                                    .await
+                                    .expect("books");
+                                books.retain(|b| left.iter().any(|l| l.id == *b));
                             }
                         } else {
                             let changes = BookstoreChanges {
