@@ -10,6 +10,7 @@ mod bookstores;
 pub mod error;
 mod lists;
 mod loaders;
+mod parsed;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 
@@ -49,6 +50,7 @@ pub fn build_schema(datastore: Datastore, settings: &HttpSettings) -> AppSchema 
     })
     .limit_depth(settings.max_query_depth)
     .limit_complexity(settings.max_query_complexity)
+    .extension(parsed::ParsedQueries::default())
     .extension(error::RequestErrorCodes)
     .extension(auth::MutationsNeedToken)
     .finish()
