@@ -225,52 +225,79 @@ impl Cache {
 
     /// Looks a result up, reading its ranges' generations in the same round trip.
     pub async fn lookup_result(&self, spec: &Spec) -> ResultLookup {
-        if !self.dirty_ranges().is_empty() {
-            self.count_results(&spec.name, "bypass");
-            return ResultLookup::Bypass;
+        self.lookup_results(std::slice::from_ref(spec))
+            .await
+            .pop()
+            .expect("one lookup per spec")
+    }
+
+    /// Looks several results up in one round trip (one pipeline), in order.
+    pub async fn lookup_results(&self, specs: &[Spec]) -> Vec<ResultLookup> {
+        let bypass = |this: &Self| {
+            specs
+                .iter()
+                .map(|spec| {
+                    this.count_results(&spec.name, "bypass");
+                    ResultLookup::Bypass
+                })
+                .collect()
+        };
+        if specs.is_empty() {
+            return Vec::new();
         }
-        let ranges = spec.ranges();
+        if !self.dirty_ranges().is_empty() {
+            return bypass(self);
+        }
+        let ranges: Vec<Vec<String>> = specs.iter().map(Spec::ranges).collect();
         let mut pipeline = redis::pipe();
-        pipeline.cmd("GET").arg(self.result_key(spec));
-        for range in &ranges {
-            pipeline
-                .cmd("HGET")
-                .arg(self.gens_key(collection_of(range)))
-                .arg(range);
+        for (spec, ranges) in specs.iter().zip(&ranges) {
+            pipeline.cmd("GET").arg(self.result_key(spec));
+            for range in ranges {
+                pipeline
+                    .cmd("HGET")
+                    .arg(self.gens_key(collection_of(range)))
+                    .arg(range);
+            }
         }
         let mut connection = self.connection.clone();
-        let mut values: Vec<Option<String>> = match self
+        let values: Vec<Option<String>> = match self
             .call("result_lookup", pipeline.query_async(&mut connection))
             .await
         {
             Ok(values) => values,
             Err(error) => {
                 if !matches!(error, CacheError::Bypassed) {
-                    tracing::warn!(%error, query = spec.name, "result lookup failed");
+                    tracing::warn!(%error, "result lookup failed");
                 }
-                self.count_results(&spec.name, "bypass");
-                return ResultLookup::Bypass;
+                return bypass(self);
             }
         };
-        let generations = values
-            .split_off(1)
-            .into_iter()
-            .map(Option::unwrap_or_default)
-            .collect();
-        let cached = values
-            .pop()
-            .flatten()
-            .and_then(|raw| decode_result(&raw).map(|(_, result)| result));
-        match cached {
-            Some(result) if result.spec == *spec => {
-                self.count_results(&spec.name, "hit");
-                ResultLookup::Hit(result)
-            }
-            _ => {
-                self.count_results(&spec.name, "miss");
-                ResultLookup::Miss(FillGuard { generations })
-            }
-        }
+        let mut values = values.into_iter();
+        specs
+            .iter()
+            .zip(&ranges)
+            .map(|(spec, ranges)| {
+                let cached = values
+                    .next()
+                    .flatten()
+                    .and_then(|raw| decode_result(&raw).map(|(_, result)| result));
+                let generations = values
+                    .by_ref()
+                    .take(ranges.len())
+                    .map(Option::unwrap_or_default)
+                    .collect();
+                match cached {
+                    Some(result) if result.spec == *spec => {
+                        self.count_results(&spec.name, "hit");
+                        ResultLookup::Hit(result)
+                    }
+                    _ => {
+                        self.count_results(&spec.name, "miss");
+                        ResultLookup::Miss(FillGuard { generations })
+                    }
+                }
+            })
+            .collect()
     }
 
     /// Stores a computed result, unless a write visited its ranges since `guard` was taken.

@@ -13,7 +13,7 @@ use mongodb::bson::Document;
 use super::{Datastore, DatastoreError};
 use crate::{
     cache::{
-        results::{Reconcile, ResultLookup},
+        results::{FillGuard, Reconcile, ResultLookup},
         Entry,
     },
     domain::{Book, BookId, Bookstore, BookstoreId},
@@ -102,6 +102,11 @@ impl Listed for Bookstore {
 }
 
 impl Datastore {
+    /// The query behind a page of books matching `filter`, ordered by title then id.
+    pub fn books_spec(filter: Filter, first: usize, after: Option<Cursor>) -> Spec {
+        page_spec::<Book>("books", filter, first, after)
+    }
+
     /// A page of books matching `filter`, ordered by title then id.
     pub async fn books_page(
         &self,
@@ -109,7 +114,15 @@ impl Datastore {
         first: usize,
         after: Option<Cursor>,
     ) -> Result<Page<Book>, DatastoreError> {
-        self.page("books", filter, first, after).await
+        let spec = Self::books_spec(filter, first, after);
+        Ok(self.pages(&[spec]).await?.pop().expect("one page per spec"))
+    }
+
+    /// Several pages of books (from [`Datastore::books_spec`]) at the cost of one: one result
+    /// lookup and one read of their books for every page that is cached, a query for each that
+    /// is not.
+    pub async fn books_pages(&self, specs: &[Spec]) -> Result<Vec<Page<Book>>, DatastoreError> {
+        self.pages(specs).await
     }
 
     /// A page of bookstores matching `filter`, ordered by normalised name.
@@ -119,49 +132,67 @@ impl Datastore {
         first: usize,
         after: Option<Cursor>,
     ) -> Result<Page<Bookstore>, DatastoreError> {
-        self.page("bookstores", filter, first, after).await
+        let spec = page_spec::<Bookstore>("bookstores", filter, first, after);
+        Ok(self.pages(&[spec]).await?.pop().expect("one page per spec"))
     }
 
-    async fn page<E: Listed>(
-        &self,
-        name: &str,
-        filter: Filter,
-        first: usize,
-        after: Option<Cursor>,
-    ) -> Result<Page<E>, DatastoreError> {
-        let spec = Spec {
-            name: name.to_owned(),
-            sources: vec![Source::of::<E>(filter)],
-            after,
-            first: Some(first),
-        };
-        let guard = match self.cache.lookup_result(&spec).await {
-            ResultLookup::Hit(result) => {
-                let ids: Vec<E::Id> = result
-                    .members
-                    .iter()
-                    .filter_map(|m| E::parse_id(&m.id))
-                    .collect();
-                let records = E::read(self, &ids).await?;
-                let documents: Vec<Option<Document>> = records
-                    .iter()
-                    .map(|r| r.as_ref().map(Queryable::document))
-                    .collect();
-                if ids.len() == result.members.len() && result.describes(&documents) {
-                    return Ok(page_of(&result, records.into_iter().flatten().collect()));
-                }
-                tracing::warn!(
-                    query = name,
-                    "a cached result no longer matched its records; dropped"
-                );
-                self.cache.count_stale_result(name);
-                self.cache.drop_result(&spec).await;
-                None
-            }
-            ResultLookup::Miss(guard) => Some(guard),
-            ResultLookup::Bypass => None,
-        };
+    async fn pages<E: Listed>(&self, specs: &[Spec]) -> Result<Vec<Page<E>>, DatastoreError> {
+        let lookups = self.cache.lookup_results(specs).await;
+        // Every member of every cached page, read through the entity cache at once.
+        let ids: Vec<E::Id> = lookups
+            .iter()
+            .filter_map(|lookup| match lookup {
+                ResultLookup::Hit(result) => Some(result),
+                _ => None,
+            })
+            .flat_map(|result| result.members.iter().filter_map(|m| E::parse_id(&m.id)))
+            .collect();
+        let records: HashMap<E::Id, E> = E::read(self, &ids)
+            .await?
+            .into_iter()
+            .flatten()
+            .map(|record| (record.id(), record))
+            .collect();
 
+        let mut pages = Vec::with_capacity(specs.len());
+        for (spec, lookup) in specs.iter().zip(lookups) {
+            let guard = match lookup {
+                ResultLookup::Hit(result) => {
+                    let members: Vec<Option<E>> = result
+                        .members
+                        .iter()
+                        .map(|m| E::parse_id(&m.id).and_then(|id| records.get(&id).cloned()))
+                        .collect();
+                    let documents: Vec<Option<Document>> = members
+                        .iter()
+                        .map(|r| r.as_ref().map(Queryable::document))
+                        .collect();
+                    if result.describes(&documents) {
+                        pages.push(page_of(&result, members.into_iter().flatten().collect()));
+                        continue;
+                    }
+                    tracing::warn!(
+                        query = spec.name,
+                        "a cached result no longer matched its records; dropped"
+                    );
+                    self.cache.count_stale_result(&spec.name);
+                    self.cache.drop_result(spec).await;
+                    None
+                }
+                ResultLookup::Miss(guard) => Some(guard),
+                ResultLookup::Bypass => None,
+            };
+            pages.push(self.compute_page(spec.clone(), guard).await?);
+        }
+        Ok(pages)
+    }
+
+    /// Runs a page's query on MongoDB, caches its records and (given a guard) the result.
+    async fn compute_page<E: Listed>(
+        &self,
+        spec: Spec,
+        guard: Option<FillGuard>,
+    ) -> Result<Page<E>, DatastoreError> {
         let per_source = self.store.run_spec(&spec).await?;
         let mut stored: HashMap<Scalar, Document> = per_source
             .iter()
@@ -169,13 +200,13 @@ impl Datastore {
             .filter_map(|d| Some((Scalar::from_bson(d.get("_id")?)?, d.clone())))
             .collect();
         let result = CachedResult::from_documents(spec, per_source);
-        let records = result
+        let items = result
             .members
             .iter()
             .filter_map(|m| stored.remove(&m.id))
             .map(E::from_stored)
             .collect::<Result<Vec<E>, _>>()?;
-        let entries: Vec<(E::Id, Entry<E>)> = records
+        let entries: Vec<(E::Id, Entry<E>)> = items
             .iter()
             .map(|r| (r.id(), Entry::present(r.version(), r.clone())))
             .collect();
@@ -184,7 +215,7 @@ impl Datastore {
             self.checkpoints.before_result_fill().await;
             self.cache.fill_result(&result, guard).await;
         }
-        Ok(page_of(&result, records))
+        Ok(page_of(&result, items))
     }
 
     /// For each book id, in order, the id of the bookstore that holds it (`None` for a book
@@ -255,6 +286,20 @@ impl Datastore {
         self.cache
             .reconcile(E::COLLECTION, E::TERM_FIELDS, &writes)
             .await;
+    }
+}
+
+fn page_spec<E: Queryable>(
+    name: &str,
+    filter: Filter,
+    first: usize,
+    after: Option<Cursor>,
+) -> Spec {
+    Spec {
+        name: name.to_owned(),
+        sources: vec![Source::of::<E>(filter)],
+        after,
+        first: Some(first),
     }
 }
 

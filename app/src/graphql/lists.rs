@@ -9,10 +9,10 @@ use super::{
     books::{datastore, BookObject},
     bookstores::BookstoreObject,
     error::{bad_input, datastore_error},
-    loaders::prefetch_bookstores,
+    loaders::{load_books_page, prefetch_bookstores},
 };
 use crate::{
-    datastore::Page,
+    datastore::{Datastore, Page},
     domain::{BookstoreId, NameKey},
     query::{Cursor, Filter, Scalar},
 };
@@ -153,7 +153,8 @@ fn page_args(first: i32, after: Option<String>) -> Result<(usize, Option<Cursor>
     Ok((first as usize, after))
 }
 
-/// Lists books; shared by `Query.books` and `Bookstore.books`.
+/// Lists books; shared by `Query.books` and `Bookstore.books` (which batches the pages of
+/// every store in a response through a DataLoader).
 pub async fn books_page(
     ctx: &Context<'_>,
     filter: Filter,
@@ -161,10 +162,10 @@ pub async fn books_page(
     after: Option<String>,
 ) -> Result<BookConnection> {
     let (first, after) = page_args(first, after)?;
-    let page = datastore(ctx)
-        .books_page(filter, first, after)
-        .await
-        .map_err(datastore_error)?;
+    let spec = Datastore::books_spec(filter, first, after);
+    let page = load_books_page(ctx, spec)
+        .await?
+        .expect("the loader answers every spec it is given");
     // The selection is `nodes { bookstore }` one level down.
     if ctx.look_ahead().field("nodes").field("bookstore").exists() {
         prefetch_bookstores(ctx, page.items.iter()).await?;

@@ -17,17 +17,41 @@ use async_graphql::{
 
 use super::error::datastore_error;
 use crate::{
-    datastore::Datastore,
+    datastore::{Datastore, Page},
     domain::{Book, Bookstore, BookstoreId},
+    query::Spec,
 };
 
 /// The most ids one batched load carries; the datastore reads them with one `MGET` and one query.
 const MAX_BATCH: usize = 10_000;
+/// The most pages one batched page load carries.
+const MAX_PAGES: usize = 1_000;
 
 pub struct BookstoreLoader(Datastore);
 
 /// The request's bookstore loader, memoising what it read for the rest of the request.
 type Bookstores = DataLoader<BookstoreLoader, HashMapCache>;
+
+/// Loads pages of books (`Bookstore.books` of every store in a response) together: one result
+/// lookup and one read of their books for all of them.
+pub struct BookPagesLoader(Datastore);
+
+impl Loader<Spec> for BookPagesLoader {
+    type Value = Page<Book>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, specs: &[Spec]) -> Result<HashMap<Spec, Page<Book>>, Self::Error> {
+        let pages = self.0.books_pages(specs).await.map_err(datastore_error)?;
+        Ok(specs.iter().cloned().zip(pages).collect())
+    }
+}
+
+/// A page of books through the request's page loader.
+pub async fn load_books_page(ctx: &Context<'_>, spec: Spec) -> Result<Option<Page<Book>>> {
+    ctx.data_unchecked::<DataLoader<BookPagesLoader>>()
+        .load_one(spec)
+        .await
+}
 
 impl Loader<BookstoreId> for BookstoreLoader {
     type Value = Bookstore;
@@ -51,14 +75,19 @@ pub fn per_request(
     request: async_graphql::Request,
     datastore: &Datastore,
 ) -> async_graphql::Request {
-    request.data(
-        DataLoader::with_cache(
-            BookstoreLoader(datastore.clone()),
-            tokio::spawn,
-            HashMapCache::default(),
+    request
+        .data(
+            DataLoader::with_cache(
+                BookstoreLoader(datastore.clone()),
+                tokio::spawn,
+                HashMapCache::default(),
+            )
+            .max_batch_size(MAX_BATCH),
         )
-        .max_batch_size(MAX_BATCH),
-    )
+        .data(
+            DataLoader::new(BookPagesLoader(datastore.clone()), tokio::spawn)
+                .max_batch_size(MAX_PAGES),
+        )
 }
 
 /// Loads the bookstores of `books` in one batch, so that resolving `bookstore` on each of them

@@ -346,3 +346,55 @@ async fn a_result_computed_before_a_write_is_never_cached_after_it() {
     let (page, _) = titles(&app, json!({ "author": "Racing" }), 10).await;
     assert_eq!(page, ["Before", "During"]);
 }
+
+/// No N+1: every store's `books` page in a response is looked up together, so a warm
+/// `bookstores { books }` costs the same Redis round trips for 2 stores as for 6.
+#[tokio::test]
+async fn the_books_of_many_stores_cost_the_same_round_trips_as_of_two() {
+    let app = TestApp::spawn().await;
+    for i in 0..6 {
+        let body = app
+            .graphql(
+                CREATE_STORE,
+                json!({ "name": format!("Branch {i}"), "city": "Bern" }),
+            )
+            .await;
+        let store = body["data"]["createBookstore"]["id"].clone();
+        let book = create(
+            &app,
+            &format!("/works/BR{i}"),
+            &format!("Book {i}"),
+            "Anyone",
+        )
+        .await;
+        assert_no_errors(
+            &app.graphql(MOVE, json!({ "book": book["id"], "store": store }))
+                .await,
+        );
+    }
+    const NESTED: &str =
+        "query($n: Int!) { bookstores(first: $n) { nodes { name books { nodes { title } } } } }";
+    let mut costs = Vec::new();
+    for n in [2, 6] {
+        let cold = app.graphql(NESTED, json!({ "n": n })).await;
+        assert_no_errors(&cold);
+        let (trips, finds) = (app.redis_round_trips(), app.mongo_finds());
+        let warm = app.graphql(NESTED, json!({ "n": n })).await;
+        assert_eq!(warm, cold);
+        let stores = warm["data"]["bookstores"]["nodes"].as_array().unwrap();
+        assert_eq!(stores.len(), n as usize);
+        assert!(stores
+            .iter()
+            .all(|s| s["books"]["nodes"].as_array().unwrap().len() == 1));
+        assert_eq!(app.mongo_finds() - finds, 0, "warm: no MongoDB query");
+        costs.push(app.redis_round_trips() - trips);
+    }
+    assert_eq!(
+        costs[0], costs[1],
+        "the same round trips for 2 and 6 stores"
+    );
+    assert_eq!(
+        costs[0], 4,
+        "stores page, its stores, the books pages, their books"
+    );
+}
