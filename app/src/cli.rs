@@ -1,11 +1,18 @@
-//! The `oponn` command line: `serve`, `seed`, `schema`.
+//! The `oponn` command line: `serve`, `seed`, `ingest`, `schema`.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::{config::Settings, metrics::Metrics, sample, startup, telemetry};
+use crate::{
+    config::Settings,
+    ingest::{self, Progress, Summary},
+    metrics::Metrics,
+    sample,
+    source::OpenLibrary,
+    startup, telemetry,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,14 +35,60 @@ pub enum Command {
         #[arg(long, default_value = "app/sample/books.json")]
         file: PathBuf,
     },
+    /// Ingest books from the Open Library search API (`OPONN_SOURCE_URL`) into MongoDB,
+    /// through the cache. Idempotent: books are matched by their work key, and unchanged ones
+    /// are left alone. Exits non-zero if the source or MongoDB fails; what was stored is kept.
+    Ingest(IngestArgs),
     /// Print the GraphQL schema (SDL).
     Schema,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct IngestArgs {
+    /// The search query, as typed in Open Library's search box.
+    #[arg(long)]
+    query: String,
+    /// Fetch at most this many pages (default: every page of the results).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "limit")]
+    pages: Option<u32>,
+    /// Ingest at most this many records.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    limit: Option<u64>,
+    /// Stock the ingested books in this bookstore (not available yet).
+    #[arg(long)]
+    bookstore: Option<String>,
+}
+
+impl IngestArgs {
+    fn request(&self) -> ingest::Request {
+        let scope = match (self.pages, self.limit) {
+            (Some(pages), _) => ingest::Scope::Pages(pages),
+            (None, Some(limit)) => {
+                ingest::Scope::Records(usize::try_from(limit).unwrap_or(usize::MAX))
+            }
+            (None, None) => ingest::Scope::All,
+        };
+        ingest::Request {
+            query: self.query.clone(),
+            scope,
+        }
+    }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Schema = cli.command {
         print!("{}", crate::graphql::sdl());
         return Ok(());
+    }
+    if let Command::Ingest(IngestArgs {
+        bookstore: Some(name),
+        ..
+    }) = &cli.command
+    {
+        anyhow::bail!(
+            "--bookstore {name:?}: stocking ingested books in a bookstore is not available yet \
+             (bookstores are not in this version); run the ingest without --bookstore"
+        );
     }
     let settings = Settings::from_env()?;
     telemetry::init(&settings.log)?;
@@ -63,6 +116,58 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Ingest(args) => run_ingest(&settings, &args).await,
         Command::Schema => unreachable!("handled before settings are loaded"),
     }
+}
+
+async fn run_ingest(settings: &Settings, args: &IngestArgs) -> anyhow::Result<()> {
+    let request = args.request();
+    let source = OpenLibrary::new(&settings.source)?;
+    let datastore = startup::connect(settings, &Metrics::new()).await?;
+    datastore
+        .store()
+        .ensure_indexes()
+        .await
+        .context("creating MongoDB indexes (is MongoDB reachable?)")?;
+    tracing::info!(
+        query = %request.query,
+        source = %settings.source.base_url,
+        "ingesting"
+    );
+    let progress = Progress::for_stderr();
+    match ingest::run(&source, &datastore, &request, &progress).await {
+        Ok(summary) => {
+            log_summary(&summary, "ingested");
+            Ok(())
+        }
+        Err(failed) => {
+            log_summary(&failed.summary, "ingest stopped");
+            Err(anyhow::Error::new(failed).context(format!("ingesting {:?}", request.query)))
+        }
+    }
+}
+
+/// The closing summary, as one structured log line (`message`: `ingested` or `ingest stopped`;
+/// on a stop, the error follows on stderr).
+fn log_summary(summary: &Summary, message: &'static str) {
+    let ids: Vec<String> = summary
+        .example_ids
+        .iter()
+        .map(|id| format!("\"{id}\""))
+        .collect();
+    tracing::info!(
+        pages = summary.pages,
+        fetched = summary.fetched,
+        inserted = summary.inserted,
+        changed = summary.changed,
+        unchanged = summary.unchanged,
+        skipped = summary.skipped_total(),
+        skipped_by_reason = %summary.skipped_by_reason(),
+        retries = summary.retries,
+        elapsed_ms = summary.elapsed.as_millis() as u64,
+        books_per_second = summary.books_per_second().round(),
+        example = %format!("{{ booksByIds(ids: [{}]) {{ id title authors }} }}", ids.join(", ")),
+        "{message}"
+    );
 }

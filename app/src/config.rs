@@ -20,6 +20,7 @@ pub struct Settings {
     /// `OPONN_API_TOKENS`: comma-separated bearer tokens that may run mutations.
     pub api_tokens: Vec<SecretString>,
     pub log: LogSettings,
+    pub source: SourceSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -71,6 +72,35 @@ pub struct HttpSettings {
     pub max_query_complexity: usize,
     /// `OPONN_MAX_BATCH_IDS`: the most ids one `booksByIds` call may ask for.
     pub max_batch_ids: usize,
+}
+
+/// The outside API books are ingested from (Open Library's search API), and how politely.
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    /// `OPONN_SOURCE_URL`: the API's base URL; `/search.json` is appended.
+    pub base_url: reqwest::Url,
+    /// `OPONN_SOURCE_USER_AGENT`: Open Library asks clients to name themselves and a contact.
+    pub user_agent: String,
+    /// `OPONN_SOURCE_TIMEOUT_MS`: a request still unanswered after this is retried.
+    pub timeout: Duration,
+    /// `OPONN_SOURCE_CONCURRENCY`: the most requests in flight at once (at least 1).
+    pub concurrency: usize,
+    /// `OPONN_SOURCE_RATE_PER_SEC`: the most requests started per second, retries included;
+    /// `0` means no limit (only for a local server).
+    pub rate_per_second: f64,
+    /// `OPONN_SOURCE_RETRIES`: retries of one page after a timeout, a 429 or a 5xx.
+    pub retries: u32,
+    /// `OPONN_SOURCE_BACKOFF_MS`: the first retry's delay; it doubles with each retry.
+    pub backoff: Duration,
+    /// `OPONN_SOURCE_MAX_BACKOFF_MS`: the longest wait before a retry. A `Retry-After` asking
+    /// for longer fails the page instead of stalling the run.
+    pub max_backoff: Duration,
+    /// `OPONN_SOURCE_PAGE_SIZE`: books per page (Open Library's `limit`), 1 to 1000.
+    pub page_size: usize,
+}
+
+impl SourceSettings {
+    pub const MAX_PAGE_SIZE: usize = 1000;
 }
 
 #[derive(Debug, Clone)]
@@ -153,6 +183,17 @@ impl Settings {
                 filter: vars.parsed("RUST_LOG", "info")?,
                 format: vars.parsed("OPONN_LOG_FORMAT", "auto")?,
             },
+            source: SourceSettings {
+                base_url: vars.parsed("OPONN_SOURCE_URL", "https://openlibrary.org")?,
+                user_agent: vars.parsed("OPONN_SOURCE_USER_AGENT", DEFAULT_USER_AGENT)?,
+                timeout: vars.millis("OPONN_SOURCE_TIMEOUT_MS", 15_000)?,
+                concurrency: vars.parsed("OPONN_SOURCE_CONCURRENCY", "2")?,
+                rate_per_second: vars.parsed("OPONN_SOURCE_RATE_PER_SEC", "1")?,
+                retries: vars.parsed("OPONN_SOURCE_RETRIES", "4")?,
+                backoff: vars.millis("OPONN_SOURCE_BACKOFF_MS", 1_000)?,
+                max_backoff: vars.millis("OPONN_SOURCE_MAX_BACKOFF_MS", 60_000)?,
+                page_size: vars.parsed("OPONN_SOURCE_PAGE_SIZE", "100")?,
+            },
         };
         settings.validate()?;
         Ok(settings)
@@ -167,9 +208,50 @@ impl Settings {
                     .into(),
             ));
         }
+        self.source.validate()?;
         if self.api_tokens.iter().any(|t| t.expose_secret().len() < 16) {
             return Err(ConfigError(
                 "OPONN_API_TOKENS: every token must be at least 16 characters".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Names the service to Open Library; deployments should add a contact (see README).
+const DEFAULT_USER_AGENT: &str = concat!(
+    "oponn/",
+    env!("CARGO_PKG_VERSION"),
+    " (book ingest of a GraphQL service template)"
+);
+
+impl SourceSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !matches!(self.base_url.scheme(), "http" | "https") {
+            return Err(ConfigError(format!(
+                "OPONN_SOURCE_URL must be an http or https URL, got {}",
+                self.base_url
+            )));
+        }
+        if self.concurrency == 0 {
+            return Err(ConfigError(
+                "OPONN_SOURCE_CONCURRENCY must be at least 1".into(),
+            ));
+        }
+        if !self.rate_per_second.is_finite() || self.rate_per_second < 0.0 {
+            return Err(ConfigError(
+                "OPONN_SOURCE_RATE_PER_SEC must be a number, 0 or more".into(),
+            ));
+        }
+        if !(1..=Self::MAX_PAGE_SIZE).contains(&self.page_size) {
+            return Err(ConfigError(format!(
+                "OPONN_SOURCE_PAGE_SIZE must be between 1 and {}",
+                Self::MAX_PAGE_SIZE
+            )));
+        }
+        if self.backoff > self.max_backoff {
+            return Err(ConfigError(
+                "OPONN_SOURCE_BACKOFF_MS must not exceed OPONN_SOURCE_MAX_BACKOFF_MS".into(),
             ));
         }
         Ok(())
@@ -273,6 +355,29 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.to_string().contains("TOMBSTONE"), "{err}");
+    }
+
+    #[test]
+    fn the_source_defaults_to_open_library_one_request_a_second() {
+        let source = settings(&[]).expect("defaults are valid").source;
+        assert_eq!(source.base_url.as_str(), "https://openlibrary.org/");
+        assert_eq!(source.rate_per_second, 1.0);
+        assert!(source.user_agent.starts_with("oponn/"));
+    }
+
+    #[test]
+    fn unusable_source_settings_are_rejected() {
+        for (name, value) in [
+            ("OPONN_SOURCE_URL", "ftp://example.org"),
+            ("OPONN_SOURCE_URL", "not a url"),
+            ("OPONN_SOURCE_CONCURRENCY", "0"),
+            ("OPONN_SOURCE_RATE_PER_SEC", "-1"),
+            ("OPONN_SOURCE_PAGE_SIZE", "1001"),
+            ("OPONN_SOURCE_BACKOFF_MS", "120000"),
+        ] {
+            let err = settings(&[(name, value)]).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}={value}: {err}");
+        }
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //!   the cache invariants described there.
 //! * [`graphql`] is thin: it parses arguments into domain types, calls the datastore, and maps
 //!   errors to `extensions.code` in one place.
+//! * [`source`] is the outside API books are ingested from (Open Library); [`ingest`] pages
+//!   through it, validates, and upserts through the datastore (`oponn ingest`).
 //! * [`startup`] builds an [`startup::Application`] from settings; `main.rs` only wires.
 
 pub mod cache;
@@ -25,9 +27,11 @@ pub mod datastore;
 pub mod domain;
 pub mod graphql;
 pub mod http;
+pub mod ingest;
 pub mod metrics;
 pub mod query;
 pub mod sample;
+pub mod source;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -1,14 +1,19 @@
 //! `TestApp::spawn()`: one running service per test, isolated by database name and key prefix,
 //! optionally behind fault proxies, cleaned up when dropped.
 
-use std::collections::HashMap;
+use std::{
+    collections::{BTreeMap, HashMap},
+    time::Duration,
+};
 
 use oponn::{
     cache::{Entry, Lookup},
-    config::Settings,
+    config::{Settings, SourceSettings},
     datastore::Datastore,
     domain::{Book, BookId, LabelList, NewBook, SourceKey, Title},
+    ingest::{self, Failed, Progress, Request, Scope, Summary},
     metrics::Metrics,
+    source::OpenLibrary,
     startup::Application,
 };
 use oponn_tests::{delete_app_keys, unique_name, Stack, TcpProxy};
@@ -212,6 +217,49 @@ impl TestApp {
             .expect("count")
     }
 
+    /// Every book in MongoDB, keyed by source key (read directly, not through the app).
+    pub async fn books_in_mongodb(&self) -> BTreeMap<String, mongodb::bson::Document> {
+        use futures::TryStreamExt;
+        let client = mongodb::Client::with_uri_str(&self.stack.mongodb_uri)
+            .await
+            .expect("a MongoDB client");
+        let documents: Vec<mongodb::bson::Document> = client
+            .database(&self.database)
+            .collection::<mongodb::bson::Document>("books")
+            .find(mongodb::bson::doc! {})
+            .await
+            .expect("find")
+            .try_collect()
+            .await
+            .expect("documents");
+        documents
+            .into_iter()
+            .map(|document| {
+                let key = document
+                    .get_str("sourceKey")
+                    .expect("a sourceKey")
+                    .to_owned();
+                (key, document)
+            })
+            .collect()
+    }
+
+    /// Runs an ingest from the source at `source` into this app's datastore, as `oponn ingest`
+    /// does, with log lines instead of a progress bar.
+    pub async fn ingest(
+        &self,
+        source: &SourceSettings,
+        query: &str,
+        scope: Scope,
+    ) -> Result<Summary, Failed> {
+        let client = OpenLibrary::new(source).expect("a source client");
+        let request = Request {
+            query: query.to_owned(),
+            scope,
+        };
+        ingest::run(&client, &self.datastore, &request, &Progress::Log).await
+    }
+
     /// Every `find` command the app's MongoDB driver has sent.
     pub fn mongo_finds(&self) -> u64 {
         self.metrics.mongodb_command_count("find")
@@ -254,6 +302,21 @@ impl Drop for TestApp {
 
 async fn proxy_to(upstream: &str) -> TcpProxy {
     TcpProxy::start(upstream).await.expect("the proxy starts")
+}
+
+/// Source settings for a local test server: no pace, 1 ms backoff, pages of 10.
+pub fn source_settings(base_url: &str) -> SourceSettings {
+    SourceSettings {
+        base_url: base_url.parse().expect("a valid URL"),
+        user_agent: "oponn-tests".to_owned(),
+        timeout: Duration::from_secs(5),
+        concurrency: 2,
+        rate_per_second: 0.0,
+        retries: 3,
+        backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_secs(2),
+        page_size: 10,
+    }
 }
 
 pub fn new_book(source_key: &str, title: &str) -> NewBook {

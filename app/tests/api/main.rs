@@ -10,6 +10,7 @@ mod filters;
 mod fruit;
 mod helpers;
 mod http;
+mod ingest;
 mod invariants;
 mod model;
 mod queries;

@@ -1,0 +1,298 @@
+//! Ingest against a local HTTP server (wiremock) standing in for Open Library: pagination,
+//! retries (429 with `Retry-After`, 500, timeouts), refusals, malformed pages, invalid records,
+//! reruns. Each test asserts the run's summary and what MongoDB holds.
+
+use std::time::{Duration, Instant};
+
+use oponn::ingest::{IngestError, Scope};
+use oponn::source::SourceError;
+use serde_json::{json, Value};
+use wiremock::{
+    matchers::{method, path, query_param},
+    Mock, MockServer, ResponseTemplate,
+};
+
+use crate::helpers::{source_settings, TestApp};
+
+/// A search page in Open Library's format: works `first..last` of `found`.
+fn page(found: usize, works: std::ops::Range<usize>) -> Value {
+    let docs: Vec<Value> = works
+        .map(|n| {
+            json!({
+                "key": format!("/works/OL{n}W"),
+                "title": format!("Work {n}"),
+                "author_name": ["Ann Author"],
+                "first_publish_year": 1900 + n,
+                "subject": ["Testing"],
+            })
+        })
+        .collect();
+    json!({ "numFound": found, "start": 0, "numFoundExact": true, "docs": docs })
+}
+
+async fn serve_page(server: &MockServer, number: u32, body: Value) {
+    Mock::given(method("GET"))
+        .and(path("/search.json"))
+        .and(query_param("page", number.to_string()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body))
+        .mount(server)
+        .await;
+}
+
+/// Three pages of ten: 25 works.
+async fn three_pages(server: &MockServer) {
+    serve_page(server, 1, page(25, 0..10)).await;
+    serve_page(server, 2, page(25, 10..20)).await;
+    serve_page(server, 3, page(25, 20..25)).await;
+}
+
+#[tokio::test]
+async fn pages_are_followed_to_the_end_of_the_results() {
+    let (app, server) = (TestApp::spawn().await, MockServer::start().await);
+    three_pages(&server).await;
+    let summary = app
+        .ingest(&source_settings(&server.uri()), "anything", Scope::All)
+        .await
+        .expect("the run succeeds");
+    assert_eq!(
+        (summary.pages, summary.fetched, summary.inserted),
+        (3, 25, 25)
+    );
+    assert_eq!(
+        (summary.changed, summary.unchanged, summary.skipped_total()),
+        (0, 0, 0)
+    );
+    let stored = app.books_in_mongodb().await;
+    assert_eq!(stored.len(), 25);
+    assert_eq!(stored["/works/OL24W"].get_str("title").unwrap(), "Work 24");
+    assert_eq!(stored["/works/OL24W"].get_i64("version").unwrap(), 1);
+}
+
+#[tokio::test]
+async fn limits_and_pages_cap_the_run() {
+    let (app, server) = (TestApp::spawn().await, MockServer::start().await);
+    three_pages(&server).await;
+    let settings = source_settings(&server.uri());
+    let summary = app
+        .ingest(&settings, "q", Scope::Records(12))
+        .await
+        .unwrap();
+    assert_eq!((summary.pages, summary.inserted), (2, 12));
+    assert_eq!(app.books_in_mongodb().await.len(), 12);
+}
+
+#[tokio::test]
+async fn a_429_is_retried_after_the_wait_it_asks_for() {
+    let (app, server) = (TestApp::spawn().await, MockServer::start().await);
+    Mock::given(path("/search.json"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    serve_page(&server, 1, page(3, 0..3)).await;
+    let started = Instant::now();
+    let summary = app
+        .ingest(&source_settings(&server.uri()), "q", Scope::All)
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After: 1 was honoured"
+    );
+    assert_eq!((summary.retries, summary.inserted), (1, 3));
+    assert_eq!(app.books_in_mongodb().await.len(), 3);
+}
+
+#[tokio::test]
+async fn a_500_then_success_is_retried() {
+    let (app, server) = (TestApp::spawn().await, MockServer::start().await);
+    Mock::given(path("/search.json"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(2)
+        .mount(&server)
+        .await;
+    serve_page(&server, 1, page(4, 0..4)).await;
+    let summary = app
+        .ingest(&source_settings(&server.uri()), "q", Scope::All)
+        .await
+        .unwrap();
+    assert_eq!((summary.retries, summary.inserted), (2, 4));
+    assert_eq!(app.books_in_mongodb().await.len(), 4);
+}
+
+#[tokio::test]
+async fn a_timeout_then_success_is_retried() {
+    let (app, server) = (TestApp::spawn().await, MockServer::start().await);
+    Mock::given(path("/search.json"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(page(2, 0..2))
+                .set_delay(Duration::from_secs(5)),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    serve_page(&server, 1, page(2, 0..2)).await;
+    let mut settings = source_settings(&server.uri());
+    settings.timeout = Duration::from_millis(300);
+    let summary = app.ingest(&settings, "q", Scope::All).await.unwrap();
+    assert_eq!((summary.retries, summary.inserted), (1, 2));
+    assert_eq!(app.books_in_mongodb().await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_permanent_4xx_fails_at_once_without_retrying() {
+    let (app, server) = (TestApp::spawn().await, MockServer::start().await);
+    Mock::given(path("/search.json"))
+        .respond_with(ResponseTemplate::new(403))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let failed = app
+        .ingest(&source_settings(&server.uri()), "q", Scope::All)
+        .await
+        .expect_err("a refusal fails the run");
+    assert!(
+        matches!(
+            failed.error,
+            IngestError::Source(SourceError::Refused { status: 403, .. })
+        ),
+        "{failed}"
+    );
+    assert_eq!(failed.summary.retries, 0);
+    assert!(app.books_in_mongodb().await.is_empty());
+}
+
+#[tokio::test]
+async fn a_malformed_page_fails_the_run_with_a_clear_error() {
+    let (app, server) = (TestApp::spawn().await, MockServer::start().await);
+    Mock::given(path("/search.json"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("<html>maintenance</html>"))
+        .mount(&server)
+        .await;
+    let failed = app
+        .ingest(&source_settings(&server.uri()), "q", Scope::All)
+        .await
+        .expect_err("not a search page");
+    assert!(matches!(
+        failed.error,
+        IngestError::Source(SourceError::Malformed { page: 1, .. })
+    ));
+    assert!(
+        failed.to_string().contains("not a search result page"),
+        "{failed}"
+    );
+    assert!(app.books_in_mongodb().await.is_empty());
+}
+
+#[tokio::test]
+async fn invalid_records_are_skipped_and_counted_by_reason() {
+    let (app, server) = (TestApp::spawn().await, MockServer::start().await);
+    let body = json!({ "numFound": 6, "docs": [
+        { "key": "/works/OL1W", "title": "Good", "author_name": ["Ann"], "first_publish_year": 1999 },
+        { "key": "/works/OL2W" },
+        { "title": "No key" },
+        { "key": "/authors/OL3A", "title": "Not a work" },
+        { "key": "/works/OL4W", "title": "   " },
+        { "key": "/works/OL5W", "title": "Also good, with a \"string\" year", "first_publish_year": "1987" },
+    ]});
+    serve_page(&server, 1, body).await;
+    let summary = app
+        .ingest(&source_settings(&server.uri()), "q", Scope::All)
+        .await
+        .unwrap();
+    assert_eq!((summary.fetched, summary.skipped_total()), (6, 4));
+    assert_eq!(summary.skipped["missing title"], 1);
+    assert_eq!(summary.skipped["missing key"], 1);
+    assert_eq!(summary.skipped["invalid key"], 1);
+    assert_eq!(summary.skipped["invalid title"], 1);
+    let stored = app.books_in_mongodb().await;
+    assert_eq!(
+        stored.keys().collect::<Vec<_>>(),
+        ["/works/OL1W", "/works/OL5W"]
+    );
+    assert_eq!(summary.inserted, 2);
+}
+
+#[tokio::test]
+async fn a_rerun_changes_nothing_and_a_changed_record_bumps_its_version_and_the_cache() {
+    let (app, server) = (TestApp::spawn().await, MockServer::start().await);
+    three_pages(&server).await;
+    let settings = source_settings(&server.uri());
+    app.ingest(&settings, "q", Scope::All).await.unwrap();
+    let before = app.books_in_mongodb().await;
+
+    let rerun = app.ingest(&settings, "q", Scope::All).await.unwrap();
+    assert_eq!((rerun.inserted, rerun.changed, rerun.unchanged), (0, 0, 25));
+    assert_eq!(
+        app.books_in_mongodb().await,
+        before,
+        "versions and timestamps untouched"
+    );
+
+    // Upstream renames one work.
+    server.reset().await;
+    let mut first = page(25, 0..10);
+    first["docs"][3]["title"] = json!("Work 3, revised");
+    serve_page(&server, 1, first).await;
+    serve_page(&server, 2, page(25, 10..20)).await;
+    serve_page(&server, 3, page(25, 20..25)).await;
+    let changed = app.ingest(&settings, "q", Scope::All).await.unwrap();
+    assert_eq!(
+        (changed.inserted, changed.changed, changed.unchanged),
+        (0, 1, 24)
+    );
+
+    let stored = app.books_in_mongodb().await;
+    let revised = &stored["/works/OL3W"];
+    assert_eq!(revised.get_i64("version").unwrap(), 2);
+    let id = revised
+        .get_object_id("_id")
+        .unwrap()
+        .to_hex()
+        .parse()
+        .unwrap();
+    let cached = app.cached(id).await.expect("written through to the cache");
+    assert_eq!(cached.version, 2);
+    assert_eq!(
+        cached.value.expect("present").title.as_str(),
+        "Work 3, revised"
+    );
+}
+
+#[tokio::test]
+async fn an_outage_mid_run_fails_and_keeps_what_was_written() {
+    let (app, server) = (TestApp::spawn().await, MockServer::start().await);
+    serve_page(&server, 1, page(30, 0..10)).await;
+    Mock::given(path("/search.json"))
+        .and(query_param("page", "2"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&server)
+        .await;
+    serve_page(&server, 3, page(30, 20..30)).await;
+    let failed = app
+        .ingest(&source_settings(&server.uri()), "q", Scope::All)
+        .await
+        .expect_err("page 2 never answers");
+    assert!(
+        matches!(
+            failed.error,
+            IngestError::Source(SourceError::Unavailable {
+                page: 2,
+                attempts: 4,
+                ..
+            })
+        ),
+        "{failed}"
+    );
+    let stored = app.books_in_mongodb().await;
+    assert!(stored.contains_key("/works/OL0W"), "page 1 is kept");
+    assert!(!stored
+        .keys()
+        .any(|k| (10..20).any(|n| k == &format!("/works/OL{n}W"))));
+    assert_eq!(
+        stored.len(),
+        failed.summary.inserted,
+        "the summary says exactly what was kept"
+    );
+}
