@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     config::Settings,
+    datastore::Datastore,
+    domain::{BookstoreId, BookstoreName},
     ingest::{self, Progress, Summary},
     metrics::Metrics,
     sample,
@@ -54,13 +56,13 @@ pub struct IngestArgs {
     /// Ingest at most this many records.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     limit: Option<u64>,
-    /// Stock the ingested books in this bookstore (not available yet).
+    /// Stock the ingested books in this bookstore (matched by normalised name; it must exist).
     #[arg(long)]
     bookstore: Option<String>,
 }
 
 impl IngestArgs {
-    fn request(&self) -> ingest::Request {
+    fn request(&self, bookstore: Option<BookstoreId>) -> ingest::Request {
         let scope = match (self.pages, self.limit) {
             (Some(pages), _) => ingest::Scope::Pages(pages),
             (None, Some(limit)) => {
@@ -71,6 +73,7 @@ impl IngestArgs {
         ingest::Request {
             query: self.query.clone(),
             scope,
+            bookstore,
         }
     }
 }
@@ -79,16 +82,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Schema = cli.command {
         print!("{}", crate::graphql::sdl());
         return Ok(());
-    }
-    if let Command::Ingest(IngestArgs {
-        bookstore: Some(name),
-        ..
-    }) = &cli.command
-    {
-        anyhow::bail!(
-            "--bookstore {name:?}: stocking ingested books in a bookstore is not available yet \
-             (bookstores are not in this version); run the ingest without --bookstore"
-        );
     }
     let settings = Settings::from_env()?;
     telemetry::init(&settings.log)?;
@@ -122,7 +115,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn run_ingest(settings: &Settings, args: &IngestArgs) -> anyhow::Result<()> {
-    let request = args.request();
     let source = OpenLibrary::new(&settings.source)?;
     let datastore = startup::connect(settings, &Metrics::new()).await?;
     datastore
@@ -130,6 +122,11 @@ async fn run_ingest(settings: &Settings, args: &IngestArgs) -> anyhow::Result<()
         .ensure_indexes()
         .await
         .context("creating MongoDB indexes (is MongoDB reachable?)")?;
+    let bookstore = match &args.bookstore {
+        None => None,
+        Some(name) => Some(stocked_store(&datastore, name).await?),
+    };
+    let request = args.request(bookstore);
     tracing::info!(
         query = %request.query,
         source = %settings.source.base_url,
@@ -145,6 +142,19 @@ async fn run_ingest(settings: &Settings, args: &IngestArgs) -> anyhow::Result<()
             log_summary(&failed.summary, "ingest stopped");
             Err(anyhow::Error::new(failed).context(format!("ingesting {:?}", request.query)))
         }
+    }
+}
+
+/// The id of the bookstore `--bookstore` names; a clear error when there is none, before
+/// anything is fetched or written.
+async fn stocked_store(datastore: &Datastore, name: &str) -> anyhow::Result<BookstoreId> {
+    let parsed = BookstoreName::parse(name).with_context(|| format!("--bookstore {name:?}"))?;
+    match datastore.bookstore_by_name(&parsed).await? {
+        Some(store) => Ok(store.id),
+        None => anyhow::bail!(
+            "--bookstore {name:?}: no bookstore has that name; create it first with the \
+             createBookstore mutation (or run the ingest without --bookstore)"
+        ),
     }
 }
 

@@ -232,3 +232,24 @@ async fn the_schema_command_prints_the_checked_in_schema() {
     let checked_in = include_str!("../../schema.graphql");
     assert_eq!(String::from_utf8_lossy(&output.stdout), checked_in);
 }
+
+#[tokio::test]
+async fn ingesting_into_an_unknown_bookstore_fails_before_fetching_anything() {
+    let env = Env::new();
+    let output = env
+        .command(&[
+            "ingest",
+            "--query",
+            "anything",
+            "--bookstore",
+            "No Such Shop",
+        ])
+        // Nothing listens here: reaching the source would be a different failure.
+        .env("OPONN_SOURCE_URL", "http://127.0.0.1:9/")
+        .output()
+        .await
+        .expect("runs");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("no bookstore has that name"), "{stderr}");
+}

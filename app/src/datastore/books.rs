@@ -3,7 +3,7 @@
 use super::{Datastore, DatastoreError};
 use crate::{
     cache::{CacheEntity, Entry},
-    domain::{Book, BookChanges, BookId, NewBook, Version},
+    domain::{Book, BookChanges, BookId, BookstoreId, NewBook, Version},
     store::{StoreError, UpdateOutcome, UpsertSummary},
 };
 
@@ -107,7 +107,21 @@ impl Datastore {
         &self,
         books: &[NewBook],
     ) -> Result<(UpsertSummary, Vec<BookId>), DatastoreError> {
-        let upserted = self.store.books().upsert_by_source_key(books).await?;
+        self.upsert_books_into(books, None).await
+    }
+
+    /// Like [`Datastore::upsert_books`], also stocking every book in `store` (in the same
+    /// write: a book whose content and store are unchanged is not written).
+    pub async fn upsert_books_into(
+        &self,
+        books: &[NewBook],
+        store: Option<BookstoreId>,
+    ) -> Result<(UpsertSummary, Vec<BookId>), DatastoreError> {
+        let upserted = self
+            .store
+            .books()
+            .upsert_by_source_key(books, store)
+            .await?;
         let entries: Vec<(BookId, Entry<Book>)> = upserted
             .written
             .iter()

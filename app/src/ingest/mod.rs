@@ -39,7 +39,7 @@ pub use summary::{PageTally, Summary, DUPLICATE_KEY};
 
 use crate::{
     datastore::{Datastore, DatastoreError},
-    domain::{NewBook, SourceKey},
+    domain::{BookstoreId, NewBook, SourceKey},
     source::{OpenLibrary, SearchPage, SourceError},
 };
 
@@ -48,6 +48,8 @@ use crate::{
 pub struct Request {
     pub query: String,
     pub scope: Scope,
+    /// Stock every ingested book in this bookstore (which the caller checked exists).
+    pub bookstore: Option<BookstoreId>,
 }
 
 /// How much of the results to ingest.
@@ -93,6 +95,7 @@ pub async fn run(
         source,
         datastore,
         query: &request.query,
+        bookstore: request.bookstore,
         progress,
         started: Instant::now(),
         seen: Mutex::default(),
@@ -116,6 +119,7 @@ struct Run<'a> {
     source: &'a OpenLibrary,
     datastore: &'a Datastore,
     query: &'a str,
+    bookstore: Option<BookstoreId>,
     progress: &'a Progress,
     started: Instant,
     /// Source keys already taken in this run.
@@ -174,7 +178,7 @@ impl Run<'_> {
         if !books.is_empty() {
             let (upserted, ids) = self
                 .datastore
-                .upsert_books(&books)
+                .upsert_books_into(&books, self.bookstore)
                 .await
                 .map_err(|error| IngestError::Store { page, error })?;
             tally.upserted = upserted;

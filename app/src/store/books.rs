@@ -388,15 +388,21 @@ impl BookStore {
     /// one unordered bulk insert, one unordered bulk update keyed by `_id`, read back what was
     /// written. A key another writer inserted between our read and our insert is retried once,
     /// as an update.
-    pub async fn upsert_by_source_key(&self, books: &[NewBook]) -> Result<Upserted, StoreError> {
-        let mut upserted = self.upsert_once(books).await?;
+    ///
+    /// With `stock`, every book of the batch is also put in that bookstore, in the same write.
+    pub async fn upsert_by_source_key(
+        &self,
+        books: &[NewBook],
+        stock: Option<BookstoreId>,
+    ) -> Result<Upserted, StoreError> {
+        let mut upserted = self.upsert_once(books, stock).await?;
         if !upserted.lost_races.is_empty() {
             let retry: Vec<NewBook> = upserted
                 .lost_races
                 .iter()
                 .map(|&i| books[i].clone())
                 .collect();
-            let again = self.upsert_once(&retry).await?;
+            let again = self.upsert_once(&retry, stock).await?;
             if !again.lost_races.is_empty() {
                 return Err(StoreError::Duplicate);
             }
@@ -417,7 +423,11 @@ impl BookStore {
         })
     }
 
-    async fn upsert_once(&self, books: &[NewBook]) -> Result<UpsertPass, StoreError> {
+    async fn upsert_once(
+        &self,
+        books: &[NewBook],
+        stock: Option<BookstoreId>,
+    ) -> Result<UpsertPass, StoreError> {
         let keys: Vec<&str> = books.iter().map(|b| b.source_key.as_str()).collect();
         let existing: HashMap<String, BookDocument> = bounded(self.timeout, async {
             self.collection
@@ -441,7 +451,8 @@ impl BookStore {
                 // goes round again as an update.
                 None if pass.ids_by_key.contains_key(key) => pass.lost_races.push(index),
                 None => {
-                    let document = BookDocument::new(ObjectId::new(), book, 1);
+                    let mut document = BookDocument::new(ObjectId::new(), book, 1);
+                    document.bookstore_id = stock.map(|store| store.object_id());
                     pass.ids_by_key
                         .insert(key.to_owned(), BookId::from_object_id(document.id));
                     inserts.push((index, document));
@@ -449,7 +460,7 @@ impl BookStore {
                 Some(current) => {
                     pass.ids_by_key
                         .insert(key.to_owned(), BookId::from_object_id(current.id));
-                    if same_content(current, book) {
+                    if same_content(current, book, stock) {
                         pass.summary.unchanged += 1;
                     } else {
                         pass.summary.changed += 1;
@@ -457,7 +468,7 @@ impl BookStore {
                             // Matching the version read above makes a concurrent writer win
                             // rather than be overwritten with stale content.
                             "q": { "_id": current.id, "version": current.version },
-                            "u": update_document(&changes_from(book)),
+                            "u": update_document(&changes_from(book, stock)),
                         });
                     }
                 }
@@ -562,18 +573,21 @@ fn update_document(changes: &BookChanges) -> Document {
     update
 }
 
-fn changes_from(book: &NewBook) -> BookChanges {
+/// The update that makes a stored book say what `book` says (and, given `stock`, puts it in
+/// that store).
+fn changes_from(book: &NewBook, stock: Option<BookstoreId>) -> BookChanges {
     BookChanges {
         title: Some(book.title.clone()),
         authors: Some(book.authors.clone()),
         first_publish_year: Some(book.first_publish_year),
         subjects: Some(book.subjects.clone()),
-        bookstore_id: None,
+        bookstore_id: stock.map(Some),
     }
 }
 
-fn same_content(current: &BookDocument, book: &NewBook) -> bool {
-    current.title == book.title.as_str()
+fn same_content(current: &BookDocument, book: &NewBook, stock: Option<BookstoreId>) -> bool {
+    stock.is_none_or(|store| current.bookstore_id == Some(store.object_id()))
+        && current.title == book.title.as_str()
         && current.authors == book.authors.to_strings()
         && current.first_publish_year == book.first_publish_year.map(PublishYear::get)
         && current.subjects == book.subjects.to_strings()

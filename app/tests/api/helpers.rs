@@ -10,7 +10,7 @@ use oponn::{
     cache::{Entry, Lookup},
     config::{Settings, SourceSettings},
     datastore::Datastore,
-    domain::{Book, BookId, LabelList, NewBook, SourceKey, Title},
+    domain::{Book, BookId, BookstoreId, LabelList, NewBook, SourceKey, Title},
     ingest::{self, Failed, Progress, Request, Scope, Summary},
     metrics::Metrics,
     source::OpenLibrary,
@@ -252,10 +252,22 @@ impl TestApp {
         query: &str,
         scope: Scope,
     ) -> Result<Summary, Failed> {
+        self.ingest_into(source, query, scope, None).await
+    }
+
+    /// Like [`TestApp::ingest`], stocking the books in `bookstore`.
+    pub async fn ingest_into(
+        &self,
+        source: &SourceSettings,
+        query: &str,
+        scope: Scope,
+        bookstore: Option<BookstoreId>,
+    ) -> Result<Summary, Failed> {
         let client = OpenLibrary::new(source).expect("a source client");
         let request = Request {
             query: query.to_owned(),
             scope,
+            bookstore,
         };
         ingest::run(&client, &self.datastore, &request, &Progress::Log).await
     }

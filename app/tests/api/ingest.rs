@@ -296,3 +296,69 @@ async fn an_outage_mid_run_fails_and_keeps_what_was_written() {
         "the summary says exactly what was kept"
     );
 }
+
+#[tokio::test]
+async fn ingesting_into_a_bookstore_stocks_every_book_in_the_same_write() {
+    let (app, server) = (TestApp::spawn().await, MockServer::start().await);
+    three_pages(&server).await;
+    let create = "mutation($name: String!) { createBookstore(input: { name: $name, city: \"Paris\" }) { id } }";
+    let mut stores: Vec<oponn::domain::BookstoreId> = Vec::new();
+    for name in ["Shakespeare and Company", "Gibert Jeune"] {
+        let body = app.graphql(create, json!({ "name": name })).await;
+        stores.push(
+            body["data"]["createBookstore"]["id"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap(),
+        );
+    }
+    let listed = "query($id: ID!) { bookstore(id: $id) { books(first: 100) { nodes { title } } } }";
+    let count = |body: Value| {
+        body["data"]["bookstore"]["books"]["nodes"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let sid = |i: usize| json!({ "id": stores[i].to_string() });
+    assert_eq!(count(app.graphql(listed, sid(0)).await), 0, "cached empty");
+
+    let settings = source_settings(&server.uri());
+    let first = app
+        .ingest_into(&settings, "q", Scope::All, Some(stores[0]))
+        .await
+        .unwrap();
+    assert_eq!(first.inserted, 25);
+    let stored = app.books_in_mongodb().await;
+    assert!(stored
+        .values()
+        .all(|d| d.get_object_id("bookstoreId").unwrap() == stores[0].object_id()));
+    assert!(
+        stored.values().all(|d| d.get_i64("version").unwrap() == 1),
+        "stocked in the insert itself"
+    );
+    assert_eq!(
+        count(app.graphql(listed, sid(0)).await),
+        25,
+        "the cached page was reconciled"
+    );
+
+    let again = app
+        .ingest_into(&settings, "q", Scope::All, Some(stores[0]))
+        .await
+        .unwrap();
+    assert_eq!((again.changed, again.unchanged), (0, 25));
+
+    let moved = app
+        .ingest_into(&settings, "q", Scope::All, Some(stores[1]))
+        .await
+        .unwrap();
+    assert_eq!((moved.changed, moved.unchanged), (25, 0));
+    assert!(app
+        .books_in_mongodb()
+        .await
+        .values()
+        .all(|d| d.get_i64("version").unwrap() == 2));
+    assert_eq!(count(app.graphql(listed, sid(0)).await), 0);
+    assert_eq!(count(app.graphql(listed, sid(1)).await), 25);
+}
