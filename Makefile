@@ -25,17 +25,11 @@ stack-status: ## Show whether the local servers are up
 	@scripts/stack status
 
 .PHONY: run
-run: stack-up ## Start the stack, load the sample, serve GraphQL on http://127.0.0.1:8080/graphql
-	@echo "[run] building the release binary"
-	@cargo build --release -q -p oponn
+run: stack-up ## Start the stack, ingest the recorded sample, serve GraphQL on http://127.0.0.1:8080/graphql
+	@echo "[run] building the release binaries"
+	@cargo build --release -q -p oponn --bin oponn --example local_openlibrary
 	@$(STACK_ENV); export OPONN_API_TOKENS=$(DEV_TOKEN) OPONN_LISTEN=$(OPONN_LISTEN) OPONN_LOG_FORMAT=$${OPONN_LOG_FORMAT:-pretty}; \
-	  echo "[run] loading the bundled sample (app/sample/books.json)"; \
-	  cargo run --release -q -p oponn -- seed --file app/sample/books.json; \
-	  echo "[run] GraphQL:     http://$(OPONN_LISTEN)/graphql (GraphiQL in a browser)"; \
-	  echo "[run] dev token:   $(DEV_TOKEN)  (send 'Authorization: Bearer $(DEV_TOKEN)' with mutations)"; \
-	  echo "[run] try:         the 'example' query in the line above, e.g. with"; \
-	  echo "                   curl -s http://$(OPONN_LISTEN)/graphql -H 'content-type: application/json' -d '{\"query\": \"<example>\"}'"; \
-	  exec cargo run --release -q -p oponn -- serve
+	  exec scripts/run
 
 .PHONY: test
 test: stack-up lint ## Run every check and every test (unit, integration, end-to-end) against the local stack
@@ -64,3 +58,7 @@ bench: stack-up ## Cached book(id) over HTTP vs an axum hello-world, with oha; p
 bench-queries: stack-up ## The query-result cache: warm/cold req/s and p99, and write cost as cached results grow
 	@cargo build --release -q -p oponn --example bench_queries
 	@$(STACK_ENV); cargo run --release -q -p oponn --example bench_queries
+
+.PHONY: bench-ingest
+bench-ingest: stack-up ## Ingest 10,000 generated books from a local source; books/s, peak RSS, and the raw insert rate
+	@$(STACK_ENV); scripts/bench-ingest

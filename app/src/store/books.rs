@@ -157,6 +157,26 @@ pub struct Upserted {
     pub ids: Vec<BookId>,
 }
 
+/// The `_id` of the book with this source key: the first 12 bytes of its SHA-1. Deriving it
+/// lets a batch upsert find the existing records of a batch by `_id` (the primary key on every
+/// server, where a `sourceKey` lookup may scan) and makes two ingests of one work agree on its id.
+/// The unique index on `sourceKey` stays the rule.
+fn id_for(source_key: &SourceKey) -> ObjectId {
+    let digest = sha1_smol::Sha1::from(source_key.as_str()).digest().bytes();
+    let mut bytes = [0u8; 12];
+    bytes.copy_from_slice(&digest[..12]);
+    ObjectId::from_bytes(bytes)
+}
+
+/// How a batch upsert finds the records that exist already.
+#[derive(Debug, Clone, Copy)]
+enum Lookup {
+    /// By the ids derived from the batch's source keys (fast).
+    DerivedId,
+    /// By source key: also finds records stored under other ids.
+    SourceKey,
+}
+
 /// One pass of a batch upsert; `lost_races` are the batch positions whose key turned out to
 /// exist (inserted by another writer, or earlier in the same batch) and need another pass.
 #[derive(Default)]
@@ -214,7 +234,7 @@ impl BookStore {
 
     /// Inserts a new book at version 1.
     pub async fn insert(&self, book: &NewBook) -> Result<Book, StoreError> {
-        let document = BookDocument::new(ObjectId::new(), book, 1);
+        let document = BookDocument::new(id_for(&book.source_key), book, 1);
         bounded(self.timeout, self.collection.insert_one(&document)).await?;
         Book::try_from(document)
     }
@@ -395,22 +415,30 @@ impl BookStore {
         books: &[NewBook],
         stock: Option<BookstoreId>,
     ) -> Result<Upserted, StoreError> {
-        let mut upserted = self.upsert_once(books, stock).await?;
-        if !upserted.lost_races.is_empty() {
-            let retry: Vec<NewBook> = upserted
-                .lost_races
-                .iter()
-                .map(|&i| books[i].clone())
-                .collect();
-            let again = self.upsert_once(&retry, stock).await?;
-            if !again.lost_races.is_empty() {
-                return Err(StoreError::Duplicate);
+        // Insert first: a new book costs one bulk insert and no lookup (a lookup of a batch
+        // may scan the collection on some servers). The unique indexes refuse those that exist.
+        let mut upserted = self.insert_new(books, stock).await?;
+        let mut rest: Vec<NewBook> = upserted
+            .lost_races
+            .drain(..)
+            .map(|i| books[i].clone())
+            .collect();
+        // Then compare and update what exists: by derived id, then by source key for what
+        // that did not find (a record stored under another id, a race).
+        for by in [Lookup::DerivedId, Lookup::SourceKey] {
+            if rest.is_empty() {
+                break;
             }
-            upserted.summary.inserted += again.summary.inserted;
-            upserted.summary.changed += again.summary.changed;
-            upserted.summary.unchanged += again.summary.unchanged;
-            upserted.written.extend(again.written);
-            upserted.ids_by_key.extend(again.ids_by_key);
+            let pass = self.upsert_once(&rest, stock, by).await?;
+            upserted.summary.inserted += pass.summary.inserted;
+            upserted.summary.changed += pass.summary.changed;
+            upserted.summary.unchanged += pass.summary.unchanged;
+            upserted.written.extend(pass.written);
+            upserted.ids_by_key.extend(pass.ids_by_key);
+            rest = pass.lost_races.iter().map(|&i| rest[i].clone()).collect();
+        }
+        if !rest.is_empty() {
+            return Err(StoreError::Duplicate);
         }
         let ids = books
             .iter()
@@ -423,15 +451,77 @@ impl BookStore {
         })
     }
 
-    async fn upsert_once(
+    /// Inserts every book of the batch (the first occurrence of each key) in one unordered bulk
+    /// insert; `lost_races` are the batch positions that were refused or repeated.
+    async fn insert_new(
         &self,
         books: &[NewBook],
         stock: Option<BookstoreId>,
     ) -> Result<UpsertPass, StoreError> {
-        let keys: Vec<&str> = books.iter().map(|b| b.source_key.as_str()).collect();
+        let mut pass = UpsertPass::default();
+        let mut inserts: Vec<(usize, BookDocument)> = Vec::new();
+        for (index, book) in books.iter().enumerate() {
+            let key = book.source_key.as_str();
+            if pass.ids_by_key.contains_key(key) {
+                pass.lost_races.push(index);
+                continue;
+            }
+            let mut document = BookDocument::new(id_for(&book.source_key), book, 1);
+            document.bookstore_id = stock.map(|store| store.object_id());
+            pass.ids_by_key
+                .insert(key.to_owned(), BookId::from_object_id(document.id));
+            inserts.push((index, document));
+        }
+        if inserts.is_empty() {
+            return Ok(pass);
+        }
+        let inserted = tokio::time::timeout(
+            self.timeout,
+            self.collection
+                .insert_many(inserts.iter().map(|(_, document)| document))
+                .ordered(false)
+                .into_future(),
+        )
+        .await
+        .map_err(|_elapsed| StoreError::Unavailable(None))?;
+        if let Err(error) = inserted {
+            let Some(mut refused) = duplicate_positions(&error) else {
+                return Err(error.into());
+            };
+            refused.sort_unstable();
+            for position in refused.iter().rev() {
+                let (index, document) = inserts.remove(*position);
+                pass.lost_races.push(index);
+                pass.ids_by_key.remove(document.source_key.as_str());
+            }
+        }
+        pass.lost_races.sort_unstable();
+        pass.summary.inserted = inserts.len();
+        for (_, document) in inserts {
+            pass.written.push((None, Book::try_from(document)?));
+        }
+        Ok(pass)
+    }
+
+    async fn upsert_once(
+        &self,
+        books: &[NewBook],
+        stock: Option<BookstoreId>,
+        by: Lookup,
+    ) -> Result<UpsertPass, StoreError> {
+        let filter = match by {
+            Lookup::DerivedId => {
+                let ids: Vec<ObjectId> = books.iter().map(|b| id_for(&b.source_key)).collect();
+                doc! { "_id": { "$in": ids } }
+            }
+            Lookup::SourceKey => {
+                let keys: Vec<&str> = books.iter().map(|b| b.source_key.as_str()).collect();
+                doc! { "sourceKey": { "$in": keys } }
+            }
+        };
         let existing: HashMap<String, BookDocument> = bounded(self.timeout, async {
             self.collection
-                .find(doc! { "sourceKey": { "$in": &keys } })
+                .find(filter)
                 .await?
                 .try_collect::<Vec<_>>()
                 .await
@@ -451,7 +541,7 @@ impl BookStore {
                 // goes round again as an update.
                 None if pass.ids_by_key.contains_key(key) => pass.lost_races.push(index),
                 None => {
-                    let mut document = BookDocument::new(ObjectId::new(), book, 1);
+                    let mut document = BookDocument::new(id_for(&book.source_key), book, 1);
                     document.bookstore_id = stock.map(|store| store.object_id());
                     pass.ids_by_key
                         .insert(key.to_owned(), BookId::from_object_id(document.id));
@@ -475,12 +565,11 @@ impl BookStore {
             }
         }
         pass.summary.inserted = inserts.len();
-        let mut written_ids: Vec<ObjectId> = inserts.iter().map(|(_, d)| d.id).collect();
-        written_ids.extend(
-            updates
-                .iter()
-                .filter_map(|u| u.get_document("q").ok()?.get_object_id("_id").ok()),
-        );
+        // Only updated records are read back: an inserted one is exactly the document sent.
+        let updated_ids: Vec<ObjectId> = updates
+            .iter()
+            .filter_map(|u| u.get_document("q").ok()?.get_object_id("_id").ok())
+            .collect();
 
         if !inserts.is_empty() {
             let documents = inserts.iter().map(|(_, document)| document);
@@ -494,26 +583,27 @@ impl BookStore {
             .await
             .map_err(|_elapsed| StoreError::Unavailable(None))?;
             if let Err(error) = inserted {
-                let Some(lost) = duplicate_positions(&error) else {
+                let Some(mut lost) = duplicate_positions(&error) else {
                     return Err(error.into());
                 };
+                lost.sort_unstable();
                 pass.summary.inserted -= lost.len();
-                for position in lost {
-                    let (index, document) = &inserts[position];
-                    pass.lost_races.push(*index);
+                for position in lost.iter().rev() {
+                    let (index, document) = inserts.remove(*position);
+                    pass.lost_races.push(index);
                     pass.ids_by_key.remove(document.source_key.as_str());
-                    written_ids.retain(|id| id != &document.id);
                 }
+            }
+            for (_, document) in inserts {
+                pass.written.push((None, Book::try_from(document)?));
             }
         }
         if !updates.is_empty() {
             let command = doc! { "update": COLLECTION, "updates": updates, "ordered": false };
             bounded(self.timeout, self.database.run_command(command)).await?;
-        }
-        if !written_ids.is_empty() {
             let written: Vec<BookDocument> = bounded(self.timeout, async {
                 self.collection
-                    .find(doc! { "_id": { "$in": written_ids } })
+                    .find(doc! { "_id": { "$in": updated_ids } })
                     .await?
                     .try_collect()
                     .await
@@ -523,13 +613,10 @@ impl BookStore {
                 .into_values()
                 .map(|document| (document.id, document))
                 .collect();
-            pass.written = written
-                .into_iter()
-                .map(|after| {
-                    let before = replaced.remove(&after.id).map(Book::try_from).transpose()?;
-                    Ok((before, Book::try_from(after)?))
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
+            for after in written {
+                let before = replaced.remove(&after.id).map(Book::try_from).transpose()?;
+                pass.written.push((before, Book::try_from(after)?));
+            }
         }
         Ok(pass)
     }
