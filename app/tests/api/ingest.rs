@@ -362,3 +362,31 @@ async fn ingesting_into_a_bookstore_stocks_every_book_in_the_same_write() {
     assert_eq!(count(app.graphql(listed, sid(0)).await), 0);
     assert_eq!(count(app.graphql(listed, sid(1)).await), 25);
 }
+
+/// The recorded sample `make run` ingests, served as recorded: 33 records, one with a blank title.
+#[tokio::test]
+async fn the_recorded_sample_ingests_as_make_run_shows() {
+    let (app, server) = (TestApp::spawn().await, MockServer::start().await);
+    for number in 1..=3u32 {
+        let path = format!(
+            "{}/sample/openlibrary/search-page-{number}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let body: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        serve_page(&server, number, body).await;
+    }
+    let mut settings = source_settings(&server.uri());
+    settings.page_size = 12;
+    let summary = app.ingest(&settings, "classics", Scope::All).await.unwrap();
+    assert_eq!(
+        (summary.pages, summary.fetched, summary.inserted),
+        (3, 33, 32)
+    );
+    assert_eq!(summary.skipped["invalid title"], 1);
+    let stored = app.books_in_mongodb().await;
+    assert_eq!(
+        stored["/works/OL27448W"].get_str("title").unwrap(),
+        "The Lord of the Rings"
+    );
+    assert!(!stored.contains_key("/works/OL99999999W"));
+}
