@@ -1,7 +1,19 @@
 //! The `deployer` library: everything the binary does, callable from tests.
 //!
-//! Planning is pure (templates + `deploy.toml` -> the stacks oponn needs and their parameters);
-//! the AWS SDK clients sit behind one thin wrapper per service, so tests drive the same code
-//! against moto or against the SDK's own test doubles.
+//! Planning is pure (`stacks`, `plan`: templates + `deploy.toml` -> the stacks oponn needs,
+//! their parameters, and diffs against what is deployed); the AWS calls sit in one thin module
+//! per service (`cloudformation`, `service`, `pipeline`), over the SDK's clients gathered in
+//! [`aws::Aws`], so tests drive the same code against moto or the SDK's test doubles. The
+//! commands (`commands`) compose the two.
 
+pub mod aws;
+pub mod cloudformation;
+pub mod config;
+pub mod console;
+pub mod error;
+pub mod pace;
+pub mod pipeline;
+pub mod plan;
+pub mod service;
+pub mod stacks;
 pub mod template;

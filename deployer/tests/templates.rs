@@ -199,13 +199,14 @@ fn the_capacity_provider_scales_the_group_and_is_the_clusters_default() {
         properties["DefaultCapacityProviderStrategy"][0]["CapacityProvider"],
         json!({"Ref": provider_id})
     );
-    // The service asks for the same provider, through the cluster stack's export.
+    // The service runs on it: no launch type or strategy of its own, so the cluster's default
+    // strategy places its tasks.
     let service = load("service.yaml");
     let (_, ecs_service) = only(&service, "AWS::ECS::Service");
-    assert_eq!(
-        ecs_service["Properties"]["CapacityProviderStrategy"][0]["CapacityProvider"],
-        json!({"Fn::ImportValue": {"Fn::Sub": "${ClusterStack}-CapacityProviderName"}})
-    );
+    assert!(ecs_service["Properties"].get("LaunchType").is_none());
+    assert!(ecs_service["Properties"]
+        .get("CapacityProviderStrategy")
+        .is_none());
 }
 
 #[test]
