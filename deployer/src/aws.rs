@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use aws_config::{timeout::TimeoutConfig, BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::ProvideCredentials;
-use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::error::DeployError;
 
@@ -39,9 +38,10 @@ impl Aws {
         let provider = sdk.credentials_provider().ok_or_else(|| {
             DeployError::MissingCredentials("no credentials provider is configured".into())
         })?;
-        provider.provide_credentials().await.map_err(|error| {
-            DeployError::MissingCredentials(DisplayErrorContext(&error).to_string())
-        })?;
+        provider
+            .provide_credentials()
+            .await
+            .map_err(|error| DeployError::MissingCredentials(crate::error::causes(&error)))?;
         Ok(Self::from_sdk(&sdk, region))
     }
 

@@ -8,7 +8,7 @@ use aws_sdk_cloudformation::{
     types::{Capability, ChangeSetStatus, ChangeSetType, OnFailure, Parameter, StackEvent},
     Client,
 };
-use aws_smithy_types::{date_time::Format, error::display::DisplayErrorContext};
+use aws_smithy_types::date_time::Format;
 
 use crate::{
     console::Console, error::DeployError, pace::Pace, plan::ResourceChange, stacks::StackSpec,
@@ -79,8 +79,11 @@ pub async fn describe(client: &Client, name: &str) -> Result<Option<DeployedStac
 }
 
 /// The service's error message (moto and AWS both say "Stack with id X does not exist").
-fn message_of<E: std::error::Error>(error: &E) -> String {
-    DisplayErrorContext(error).to_string()
+fn message_of<E>(error: &E) -> String
+where
+    E: std::error::Error + aws_smithy_types::error::metadata::ProvideErrorMetadata,
+{
+    crate::error::describe_sdk_error(error)
 }
 
 /// What a stack's status allows: `Ok` when it can be updated; a clear error when it cannot.

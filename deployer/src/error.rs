@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
@@ -73,7 +73,7 @@ pub enum DeployError {
     #[error("timed out after {after:?} waiting for {what}")]
     Timeout { what: String, after: Duration },
 
-    #[error("{0}")]
+    #[error("not found: {0}")]
     NotFound(String),
 
     #[error("AWS {operation}: {message}")]
@@ -84,11 +84,40 @@ pub enum DeployError {
 }
 
 impl DeployError {
-    /// An SDK error, with its whole chain of causes (the service's message included).
-    pub fn aws<E: std::error::Error>(operation: &'static str) -> impl FnOnce(E) -> Self {
+    /// An SDK error as one readable line: the service's code and message when it answered,
+    /// else the chain of causes (connection refused, timeout, an unparseable answer).
+    pub fn aws<E>(operation: &'static str) -> impl FnOnce(E) -> Self
+    where
+        E: std::error::Error + ProvideErrorMetadata,
+    {
         move |error| DeployError::Aws {
             operation,
-            message: DisplayErrorContext(&error).to_string(),
+            message: describe_sdk_error(&error),
         }
     }
+}
+
+pub fn describe_sdk_error<E>(error: &E) -> String
+where
+    E: std::error::Error + ProvideErrorMetadata,
+{
+    if let Some(message) = error.message() {
+        return match error.code() {
+            Some(code) => format!("{code}: {message}"),
+            None => message.to_owned(),
+        };
+    }
+    causes(error)
+}
+
+/// An error and its causes, on one line.
+pub fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

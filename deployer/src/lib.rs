@@ -7,7 +7,9 @@
 //! commands (`commands`) compose the two.
 
 pub mod aws;
+pub mod cli;
 pub mod cloudformation;
+pub mod commands;
 pub mod config;
 pub mod console;
 pub mod error;

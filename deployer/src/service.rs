@@ -439,7 +439,8 @@ pub async fn wait_for_deployment(
             {
                 return Err(rolled_back(&state, deployment));
             }
-            // Our deployment is gone and another one is primary: ECS rolled it back.
+            // Our deployment is gone and another one is primary: ECS rolled it back (or someone
+            // deployed over it). ECS lists a new deployment as soon as UpdateService returns.
             None => {
                 let gone = Deployment {
                     id: String::new(),
@@ -449,7 +450,9 @@ pub async fn wait_for_deployment(
                     running: 0,
                     failed_tasks: 0,
                     rollout: Some("FAILED".into()),
-                    rollout_reason: Some("the deployment was replaced by a rollback".into()),
+                    rollout_reason: Some(
+                        "the deployment was replaced (a circuit breaker rollback, or another deployment started)".into(),
+                    ),
                 };
                 return Err(rolled_back(&state, &gone));
             }
