@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses part of it
 
+pub mod doubles;
 pub mod moto;
 
 use std::{path::PathBuf, time::Duration};
