@@ -20,12 +20,15 @@ use aws_sdk_cloudformation::{
     Client as CloudFormation,
 };
 use aws_sdk_codepipeline::{
+    operation::list_pipeline_executions::ListPipelineExecutionsOutput,
     operation::{
         get_pipeline_execution::GetPipelineExecutionOutput,
         get_pipeline_state::GetPipelineStateOutput,
         start_pipeline_execution::StartPipelineExecutionOutput,
     },
-    types::{PipelineExecution, PipelineExecutionStatus},
+    types::{
+        ArtifactRevision, PipelineExecution, PipelineExecutionStatus, PipelineExecutionSummary,
+    },
     Client as CodePipeline,
 };
 use aws_sdk_codestarconnections::{
@@ -1001,4 +1004,71 @@ async fn release_refuses_while_the_github_connection_awaits_approval() {
         "{message}"
     );
     assert_eq!(start.num_calls(), 0);
+}
+
+#[tokio::test]
+async fn a_new_accounts_first_image_is_the_commit_the_pipelines_first_build_pushed() {
+    let runs = mock!(CodePipeline::list_pipeline_executions).then_output(|| {
+        ListPipelineExecutionsOutput::builder()
+            .pipeline_execution_summaries(
+                PipelineExecutionSummary::builder()
+                    .pipeline_execution_id("e-1")
+                    .status(PipelineExecutionStatus::InProgress)
+                    .build(),
+            )
+            .build()
+    });
+    let state = mock!(CodePipeline::get_pipeline_state)
+        .sequence()
+        .output(pipeline_state(
+            "e-1",
+            vec![("Source", "Succeeded", None), ("Build", "InProgress", None)],
+        ))
+        .output(pipeline_state(
+            "e-1",
+            vec![
+                ("Source", "Succeeded", None),
+                ("Build", "Succeeded", None),
+                ("Deploy", "InProgress", None),
+            ],
+        ))
+        .repeatedly()
+        .build();
+    let execution = mock!(CodePipeline::get_pipeline_execution).then_output(|| {
+        GetPipelineExecutionOutput::builder()
+            .pipeline_execution(
+                PipelineExecution::builder()
+                    .pipeline_execution_id("e-1")
+                    .status(PipelineExecutionStatus::InProgress)
+                    .artifact_revisions(
+                        ArtifactRevision::builder()
+                            .name("Source")
+                            .revision_id("4f1d0c9e2b7a4c3d8e9f0a1b2c3d4e5f6a7b8c9d")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    });
+    let rules = Rules {
+        pipelines: vec![&runs, &state, &execution],
+        ..Rules::default()
+    };
+    let aws = rules.aws();
+    let console = Console::capture();
+
+    let commit = deployer::pipeline::first_build(&aws, "oponn-dev", &console, pace())
+        .await
+        .expect("built");
+
+    assert_eq!(commit, "4f1d0c9e2b7a4c3d8e9f0a1b2c3d4e5f6a7b8c9d");
+    let text = console.text();
+    assert!(text.contains("Build Succeeded"), "{text}");
+    // It returns while Deploy still runs (that first deploy fails: the service comes after).
+    assert!(text.contains("Deploy InProgress"), "{text}");
+    assert_eq!(
+        state.num_calls(),
+        2,
+        "polled until Build succeeded, not longer"
+    );
 }
