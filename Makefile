@@ -32,11 +32,16 @@ run: stack-up ## Start the stack, ingest the recorded sample, serve GraphQL on h
 	  exec scripts/run
 
 .PHONY: test
-test: stack-up lint ## Run every check and every test (unit, integration, end-to-end) against the local stack
+test: stack-up lint infra-check ## Run every check and every test (unit, integration, end-to-end) against the local stack
 	@echo "[test] building the binary the end-to-end tests run"
 	@cargo build -q -p oponn
 	@echo "[test] cargo test --workspace"
 	@$(STACK_ENV); cargo test --workspace --no-fail-fast
+	@$(STACK_ENV); scripts/smoke-release
+
+.PHONY: infra-check
+infra-check: ## cfn-lint and cfn-guard on the templates, hadolint on the Dockerfile (offline)
+	@scripts/infra-check
 
 .PHONY: lint
 lint: ## rustfmt and clippy, warnings as errors
