@@ -215,7 +215,7 @@ impl BookStore {
                 .options(named("bookstoreId").build())
                 .build(),
         ];
-        indexes::ensure(&self.collection, wanted, self.timeout).await
+        indexes::ensure(&self.collection, wanted, indexes::timeout(self.timeout)).await
     }
 
     /// The books among `ids` that exist, in no particular order: one `$in` query.

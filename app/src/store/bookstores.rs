@@ -117,7 +117,7 @@ impl BookstoreStore {
                 .options(named("city").build())
                 .build(),
         ];
-        indexes::ensure(&self.collection, wanted, self.timeout).await
+        indexes::ensure(&self.collection, wanted, indexes::timeout(self.timeout)).await
     }
 
     /// The bookstores among `ids` that exist: one `$in` query.
