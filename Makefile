@@ -37,9 +37,10 @@ test: stack-up lint infra-check ## Run every check and every test (unit, integra
 	@cargo build -q -p oponn
 	@echo "[test] cargo test --workspace"
 	@$(STACK_ENV); cargo test --workspace --no-fail-fast
+	@$(STACK_ENV); scripts/smoke-release
 
 .PHONY: infra-check
-infra-check: ## cfn-lint and cfn-guard on the templates (and a fixture guard must reject), hadolint on the Dockerfile
+infra-check: ## cfn-lint and cfn-guard on the templates (and a fixture every rule must reject), hadolint on the Dockerfile (offline)
 	@scripts/infra-check
 
 .PHONY: lint

@@ -43,6 +43,9 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Print the GraphQL schema (SDL).
     Schema,
+    /// Exit 0 if the server on `OPONN_LISTEN` answers `/healthz` with 200 (the container's
+    /// health check: the runtime image has no curl).
+    Probe,
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,6 +86,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", crate::graphql::sdl());
         return Ok(());
     }
+    if let Command::Probe = cli.command {
+        return probe();
+    }
     let settings = Settings::from_env()?;
     telemetry::init(&settings.log)?;
     match cli.command {
@@ -110,7 +116,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Ingest(args) => run_ingest(&settings, &args).await,
-        Command::Schema => unreachable!("handled before settings are loaded"),
+        Command::Schema | Command::Probe => unreachable!("handled before settings are loaded"),
     }
 }
 
@@ -155,6 +161,31 @@ async fn stocked_store(datastore: &Datastore, name: &str) -> anyhow::Result<Book
             "--bookstore {name:?}: no bookstore has that name; create it first with the \
              createBookstore mutation (or run the ingest without --bookstore)"
         ),
+    }
+}
+
+/// `GET /healthz` on the local server, with a plain TCP request and a short timeout.
+fn probe() -> anyhow::Result<()> {
+    use std::{
+        io::{Read, Write},
+        net::{SocketAddr, TcpStream},
+        time::Duration,
+    };
+    let listen: SocketAddr = std::env::var("OPONN_LISTEN")
+        .unwrap_or_else(|_| "127.0.0.1:8080".to_owned())
+        .parse()
+        .context("OPONN_LISTEN is not an address")?;
+    let address = SocketAddr::from(([127, 0, 0, 1], listen.port()));
+    let timeout = Duration::from_secs(2);
+    let mut stream = TcpStream::connect_timeout(&address, timeout)
+        .with_context(|| format!("connecting to {address}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    match response.lines().next() {
+        Some(status) if status.starts_with("HTTP/1.1 200") => Ok(()),
+        status => anyhow::bail!("/healthz answered {status:?}"),
     }
 }
 

@@ -441,3 +441,72 @@ fn data_bearing_resources_survive_their_stack() {
         assert_eq!(block[setting], true, "{setting}");
     }
 }
+
+#[test]
+fn ecs_replaces_a_task_whose_probe_fails_and_gives_it_time_to_drain() {
+    let service = load("service.yaml");
+    let (_, task) = only(&service, "AWS::ECS::TaskDefinition");
+    let container = &task["Properties"]["ContainerDefinitions"][0];
+    assert_eq!(
+        container["HealthCheck"]["Command"],
+        json!(["CMD", "/usr/local/bin/oponn", "probe"])
+    );
+    assert!(container["StopTimeout"].as_u64().unwrap_or(0) >= 20);
+}
+
+#[test]
+fn log_groups_expire_their_logs() {
+    let groups: Vec<(String, Value)> = all()
+        .iter()
+        .flat_map(|template| {
+            template
+                .resources_of_type("AWS::Logs::LogGroup")
+                .map(|(id, group)| (id.to_owned(), group.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(groups.len(), 2, "the service's and the build's");
+    for (id, group) in groups {
+        assert!(group["Properties"]["RetentionInDays"].is_u64(), "{id}");
+    }
+}
+
+#[test]
+fn the_dockerfile_is_multi_stage_non_root_probed_and_signal_safe() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Dockerfile");
+    let text = std::fs::read_to_string(path).expect("the Dockerfile");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .filter(|line| line.starts_with("FROM "))
+            .count()
+            >= 2,
+        "build and runtime stages"
+    );
+    let user = lines
+        .iter()
+        .rev()
+        .find(|line| line.starts_with("USER "))
+        .expect("a USER");
+    assert!(!user.contains("root") && !user.ends_with(" 0"), "{user}");
+    assert!(lines.iter().any(|line| line.starts_with("HEALTHCHECK")));
+    assert!(text.contains("CMD [\"/usr/local/bin/oponn\", \"probe\"]"));
+    let entrypoint = lines
+        .iter()
+        .find(|line| line.starts_with("ENTRYPOINT"))
+        .expect("an entrypoint");
+    assert!(
+        entrypoint.contains('['),
+        "exec form, so SIGTERM reaches oponn: {entrypoint}"
+    );
+    // The dependency layer is built from the manifests alone, before the sources are copied.
+    let manifests = text
+        .find("COPY Cargo.toml Cargo.lock")
+        .expect("manifests copied");
+    let sources = text.find("COPY app app").expect("sources copied");
+    assert!(manifests < sources);
+}

@@ -253,3 +253,32 @@ async fn ingesting_into_an_unknown_bookstore_fails_before_fetching_anything() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("no bookstore has that name"), "{stderr}");
 }
+
+/// The container's health check: `oponn probe` succeeds against a serving binary and fails
+/// when nothing listens.
+#[tokio::test]
+async fn the_probe_command_reports_whether_the_server_is_healthy() {
+    let env = Env::new();
+    let server = Server::start(&env).await;
+    let listen = server.base.trim_start_matches("http://").to_owned();
+    let healthy = Command::new(oponn_binary())
+        .arg("probe")
+        .env("OPONN_LISTEN", &listen)
+        .output()
+        .await
+        .expect("runs");
+    assert!(
+        healthy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&healthy.stderr)
+    );
+    drop(server);
+
+    let nobody = Command::new(oponn_binary())
+        .arg("probe")
+        .env("OPONN_LISTEN", "127.0.0.1:9")
+        .output()
+        .await
+        .expect("runs");
+    assert!(!nobody.status.success());
+}

@@ -337,8 +337,10 @@ impl CachedResult {
                     self.members.remove(index);
                 }
                 let position = member.position();
+                // In a full page, a position is known to be inside only if it sorts before the
+                // last remaining member (with none left, nothing is known).
                 let beyond_last = !self.complete
-                    && self.members.last().is_some_and(|last| {
+                    && self.members.last().is_none_or(|last| {
                         position.cmp_to(&last.key, &last.id) == Ordering::Greater
                     });
                 if beyond_last {

@@ -180,6 +180,17 @@ fn a_member_leaving_a_full_page_drops_the_result() {
 }
 
 #[test]
+fn the_only_member_of_a_full_page_moving_drops_it() {
+    // One per page, more beyond: wherever b moves, its page's first record is unknown.
+    let mut page = CachedResult::from_documents(
+        spec(Some(1), None),
+        vec![vec![fruit(2, "b", "red"), fruit(4, "d", "red")]],
+    );
+    assert!(!page.complete);
+    assert_eq!(page.apply(&written(fruit(2, "e", "red"))), Change::Drop);
+}
+
+#[test]
 fn a_page_after_a_cursor_ignores_records_before_it() {
     let cursor = Cursor {
         key: Scalar::Str("b".into()),

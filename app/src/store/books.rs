@@ -9,12 +9,15 @@ use chrono::Utc;
 use futures::TryStreamExt;
 use mongodb::{
     bson::{doc, oid::ObjectId, Bson, DateTime, Document},
-    options::{IndexOptions, ReturnDocument},
+    options::IndexOptions,
     Collection, Database, IndexModel,
 };
 use serde::{Deserialize, Serialize};
 
-use super::{bounded, error::duplicate_positions, indexes, StoreError};
+use super::{
+    bounded, error::duplicate_positions, indexes, update_conditioned, Conditioned, StoreError,
+    Versioned,
+};
 use crate::domain::{
     Book, BookChanges, BookId, BookstoreId, LabelList, NewBook, PublishYear, SourceKey, Title,
     Version,
@@ -40,6 +43,12 @@ struct BookDocument {
     bookstore_id: Option<ObjectId>,
     version: i64,
     updated_at: DateTime,
+}
+
+impl Versioned for BookDocument {
+    fn version(&self) -> i64 {
+        self.version
+    }
 }
 
 impl BookDocument {
@@ -215,7 +224,7 @@ impl BookStore {
                 .options(named("bookstoreId").build())
                 .build(),
         ];
-        indexes::ensure(&self.collection, wanted, self.timeout).await
+        indexes::ensure(&self.collection, wanted, indexes::timeout(self.timeout)).await
     }
 
     /// The books among `ids` that exist, in no particular order: one `$in` query.
@@ -239,11 +248,8 @@ impl BookStore {
         Book::try_from(document)
     }
 
-    /// Applies `changes` (only to version `expected`, when given) and increments the version.
-    /// Returns the record before and after: the write is conditioned on the version it read,
-    /// so `before` is exactly the state this write replaced (the query-result cache needs
-    /// both to find every result the write can affect). Retried when another writer got in
-    /// between; `Contended` if that keeps happening.
+    /// Applies `changes` (only to version `expected`, when given) and increments the version;
+    /// returns the record before and after (see `update_conditioned`).
     pub async fn update(
         &self,
         id: BookId,
@@ -251,38 +257,22 @@ impl BookStore {
         expected: Option<Version>,
     ) -> Result<UpdateOutcome, StoreError> {
         let update = update_document(changes);
-        for _ in 0..super::WRITE_ATTEMPTS {
-            let before = bounded(
-                self.timeout,
-                self.collection.find_one(doc! { "_id": id.object_id() }),
-            )
-            .await?;
-            let Some(before) = before else {
-                return Ok(UpdateOutcome::NotFound);
-            };
-            if expected.is_some_and(|expected| expected != before.version) {
-                return Ok(UpdateOutcome::VersionMismatch {
-                    current: before.version,
-                });
-            }
-            let after = bounded(
-                self.timeout,
-                self.collection
-                    .find_one_and_update(
-                        doc! { "_id": before.id, "version": before.version },
-                        update.clone(),
-                    )
-                    .return_document(ReturnDocument::After),
-            )
-            .await?;
-            if let Some(after) = after {
-                return Ok(UpdateOutcome::Updated {
-                    before: Book::try_from(before)?,
-                    after: Book::try_from(after)?,
-                });
-            }
-        }
-        Err(StoreError::Contended)
+        let updated = update_conditioned(
+            &self.collection,
+            id.object_id(),
+            expected,
+            update,
+            self.timeout,
+        )
+        .await?;
+        Ok(match updated {
+            Conditioned::Updated { before, after } => UpdateOutcome::Updated {
+                before: Book::try_from(before)?,
+                after: Book::try_from(after)?,
+            },
+            Conditioned::NotFound => UpdateOutcome::NotFound,
+            Conditioned::VersionMismatch { current } => UpdateOutcome::VersionMismatch { current },
+        })
     }
 
     /// Moves every book of `from` to `to` (`None`: deletes them instead), returning each book

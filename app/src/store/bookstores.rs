@@ -8,12 +8,12 @@ use chrono::Utc;
 use futures::TryStreamExt;
 use mongodb::{
     bson::{doc, oid::ObjectId, DateTime, Document},
-    options::{IndexOptions, ReturnDocument},
+    options::IndexOptions,
     Collection, IndexModel,
 };
 use serde::{Deserialize, Serialize};
 
-use super::{bounded, indexes, StoreError};
+use super::{bounded, indexes, update_conditioned, Conditioned, StoreError, Versioned};
 use crate::domain::{
     Bookstore, BookstoreChanges, BookstoreId, BookstoreName, Label, NameKey, NewBookstore, Version,
 };
@@ -58,6 +58,12 @@ pub fn from_stored(document: Document) -> Result<Bookstore, StoreError> {
             reason: e.to_string(),
         })?;
     Bookstore::try_from(document)
+}
+
+impl Versioned for BookstoreDocument {
+    fn version(&self) -> i64 {
+        self.version
+    }
 }
 
 impl TryFrom<BookstoreDocument> for Bookstore {
@@ -117,7 +123,7 @@ impl BookstoreStore {
                 .options(named("city").build())
                 .build(),
         ];
-        indexes::ensure(&self.collection, wanted, self.timeout).await
+        indexes::ensure(&self.collection, wanted, indexes::timeout(self.timeout)).await
     }
 
     /// The bookstores among `ids` that exist: one `$in` query.
@@ -166,38 +172,21 @@ impl BookstoreStore {
             set.insert("city", city.as_str());
         }
         let update = doc! { "$set": set, "$inc": { "version": 1_i64 } };
-        for _ in 0..super::WRITE_ATTEMPTS {
-            let before = bounded(
-                self.timeout,
-                self.collection.find_one(doc! { "_id": id.object_id() }),
-            )
-            .await?;
-            let Some(before) = before else {
-                return Ok(BookstoreWrite::NotFound);
-            };
-            if expected.is_some_and(|expected| expected != before.version) {
-                return Ok(BookstoreWrite::VersionMismatch {
-                    current: before.version,
-                });
+        let updated = update_conditioned(
+            &self.collection,
+            id.object_id(),
+            expected,
+            update,
+            self.timeout,
+        )
+        .await?;
+        Ok(match updated {
+            Conditioned::Updated { before, after } => {
+                BookstoreWrite::Done((Bookstore::try_from(before)?, Bookstore::try_from(after)?))
             }
-            let after = bounded(
-                self.timeout,
-                self.collection
-                    .find_one_and_update(
-                        doc! { "_id": before.id, "version": before.version },
-                        update.clone(),
-                    )
-                    .return_document(ReturnDocument::After),
-            )
-            .await?;
-            if let Some(after) = after {
-                return Ok(BookstoreWrite::Done((
-                    Bookstore::try_from(before)?,
-                    Bookstore::try_from(after)?,
-                )));
-            }
-        }
-        Err(StoreError::Contended)
+            Conditioned::NotFound => BookstoreWrite::NotFound,
+            Conditioned::VersionMismatch { current } => BookstoreWrite::VersionMismatch { current },
+        })
     }
 
     /// Deletes a bookstore (only at `expected`, when given), returning it as it was.

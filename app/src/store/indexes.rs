@@ -12,6 +12,15 @@ use super::{bounded, StoreError};
 
 const NAMESPACE_NOT_FOUND: i32 = 26;
 
+/// Index creation runs once, at start-up, and may take a while on a busy server (creating the
+/// collection too): it gets at least this long, whatever the per-request timeout.
+const AT_LEAST: Duration = Duration::from_secs(30);
+
+/// The timeout of index creation for a store whose per-operation timeout is `timeout`.
+pub(super) fn timeout(timeout: Duration) -> Duration {
+    timeout.max(AT_LEAST)
+}
+
 /// Creates the indexes of `wanted` (each must be named) that `collection` lacks.
 pub(super) async fn ensure<T: Send + Sync>(
     collection: &Collection<T>,

@@ -108,6 +108,54 @@ impl Store {
     }
 }
 
+/// A stored document that carries its record's version.
+trait Versioned {
+    fn version(&self) -> i64;
+}
+
+/// What a version-conditioned update found.
+enum Conditioned<D> {
+    Updated { before: D, after: D },
+    NotFound,
+    VersionMismatch { current: i64 },
+}
+
+/// Reads the document, then applies `update` only to the version it read, so that `before`
+/// is exactly the state the update replaced (the query-result cache needs both to find every
+/// result a write can affect). With `expected`, refuses any other version. Retried when another
+/// writer got in between; `Contended` if that keeps happening.
+async fn update_conditioned<D>(
+    collection: &mongodb::Collection<D>,
+    id: mongodb::bson::oid::ObjectId,
+    expected: Option<i64>,
+    update: mongodb::bson::Document,
+    timeout: Duration,
+) -> Result<Conditioned<D>, StoreError>
+where
+    D: Versioned + serde::de::DeserializeOwned + Send + Sync,
+{
+    for _ in 0..WRITE_ATTEMPTS {
+        let Some(before) = bounded(timeout, collection.find_one(doc! { "_id": id })).await? else {
+            return Ok(Conditioned::NotFound);
+        };
+        let version = before.version();
+        if expected.is_some_and(|expected| expected != version) {
+            return Ok(Conditioned::VersionMismatch { current: version });
+        }
+        let after = bounded(
+            timeout,
+            collection
+                .find_one_and_update(doc! { "_id": id, "version": version }, update.clone())
+                .return_document(mongodb::options::ReturnDocument::After),
+        )
+        .await?;
+        if let Some(after) = after {
+            return Ok(Conditioned::Updated { before, after });
+        }
+    }
+    Err(StoreError::Contended)
+}
+
 /// Runs one driver call under the store's timeout, mapping driver errors to [`StoreError`].
 async fn bounded<T>(
     timeout: Duration,
