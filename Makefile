@@ -40,7 +40,7 @@ test: stack-up lint infra-check ## Run every check and every test (unit, integra
 	@$(STACK_ENV); scripts/smoke-release
 
 .PHONY: infra-check
-infra-check: ## cfn-lint and cfn-guard on the templates, hadolint on the Dockerfile (offline)
+infra-check: ## cfn-lint and cfn-guard on the templates (and a fixture every rule must reject), hadolint on the Dockerfile (offline)
 	@scripts/infra-check
 
 .PHONY: lint

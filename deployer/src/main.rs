@@ -1,2 +1,19 @@
 //! `deployer`: plans, applies, verifies and tears down oponn's AWS infrastructure.
-fn main() {}
+//! Only wiring: parse the command line, run, print the error.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use deployer::cli::{run, Cli};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The command line: `deployer [--config deploy.toml] <command>`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::{
+    aws::Aws,
+    commands::{Deployer, UpOptions},
+    config::DeployConfig,
+    console::Console,
+    error::DeployError,
+    pace::Pace,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "deployer",
+    version,
+    about = "Plans, applies, verifies and tears down oponn's AWS infrastructure"
+)]
+pub struct Cli {
+    /// The deployment's configuration (see deploy.example.toml).
+    #[arg(long, default_value = "deploy.toml", env = "DEPLOYER_CONFIG")]
+    pub config: PathBuf,
+    /// Send every AWS call to this endpoint (a moto server in tests).
+    #[arg(long, env = "DEPLOYER_ENDPOINT_URL")]
+    pub endpoint_url: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what `up` would change, stack by stack (CloudFormation change sets, as a diff).
+    Plan,
+    /// Create or update the stacks in order, following their events, then verify the service.
+    Up {
+        /// Do not wait for the service to be steady and its targets healthy.
+        #[arg(long)]
+        skip_verify: bool,
+    },
+    /// Stacks, service deployments, target health and the last pipeline runs.
+    Status,
+    /// Start the pipeline (test, build, push, deploy) and follow it.
+    Release,
+    /// Deploy an image through ECS and wait; fails if the circuit breaker rolls it back.
+    Rollout {
+        /// A tag of the stack's ECR repository, or a whole image reference.
+        #[arg(long)]
+        image: String,
+    },
+    /// Return the service to the previous task definition revision (or `--to <revision>`).
+    Rollback {
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Delete the stacks in reverse order, keeping the image repository unless told.
+    Down {
+        /// Also delete the pipeline stack and the images in its repository.
+        #[arg(long)]
+        delete_data: bool,
+    },
+}
+
+pub async fn run(cli: Cli) -> Result<(), DeployError> {
+    let config = DeployConfig::load(&cli.config)?;
+    let aws = Aws::connect(&config.region, cli.endpoint_url.as_deref()).await?;
+    let deployer = Deployer {
+        config,
+        aws,
+        console: Console::stdout(),
+        pace: Pace::AWS,
+    };
+    match cli.command {
+        Command::Plan => deployer.plan().await.map(drop),
+        Command::Up { skip_verify } => deployer.up(UpOptions { skip_verify }).await.map(drop),
+        Command::Status => deployer.status().await,
+        Command::Release => deployer.release().await.map(drop),
+        Command::Rollout { image } => deployer.rollout(&image).await.map(drop),
+        Command::Rollback { to } => deployer.rollback(to.as_deref()).await.map(drop),
+        Command::Down { delete_data } => deployer.down(delete_data).await,
+    }
+}

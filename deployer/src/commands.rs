@@ -1,0 +1,445 @@
+//! The commands: `plan`, `up`, `status`, `release`, `rollout`, `rollback`, `down`. Each
+//! composes the pure planning (`stacks`, `plan`) with the AWS modules; none provisions
+//! anything itself.
+
+use crate::{
+    aws::Aws,
+    cloudformation::{self, DeployedStack, EventFollower, Operation},
+    config::DeployConfig,
+    console::Console,
+    error::DeployError,
+    pace::Pace,
+    pipeline,
+    plan::{PlanAction, StackPlan},
+    service::{self, short},
+    stacks::{self, Layer, Names, StackSpec, IMAGE_FROM_FIRST_BUILD},
+};
+
+pub struct Deployer {
+    pub config: DeployConfig,
+    pub aws: Aws,
+    pub console: Console,
+    pub pace: Pace,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UpOptions {
+    /// Skip the check through ECS, ELBv2 and CodePipeline once the stacks are applied.
+    pub skip_verify: bool,
+}
+
+impl Deployer {
+    fn names(&self) -> Names {
+        Names::of(&self.config)
+    }
+
+    async fn deployed(&self, layer: Layer) -> Result<Option<DeployedStack>, DeployError> {
+        cloudformation::describe(
+            &self.aws.cloudformation,
+            &stacks::stack_name(&self.config, layer),
+        )
+        .await
+    }
+
+    async fn output(&self, layer: Layer, key: &str) -> Result<String, DeployError> {
+        let stack = self.deployed(layer).await?.ok_or_else(|| {
+            DeployError::NotFound(format!(
+                "stack {} (run `deployer up` first)",
+                stacks::stack_name(&self.config, layer)
+            ))
+        })?;
+        stack
+            .outputs
+            .get(key)
+            .filter(|value| !value.is_empty())
+            .cloned()
+            .ok_or_else(|| DeployError::NotFound(format!("output {key} of stack {}", stack.name)))
+    }
+
+    /// The service's image: the one it runs now (so `up` never undoes a release), else the
+    /// config's first image, else none yet.
+    async fn current_image(&self) -> Result<Option<String>, DeployError> {
+        let names = self.names();
+        if self.deployed(Layer::Service).await?.is_some() {
+            if let Some(state) =
+                service::describe(&self.aws, &names.cluster, &names.service).await?
+            {
+                let running = state
+                    .primary()
+                    .map(|p| p.task_definition.clone())
+                    .unwrap_or(state.task_definition);
+                if let Some(image) = service::image_of(&self.aws, &running).await? {
+                    return Ok(Some(image));
+                }
+            }
+        }
+        Ok(self.config.service.image.clone())
+    }
+
+    /// The plan of one stack against what is deployed.
+    pub async fn plan_stack(&self, spec: &StackSpec) -> Result<StackPlan, DeployError> {
+        let client = &self.aws.cloudformation;
+        let Some(deployed) = cloudformation::describe(client, &spec.name).await? else {
+            return Ok(StackPlan::create(spec));
+        };
+        cloudformation::check_updatable(&deployed)?;
+        let template = cloudformation::deployed_template(client, &spec.name).await?;
+        let changes = cloudformation::change_set(client, spec, self.pace).await?;
+        Ok(StackPlan::update(
+            spec,
+            &deployed.parameters,
+            template.as_ref(),
+            changes,
+        ))
+    }
+
+    /// `plan`: every stack's diff, in apply order. Creates nothing (change sets are deleted).
+    pub async fn plan(&self) -> Result<Vec<StackPlan>, DeployError> {
+        let image = self
+            .current_image()
+            .await?
+            .unwrap_or_else(|| IMAGE_FROM_FIRST_BUILD.into());
+        let mut plans = Vec::new();
+        for spec in stacks::specs(&self.config, &image)? {
+            let plan = self.plan_stack(&spec).await?;
+            self.console.line(plan.to_string().trim_end());
+            plans.push(plan);
+        }
+        let changes = plans.iter().filter(|plan| plan.is_change()).count();
+        self.console
+            .line(format!("plan: {changes} of {} stacks change", plans.len()));
+        Ok(plans)
+    }
+
+    /// `up`: each stack in order, created or updated, its events streamed, then (unless told
+    /// not to) the service verified. A failure stops at that stack; CloudFormation has rolled
+    /// it back.
+    pub async fn up(&self, options: UpOptions) -> Result<Vec<StackPlan>, DeployError> {
+        let mut plans = Vec::new();
+        for layer in Layer::ALL {
+            let image = match layer {
+                Layer::Service => self.image_for_service().await?,
+                _ => String::new(),
+            };
+            let spec = stacks::spec(&self.config, layer, &image)?;
+            let plan = self.plan_stack(&spec).await?;
+            self.console.line(plan.to_string().trim_end());
+            let operation = match &plan.action {
+                PlanAction::NoChange => {
+                    plans.push(plan);
+                    continue;
+                }
+                PlanAction::Create { .. } => Operation::Create,
+                PlanAction::Update { .. } => Operation::Update,
+            };
+            self.apply(&spec, operation).await?;
+            plans.push(plan);
+        }
+        if !options.skip_verify {
+            self.verify().await?;
+        }
+        self.console.line("up: done");
+        Ok(plans)
+    }
+
+    async fn image_for_service(&self) -> Result<String, DeployError> {
+        if let Some(image) = self.current_image().await? {
+            return Ok(image);
+        }
+        // A new account: the service's first image is the pipeline's first build, which
+        // CodePipeline starts when the pipeline is created, once the connection is approved.
+        self.console
+            .line("no image yet: the service waits for the pipeline's first build");
+        let connection = self.output(Layer::Pipeline, "ConnectionArn").await?;
+        pipeline::require_connection(&self.aws, &connection).await?;
+        let names = self.names();
+        let commit =
+            pipeline::first_build(&self.aws, &names.pipeline, &self.console, self.pace).await?;
+        let repository = self.output(Layer::Pipeline, "RepositoryUri").await?;
+        Ok(format!("{repository}:{commit}"))
+    }
+
+    async fn apply(&self, spec: &StackSpec, operation: Operation) -> Result<(), DeployError> {
+        let client = &self.aws.cloudformation;
+        let total = spec.template.resources().len();
+        let mut follower = EventFollower::start(client, &spec.name, total).await;
+        if !cloudformation::apply(client, spec, operation).await? {
+            self.console.line(format!("= {}: no change", spec.name));
+            return Ok(());
+        }
+        cloudformation::follow(
+            client,
+            &mut follower,
+            &spec.name,
+            operation,
+            &self.console,
+            self.pace,
+        )
+        .await?;
+        self.console
+            .line(format!("{}: {operation:?} complete", spec.name));
+        Ok(())
+    }
+
+    /// The service steady and its targets healthy (ECS, ELBv2), and the pipeline's state.
+    pub async fn verify(&self) -> Result<(), DeployError> {
+        let names = self.names();
+        self.console.line("verify:");
+        let target_group = self.output(Layer::Service, "TargetGroupArn").await?;
+        service::wait_until_healthy(
+            &self.aws,
+            &names.cluster,
+            &names.service,
+            Some(&target_group),
+            &self.console,
+            self.pace,
+        )
+        .await?;
+        let connection = self.output(Layer::Pipeline, "ConnectionArn").await?;
+        if let Err(error) = pipeline::require_connection(&self.aws, &connection).await {
+            // The service is up; only releases wait for the approval.
+            self.console.line(format!("  WARNING: {error}"));
+        }
+        for stage in pipeline::stages(&self.aws, &names.pipeline).await? {
+            self.console.line(format!(
+                "  pipeline {}: {} {}",
+                names.pipeline, stage.name, stage.status
+            ));
+            for error in stage.errors {
+                self.console.line(format!("    {error}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `status`: one screen. Each section reports its own failure and the rest still prints.
+    pub async fn status(&self) -> Result<(), DeployError> {
+        let names = self.names();
+        let console = &self.console;
+        console.line("stacks:");
+        for layer in Layer::ALL {
+            let name = stacks::stack_name(&self.config, layer);
+            match self.deployed(layer).await {
+                Ok(Some(stack)) => console.line(format!(
+                    "  {name:<28} {:<24} {}",
+                    stack.status,
+                    stack.updated.unwrap_or_default()
+                )),
+                Ok(None) => console.line(format!("  {name:<28} (none)")),
+                Err(error) => console.line(format!("  {name:<28} error: {error}")),
+            }
+        }
+        console.line(format!("service {}:", names.service));
+        let state = service::describe(&self.aws, &names.cluster, &names.service).await;
+        match &state {
+            Ok(Some(state)) => {
+                console.line(format!(
+                    "  {} {}/{} running, task definition {}",
+                    state.status,
+                    state.running,
+                    state.desired,
+                    short(&state.task_definition)
+                ));
+                for deployment in &state.deployments {
+                    console.line(format!(
+                        "  deployment {} {} {}/{} running, rollout {}{}",
+                        deployment.status,
+                        short(&deployment.task_definition),
+                        deployment.running,
+                        deployment.desired,
+                        deployment.rollout.as_deref().unwrap_or("-"),
+                        deployment
+                            .rollout_reason
+                            .as_ref()
+                            .map(|r| format!(" ({r})"))
+                            .unwrap_or_default()
+                    ));
+                }
+            }
+            Ok(None) => console.line("  (none)"),
+            Err(error) => console.line(format!("  error: {error}")),
+        }
+        console.line("targets:");
+        match self.output(Layer::Service, "TargetGroupArn").await {
+            Ok(arn) => match service::targets(&self.aws, &arn).await {
+                Ok(targets) if targets.is_empty() => console.line("  (no registered targets)"),
+                Ok(targets) => {
+                    for target in targets {
+                        console.line(format!(
+                            "  {}:{} {}{}",
+                            target.id,
+                            target.port.unwrap_or_default(),
+                            target.state,
+                            target.reason.map(|r| format!(" ({r})")).unwrap_or_default()
+                        ));
+                    }
+                }
+                Err(error) => console.line(format!("  error: {error}")),
+            },
+            Err(error) => console.line(format!("  {error}")),
+        }
+        console.line(format!("pipeline {}:", names.pipeline));
+        match pipeline::recent_runs(&self.aws, &names.pipeline, 5).await {
+            Ok(runs) if runs.is_empty() => console.line("  (no runs)"),
+            Ok(runs) => {
+                for run in runs {
+                    console.line(format!(
+                        "  {} {:<11} {} {}",
+                        run.started, run.status, run.id, run.revision
+                    ));
+                }
+            }
+            Err(error) => console.line(format!("  error: {error}")),
+        }
+        Ok(())
+    }
+
+    /// `release`: start the pipeline (after checking the connection) and follow it.
+    pub async fn release(&self) -> Result<String, DeployError> {
+        let connection = self.output(Layer::Pipeline, "ConnectionArn").await?;
+        pipeline::require_connection(&self.aws, &connection).await?;
+        let names = self.names();
+        let execution =
+            pipeline::release(&self.aws, &names.pipeline, &self.console, self.pace).await?;
+        self.console.line(format!("release: {execution} succeeded"));
+        Ok(execution)
+    }
+
+    /// `rollout --image <tag or image>`: a new task definition revision with that image,
+    /// deployed through ECS, waited for, failing loudly if the circuit breaker rolled it back.
+    pub async fn rollout(&self, image: &str) -> Result<String, DeployError> {
+        let image = match image.contains('/') {
+            true => image.to_owned(),
+            false => format!(
+                "{}:{image}",
+                self.output(Layer::Pipeline, "RepositoryUri").await?
+            ),
+        };
+        let names = self.names();
+        let state = self.running_service().await?;
+        let current = state
+            .primary()
+            .map(|p| p.task_definition.clone())
+            .unwrap_or(state.task_definition);
+        let registered = service::register_with_image(&self.aws, &current, &image).await?;
+        self.console
+            .line(format!("rollout: {image} as {}", short(&registered)));
+        self.deploy(&names, &registered).await?;
+        Ok(registered)
+    }
+
+    /// `rollback [--to <revision>]`: the service back to the previous task definition revision
+    /// (or the one named), through the same deployment and checks as `rollout`.
+    pub async fn rollback(&self, to: Option<&str>) -> Result<String, DeployError> {
+        let names = self.names();
+        let state = self.running_service().await?;
+        let current = state
+            .primary()
+            .map(|p| p.task_definition.clone())
+            .unwrap_or(state.task_definition);
+        let target = match to {
+            Some(revision) if revision.contains(':') => revision.to_owned(),
+            Some(revision) => format!(
+                "{}:{revision}",
+                short(&current).split(':').next().unwrap_or_default()
+            ),
+            None => service::previous_revision(&self.aws, &current).await?,
+        };
+        self.console.line(format!(
+            "rollback: {} -> {}",
+            short(&current),
+            short(&target)
+        ));
+        self.deploy(&names, &target).await?;
+        Ok(target)
+    }
+
+    async fn running_service(&self) -> Result<service::ServiceState, DeployError> {
+        let names = self.names();
+        service::describe(&self.aws, &names.cluster, &names.service)
+            .await?
+            .ok_or_else(|| {
+                DeployError::NotFound(format!(
+                    "service {} (run `deployer up` first)",
+                    names.service
+                ))
+            })
+    }
+
+    async fn deploy(&self, names: &Names, task_definition: &str) -> Result<(), DeployError> {
+        service::deploy(
+            &self.aws,
+            &names.cluster,
+            &names.service,
+            task_definition,
+            &self.console,
+            self.pace,
+        )
+        .await?;
+        let target_group = self.output(Layer::Service, "TargetGroupArn").await?;
+        service::wait_until_healthy(
+            &self.aws,
+            &names.cluster,
+            &names.service,
+            Some(&target_group),
+            &self.console,
+            self.pace,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `down`: the stacks in reverse order. The pipeline stack (images, artifacts) stays
+    /// unless `delete_data`; the artifact bucket stays even then (DeletionPolicy: Retain).
+    pub async fn down(&self, delete_data: bool) -> Result<(), DeployError> {
+        for layer in Layer::ALL.into_iter().rev() {
+            let name = stacks::stack_name(&self.config, layer);
+            let Some(stack) = self.deployed(layer).await? else {
+                self.console.line(format!("= {name}: not deployed"));
+                continue;
+            };
+            if layer.holds_data() && !delete_data {
+                self.console.line(format!(
+                    "= {name}: kept (it holds the images; `deployer down --delete-data` deletes it)"
+                ));
+                continue;
+            }
+            if stack.status.ends_with("_IN_PROGRESS") {
+                return Err(DeployError::StackStuck {
+                    stack: name,
+                    status: stack.status,
+                    hint:
+                        "another operation is running on it; wait for it to end (`deployer status`)",
+                });
+            }
+            self.console.line(format!("- {name}: delete"));
+            let client = &self.aws.cloudformation;
+            let spec_resources = stacks::spec(&self.config, layer, IMAGE_FROM_FIRST_BUILD)
+                .map(|spec| spec.template.resources().len())
+                .unwrap_or(0);
+            let mut follower = EventFollower::start(client, &stack.id, spec_resources).await;
+            client
+                .delete_stack()
+                .stack_name(&stack.id)
+                .send()
+                .await
+                .map_err(|error| DeployError::StackFailed {
+                    stack: name.clone(),
+                    status: "DELETE_FAILED".into(),
+                    reason: crate::error::describe_sdk_error(&error),
+                })?;
+            cloudformation::follow(
+                client,
+                &mut follower,
+                &stack.id,
+                Operation::Delete,
+                &self.console,
+                self.pace,
+            )
+            .await?;
+            self.console.line(format!("{name}: deleted"));
+        }
+        self.console.line("down: done");
+        Ok(())
+    }
+}

@@ -1,0 +1,351 @@
+//! `deploy.toml`: what to deploy where. Read and validated once; the rest of the deployer holds
+//! only a [`DeployConfig`], whose fields cannot be invalid.
+
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("{path}: {field}: {message}")]
+    Invalid {
+        path: PathBuf,
+        field: &'static str,
+        message: String,
+    },
+}
+
+/// A validated `deploy.toml`.
+#[derive(Debug, Clone)]
+pub struct DeployConfig {
+    pub app: Name,
+    pub stage: Name,
+    pub region: String,
+    /// Where the CloudFormation templates are (relative paths are resolved against the
+    /// directory of `deploy.toml`).
+    pub templates: PathBuf,
+    pub cluster: ClusterConfig,
+    pub service: ServiceConfig,
+    pub github: GitHubConfig,
+    pub secrets: SecretsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    #[serde(default = "default_instance_type")]
+    pub instance_type: String,
+    #[serde(default = "one")]
+    pub min_instances: u32,
+    #[serde(default = "three")]
+    pub max_instances: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    #[serde(default = "two")]
+    pub desired_tasks: u32,
+    #[serde(default = "one")]
+    pub min_tasks: u32,
+    #[serde(default = "four")]
+    pub max_tasks: u32,
+    #[serde(default = "default_cpu")]
+    pub cpu: u32,
+    #[serde(default = "default_memory")]
+    pub memory: u32,
+    #[serde(default = "default_database")]
+    pub mongodb_database: String,
+    /// The image for the service's first deployment; later ones come from the pipeline or
+    /// `deployer rollout`, and `up` keeps whatever image is running.
+    pub image: Option<String>,
+    pub certificate_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GitHubConfig {
+    /// `owner/name`.
+    pub repository: String,
+    #[serde(default = "default_branch")]
+    pub branch: String,
+}
+
+/// The ARNs (never the values) of the service's secrets, in Secrets Manager or SSM.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    pub mongodb_uri: String,
+    pub redis_url: String,
+    pub api_tokens: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    app: String,
+    stage: String,
+    region: String,
+    templates: Option<PathBuf>,
+    #[serde(default = "default_cluster")]
+    cluster: ClusterConfig,
+    #[serde(default = "default_service")]
+    service: ServiceConfig,
+    github: GitHubConfig,
+    secrets: SecretsConfig,
+}
+
+/// A lower-case name that fits in every AWS resource name built from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Name(String);
+
+impl Name {
+    fn parse(value: &str, max_length: usize) -> Result<Self, String> {
+        let valid = !value.is_empty()
+            && value.len() <= max_length
+            && value.starts_with(|c: char| c.is_ascii_lowercase())
+            && value
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !value.ends_with('-');
+        if valid {
+            Ok(Self(value.to_owned()))
+        } else {
+            Err(format!(
+                "{value:?}: expected 1 to {max_length} of a-z, 0-9 and '-', starting with a letter"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl DeployConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })?;
+        let invalid = |field: &'static str, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            field,
+            message,
+        };
+        let app = Name::parse(&raw.app, 20).map_err(|message| invalid("app", message))?;
+        // The stage is alphanumeric: the templates' AllowedPattern refuses '-'.
+        let stage = Name::parse(&raw.stage, 10)
+            .and_then(|stage| match stage.0.contains('-') {
+                true => Err(format!("{:?}: no '-' in a stage", stage.0)),
+                false => Ok(stage),
+            })
+            .map_err(|message| invalid("stage", message))?;
+        if raw.region.is_empty() || !raw.region.contains('-') {
+            return Err(invalid(
+                "region",
+                format!("{:?} is not a region", raw.region),
+            ));
+        }
+        let repository = &raw.github.repository;
+        if repository.split('/').count() != 2 || repository.split('/').any(str::is_empty) {
+            return Err(invalid(
+                "github.repository",
+                format!("{repository:?}: expected owner/name"),
+            ));
+        }
+        for (field, arn) in [
+            ("secrets.mongodb_uri", &raw.secrets.mongodb_uri),
+            ("secrets.redis_url", &raw.secrets.redis_url),
+            ("secrets.api_tokens", &raw.secrets.api_tokens),
+        ] {
+            check_secret_arn(arn).map_err(|message| invalid(field, message))?;
+        }
+        let cluster = &raw.cluster;
+        if cluster.min_instances > cluster.max_instances || cluster.max_instances == 0 {
+            return Err(invalid(
+                "cluster",
+                "expected 0 <= min_instances <= max_instances, max_instances >= 1".into(),
+            ));
+        }
+        let service = &raw.service;
+        if service.min_tasks > service.max_tasks || service.max_tasks == 0 {
+            return Err(invalid(
+                "service",
+                "expected min_tasks <= max_tasks, max_tasks >= 1".into(),
+            ));
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let templates = base.join(raw.templates.unwrap_or_else(|| "infra-templates".into()));
+        Ok(Self {
+            app,
+            stage,
+            region: raw.region,
+            templates,
+            cluster: raw.cluster,
+            service: raw.service,
+            github: raw.github,
+            secrets: raw.secrets,
+        })
+    }
+
+    /// `{app}-{stage}`: the cluster, the service, the pipeline and the repository are named so.
+    pub fn prefix(&self) -> String {
+        format!("{}-{}", self.app, self.stage)
+    }
+}
+
+/// A Secrets Manager secret or an SSM parameter ARN: the value itself is never in the config.
+fn check_secret_arn(arn: &str) -> Result<(), String> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let valid = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && matches!(
+            (parts[2], parts[5].split(['/', ':']).next()),
+            ("secretsmanager", Some("secret")) | ("ssm", Some("parameter"))
+        )
+        && parts[4].len() == 12
+        && parts[4].chars().all(|c| c.is_ascii_digit());
+    match valid {
+        true => Ok(()),
+        false => Err("expected the ARN of a Secrets Manager secret or an SSM parameter (arn:aws:secretsmanager:<region>:<account>:secret:... or arn:aws:ssm:<region>:<account>:parameter/...), never the secret itself".into()),
+    }
+}
+
+fn default_cluster() -> ClusterConfig {
+    ClusterConfig {
+        instance_type: default_instance_type(),
+        min_instances: one(),
+        max_instances: three(),
+    }
+}
+
+fn default_service() -> ServiceConfig {
+    ServiceConfig {
+        desired_tasks: two(),
+        min_tasks: one(),
+        max_tasks: four(),
+        cpu: default_cpu(),
+        memory: default_memory(),
+        mongodb_database: default_database(),
+        image: None,
+        certificate_arn: None,
+    }
+}
+
+fn default_instance_type() -> String {
+    "t3.small".into()
+}
+fn default_branch() -> String {
+    "main".into()
+}
+fn default_database() -> String {
+    "oponn".into()
+}
+fn default_cpu() -> u32 {
+    512
+}
+fn default_memory() -> u32 {
+    512
+}
+fn one() -> u32 {
+    1
+}
+fn two() -> u32 {
+    2
+}
+fn three() -> u32 {
+    3
+}
+fn four() -> u32 {
+    4
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../deploy.example.toml");
+
+    fn parse(text: &str) -> Result<DeployConfig, ConfigError> {
+        DeployConfig::parse(Path::new("/repo/deploy.toml"), text)
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let config = parse(EXAMPLE).expect("the example parses");
+        assert_eq!(config.prefix(), "oponn-dev");
+        assert_eq!(config.github.branch, "main");
+        assert_eq!(config.templates, Path::new("/repo/infra-templates"));
+    }
+
+    #[test]
+    fn a_secret_value_in_place_of_an_arn_is_refused_without_echoing_it() {
+        let text = EXAMPLE.replace(
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:oponn/dev/mongodb-uri",
+            "mongodb://admin:hunter2@db:27017",
+        );
+        let error = parse(&text).expect_err("a value, not an ARN").to_string();
+        assert!(error.contains("secrets.mongodb_uri"), "{error}");
+        assert!(!error.contains("hunter2"), "the secret is echoed: {error}");
+    }
+
+    #[test]
+    fn ssm_parameter_arns_are_accepted() {
+        let text = EXAMPLE.replace(
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:oponn/dev/redis-url",
+            "arn:aws:ssm:eu-west-1:123456789012:parameter/oponn/dev/redis-url",
+        );
+        parse(&text).expect("an SSM parameter ARN");
+    }
+
+    #[test]
+    fn names_that_do_not_fit_resource_names_are_refused() {
+        for (from, to, field) in [
+            ("app = \"oponn\"", "app = \"Oponn\"", "app"),
+            ("stage = \"dev\"", "stage = \"my-dev\"", "stage"),
+            (
+                "repository = \"acme/oponn\"",
+                "repository = \"oponn\"",
+                "github.repository",
+            ),
+        ] {
+            let error = parse(&EXAMPLE.replace(from, to)).expect_err(to).to_string();
+            assert!(error.contains(field), "{error}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let error = parse(&format!("{EXAMPLE}\nunknown = 1\n")).expect_err("unknown key");
+        assert!(error.to_string().contains("unknown"), "{error}");
+    }
+}

@@ -1,0 +1,1074 @@
+//! The deployer against the SDK's test doubles, for what moto does not model: the change-set
+//! diff with modifications and replacements, following stack events through a rollback, the
+//! verify step (service steady, targets healthy, pipeline state), release, rollout with the
+//! circuit breaker rolling back, rollback, and the no-change and stuck-stack paths. The
+//! responses carry the shapes of the AWS API references' examples.
+
+mod support;
+
+use aws_sdk_cloudformation::{
+    operation::{
+        create_change_set::CreateChangeSetOutput, delete_change_set::DeleteChangeSetOutput,
+        describe_change_set::DescribeChangeSetOutput,
+        describe_stack_events::DescribeStackEventsOutput, describe_stacks::DescribeStacksOutput,
+        get_template::GetTemplateOutput,
+    },
+    types::{
+        Change, ChangeAction, ChangeSetStatus, Replacement, RequiresRecreation, ResourceAttribute,
+        ResourceChange as SdkResourceChange, ResourceChangeDetail, ResourceTargetDefinition,
+    },
+    Client as CloudFormation,
+};
+use aws_sdk_codepipeline::{
+    operation::list_pipeline_executions::ListPipelineExecutionsOutput,
+    operation::{
+        get_pipeline_execution::GetPipelineExecutionOutput,
+        get_pipeline_state::GetPipelineStateOutput,
+        start_pipeline_execution::StartPipelineExecutionOutput,
+    },
+    types::{
+        ArtifactRevision, PipelineExecution, PipelineExecutionStatus, PipelineExecutionSummary,
+    },
+    Client as CodePipeline,
+};
+use aws_sdk_codestarconnections::{
+    operation::get_connection::GetConnectionOutput,
+    types::{Connection, ConnectionStatus},
+    Client as Connections,
+};
+use aws_sdk_ecs::{
+    operation::{
+        describe_services::DescribeServicesOutput,
+        describe_task_definition::DescribeTaskDefinitionOutput,
+        list_task_definitions::ListTaskDefinitionsOutput,
+        register_task_definition::RegisterTaskDefinitionOutput,
+        update_service::UpdateServiceOutput,
+    },
+    types::{ContainerDefinition, TaskDefinition},
+    Client as Ecs,
+};
+use aws_sdk_elasticloadbalancingv2::{
+    operation::describe_target_health::DescribeTargetHealthOutput, Client as Elb,
+};
+use aws_smithy_mocks::{mock, Rule};
+use deployer::{
+    cloudformation::{self, EventFollower, Operation},
+    commands::UpOptions,
+    console::Console,
+    error::DeployError,
+    pace::Pace,
+    plan::PlanAction,
+    stacks::{self, Layer},
+};
+use support::{config, deployer, doubles::*};
+
+const REPOSITORY: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/oponn-dev";
+const TARGET_GROUP: &str =
+    "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/oponn-dev/6d0ecf831eec9f09";
+const CONNECTION: &str = "arn:aws:codestar-connections:eu-west-1:123456789012:connection/39e4c34d-e13a-4e94-a886-ea67651bf042";
+
+fn pace() -> Pace {
+    Pace::immediate(std::time::Duration::from_secs(10))
+}
+
+/// DescribeStacks for the pipeline and service stacks, with the outputs the commands read.
+fn stacks_with_outputs() -> Rule {
+    mock!(CloudFormation::describe_stacks).then_compute_output(|request| {
+        let name = request.stack_name().unwrap_or_default().to_owned();
+        let outputs: &[(&str, &str)] = match name.as_str() {
+            "oponn-dev-pipeline" => &[
+                ("RepositoryUri", REPOSITORY),
+                ("ConnectionArn", CONNECTION),
+                ("PipelineName", "oponn-dev"),
+            ],
+            "oponn-dev-service" => &[
+                ("TargetGroupArn", TARGET_GROUP),
+                ("ServiceName", "oponn-dev"),
+            ],
+            _ => &[],
+        };
+        DescribeStacksOutput::builder()
+            .stacks(stack(&name, "UPDATE_COMPLETE", &[], outputs))
+            .build()
+    })
+}
+
+fn connection(status: ConnectionStatus) -> Rule {
+    mock!(Connections::get_connection).then_compute_output(move |_| {
+        GetConnectionOutput::builder()
+            .connection(
+                Connection::builder()
+                    .connection_name("oponn-dev-github")
+                    .connection_arn(CONNECTION)
+                    .connection_status(status.clone())
+                    .build(),
+            )
+            .build()
+    })
+}
+
+// ---- plan: change sets -------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_change_set_with_a_replacement_is_shown_as_a_diff_and_deleted_afterwards() {
+    let config = config();
+    let spec = stacks::spec(&config, Layer::Service, &format!("{REPOSITORY}:new")).expect("spec");
+    let mut deployed: Vec<(String, String)> = spec.parameters.clone().into_iter().collect();
+    for (key, value) in &mut deployed {
+        if key == "ImageUri" {
+            *value = format!("{REPOSITORY}:old");
+        }
+    }
+    let body = spec.template.body.clone();
+    let describe = mock!(CloudFormation::describe_stacks).then_output(move || {
+        let pairs: Vec<(&str, &str)> = deployed
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        DescribeStacksOutput::builder()
+            .stacks(stack("oponn-dev-service", "UPDATE_COMPLETE", &pairs, &[]))
+            .build()
+    });
+    let template = mock!(CloudFormation::get_template).then_output(move || {
+        GetTemplateOutput::builder()
+            .template_body(body.clone())
+            .build()
+    });
+    let create = mock!(CloudFormation::create_change_set).then_output(|| {
+        CreateChangeSetOutput::builder()
+            .id("arn:aws:cloudformation:eu-west-1:123456789012:changeSet/deployer-plan/1")
+            .build()
+    });
+    let changes = mock!(CloudFormation::describe_change_set)
+        .sequence()
+        .output(|| {
+            DescribeChangeSetOutput::builder()
+                .status(ChangeSetStatus::CreateInProgress)
+                .build()
+        })
+        .output(|| {
+            DescribeChangeSetOutput::builder()
+                .status(ChangeSetStatus::CreateComplete)
+                .changes(modify(
+                    "TaskDefinition",
+                    "AWS::ECS::TaskDefinition",
+                    Replacement::True,
+                    "ContainerDefinitions",
+                    RequiresRecreation::Always,
+                    "ImageUri",
+                ))
+                .changes(modify(
+                    "Service",
+                    "AWS::ECS::Service",
+                    Replacement::False,
+                    "TaskDefinition",
+                    RequiresRecreation::Never,
+                    "TaskDefinition",
+                ))
+                .build()
+        })
+        .build();
+    let delete = mock!(CloudFormation::delete_change_set)
+        .then_output(|| DeleteChangeSetOutput::builder().build());
+    let rules = Rules {
+        cloudformation: vec![&describe, &template, &create, &changes, &delete],
+        ..Rules::default()
+    };
+    let deployer = deployer(config, rules.aws());
+
+    let plan = deployer.plan_stack(&spec).await.expect("plan");
+
+    let PlanAction::Update {
+        parameters,
+        resources,
+        template_changes,
+    } = &plan.action
+    else {
+        panic!("an update: {plan}");
+    };
+    assert_eq!(parameters.len(), 1);
+    assert_eq!(parameters[0].name, "ImageUri");
+    assert!(template_changes.is_empty());
+    assert_eq!(resources.len(), 2);
+    assert!(plan.replaces_something());
+    let text = plan.to_string();
+    let task_line = text
+        .lines()
+        .find(|line| line.contains("~ TaskDefinition"))
+        .expect(&text);
+    assert!(
+        task_line.contains("Modify") && task_line.contains("REPLACED"),
+        "{text}"
+    );
+    let service_line = text
+        .lines()
+        .find(|line| line.contains("~ Service "))
+        .expect(&text);
+    assert!(!service_line.contains("REPLACED"), "{text}");
+    assert!(
+        text.contains("Properties.ContainerDefinitions (recreation: Always) <- ImageUri"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "parameter ImageUri: {REPOSITORY}:old -> {REPOSITORY}:new"
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        changes.num_calls(),
+        2,
+        "polled until the change set was complete"
+    );
+    assert_eq!(delete.num_calls(), 1, "the plan's change set is deleted");
+}
+
+fn modify(
+    id: &str,
+    kind: &str,
+    replacement: Replacement,
+    property: &str,
+    recreation: RequiresRecreation,
+    cause: &str,
+) -> Change {
+    Change::builder()
+        .r#type("Resource".into())
+        .resource_change(
+            SdkResourceChange::builder()
+                .action(ChangeAction::Modify)
+                .logical_resource_id(id)
+                .physical_resource_id(format!("{id}-physical"))
+                .resource_type(kind)
+                .replacement(replacement)
+                .details(
+                    ResourceChangeDetail::builder()
+                        .target(
+                            ResourceTargetDefinition::builder()
+                                .attribute(ResourceAttribute::Properties)
+                                .name(property)
+                                .requires_recreation(recreation)
+                                .build(),
+                        )
+                        .causing_entity(cause)
+                        .build(),
+                )
+                .build(),
+        )
+        .build()
+}
+
+#[tokio::test]
+async fn an_update_without_changes_is_no_change_and_leaves_no_change_set() {
+    let config = config();
+    let spec = stacks::spec(&config, Layer::Network, "").expect("spec");
+    let parameters: Vec<(String, String)> = spec.parameters.clone().into_iter().collect();
+    let body = spec.template.body.clone();
+    let describe = mock!(CloudFormation::describe_stacks).then_output(move || {
+        let pairs: Vec<(&str, &str)> = parameters
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        DescribeStacksOutput::builder()
+            .stacks(stack("oponn-dev-network", "UPDATE_COMPLETE", &pairs, &[]))
+            .build()
+    });
+    let template = mock!(CloudFormation::get_template).then_output(move || {
+        GetTemplateOutput::builder()
+            .template_body(body.clone())
+            .build()
+    });
+    let create = mock!(CloudFormation::create_change_set)
+        .then_output(|| CreateChangeSetOutput::builder().id("cs-1").build());
+    let failed = mock!(CloudFormation::describe_change_set).then_output(|| {
+        DescribeChangeSetOutput::builder()
+            .status(ChangeSetStatus::Failed)
+            .status_reason("The submitted information didn't contain changes. Submit different information to create a change set.")
+            .build()
+    });
+    let delete = mock!(CloudFormation::delete_change_set)
+        .then_output(|| DeleteChangeSetOutput::builder().build());
+    let rules = Rules {
+        cloudformation: vec![&describe, &template, &create, &failed, &delete],
+        ..Rules::default()
+    };
+    let deployer = deployer(config, rules.aws());
+
+    let plan = deployer.plan_stack(&spec).await.expect("plan");
+
+    assert_eq!(plan.action, PlanAction::NoChange);
+    assert_eq!(plan.to_string().trim(), "= oponn-dev-network: no change");
+    assert_eq!(delete.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn up_refuses_a_stack_left_rolled_back_and_says_what_to_do() {
+    let describe = mock!(CloudFormation::describe_stacks).then_output(|| {
+        DescribeStacksOutput::builder()
+            .stacks(stack("oponn-dev-network", "ROLLBACK_COMPLETE", &[], &[]))
+            .build()
+    });
+    let rules = Rules {
+        cloudformation: vec![&describe],
+        ..Rules::default()
+    };
+    let deployer = deployer(config(), rules.aws());
+
+    let error = deployer
+        .up(UpOptions { skip_verify: true })
+        .await
+        .expect_err("a rolled-back stack");
+
+    let DeployError::StackStuck { stack, status, .. } = &error else {
+        panic!("{error}")
+    };
+    assert_eq!(
+        (stack.as_str(), status.as_str()),
+        ("oponn-dev-network", "ROLLBACK_COMPLETE")
+    );
+    assert!(
+        error.to_string().contains("delete it (`deployer down`)"),
+        "{error}"
+    );
+}
+
+// ---- following stack events ---------------------------------------------------------------
+
+/// DescribeStackEvents answering each page in turn, the last one from then on.
+fn events_rule(pages: Vec<Vec<aws_sdk_cloudformation::types::StackEvent>>) -> Rule {
+    let mut sequence = mock!(CloudFormation::describe_stack_events).sequence();
+    for page in pages {
+        sequence = sequence.output(move || {
+            DescribeStackEventsOutput::builder()
+                .set_stack_events(Some(page.clone()))
+                .build()
+        });
+    }
+    sequence.repeatedly().build()
+}
+
+fn statuses_rule(name: &'static str, statuses: &[&'static str]) -> Rule {
+    let mut sequence = mock!(CloudFormation::describe_stacks).sequence();
+    for status in statuses.iter().copied() {
+        sequence = sequence.output(move || {
+            DescribeStacksOutput::builder()
+                .stacks(stack(name, status, &[], &[]))
+                .build()
+        });
+    }
+    sequence.repeatedly().build()
+}
+
+/// Newest first, as DescribeStackEvents returns them.
+fn newest_first(
+    mut events: Vec<aws_sdk_cloudformation::types::StackEvent>,
+) -> Vec<aws_sdk_cloudformation::types::StackEvent> {
+    events.reverse();
+    events
+}
+
+#[tokio::test]
+async fn a_failed_create_reports_its_first_failure_after_cloudformation_rolls_it_back() {
+    let name = "oponn-dev-service";
+    let all = vec![
+        event(name, 1, name, "AWS::CloudFormation::Stack", "CREATE_IN_PROGRESS", Some("User Initiated")),
+        event(name, 2, "LogGroup", "AWS::Logs::LogGroup", "CREATE_COMPLETE", None),
+        event(name, 3, "TaskDefinition", "AWS::ECS::TaskDefinition", "CREATE_FAILED",
+            Some("Resource handler returned message: \"Invalid request provided: Create TaskDefinition: Container.image should not be null or empty.\"")),
+        event(name, 4, "TargetGroup", "AWS::ElasticLoadBalancingV2::TargetGroup", "CREATE_FAILED", Some("Resource creation cancelled")),
+        event(name, 5, name, "AWS::CloudFormation::Stack", "ROLLBACK_IN_PROGRESS",
+            Some("The following resource(s) failed to create: [TaskDefinition, TargetGroup]. Rollback requested by user.")),
+        event(name, 6, "LogGroup", "AWS::Logs::LogGroup", "DELETE_COMPLETE", None),
+        event(name, 7, name, "AWS::CloudFormation::Stack", "ROLLBACK_COMPLETE", None),
+    ];
+    let events = events_rule(vec![
+        vec![],
+        newest_first(all[..2].to_vec()),
+        newest_first(all[..5].to_vec()),
+        newest_first(all.clone()),
+    ]);
+    let statuses = statuses_rule(
+        name,
+        &[
+            "CREATE_IN_PROGRESS",
+            "ROLLBACK_IN_PROGRESS",
+            "ROLLBACK_COMPLETE",
+        ],
+    );
+    let rules = Rules {
+        cloudformation: vec![&events, &statuses],
+        ..Rules::default()
+    };
+    let aws = rules.aws();
+    let console = Console::capture();
+
+    let mut follower = EventFollower::start(&aws.cloudformation, name, 12).await;
+    let error = cloudformation::follow(
+        &aws.cloudformation,
+        &mut follower,
+        name,
+        Operation::Create,
+        &console,
+        pace(),
+    )
+    .await
+    .expect_err("the create failed");
+
+    let DeployError::StackFailed { status, reason, .. } = &error else {
+        panic!("{error}")
+    };
+    assert_eq!(status, "ROLLBACK_COMPLETE");
+    assert!(
+        reason.starts_with("TaskDefinition (AWS::ECS::TaskDefinition) CREATE_FAILED"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains("Container.image should not be null"),
+        "{reason}"
+    );
+    let text = console.text();
+    assert_eq!(text.lines().count(), all.len(), "each event once:\n{text}");
+    let first = text.find("CREATE_IN_PROGRESS").expect(&text);
+    let failed = text.find("CREATE_FAILED").expect(&text);
+    let rolled_back = text.find("ROLLBACK_COMPLETE").expect(&text);
+    assert!(
+        first < failed && failed < rolled_back,
+        "oldest first:\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn an_update_streams_each_event_once_with_progress_until_it_completes() {
+    let name = "oponn-dev-cluster";
+    let old = event(
+        name,
+        0,
+        name,
+        "AWS::CloudFormation::Stack",
+        "CREATE_COMPLETE",
+        None,
+    );
+    let all = [
+        event(
+            name,
+            1,
+            name,
+            "AWS::CloudFormation::Stack",
+            "UPDATE_IN_PROGRESS",
+            Some("User Initiated"),
+        ),
+        event(
+            name,
+            2,
+            "LaunchTemplate",
+            "AWS::EC2::LaunchTemplate",
+            "UPDATE_IN_PROGRESS",
+            None,
+        ),
+        event(
+            name,
+            3,
+            "LaunchTemplate",
+            "AWS::EC2::LaunchTemplate",
+            "UPDATE_COMPLETE",
+            None,
+        ),
+        event(
+            name,
+            4,
+            "AutoScalingGroup",
+            "AWS::AutoScaling::AutoScalingGroup",
+            "UPDATE_COMPLETE",
+            None,
+        ),
+        event(
+            name,
+            5,
+            name,
+            "AWS::CloudFormation::Stack",
+            "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS",
+            None,
+        ),
+        event(
+            name,
+            6,
+            name,
+            "AWS::CloudFormation::Stack",
+            "UPDATE_COMPLETE",
+            None,
+        ),
+    ];
+    let with_old = |count: usize| {
+        let mut page = all[..count].to_vec();
+        page.insert(0, old.clone());
+        newest_first(page)
+    };
+    let events = events_rule(vec![
+        vec![old.clone()],
+        with_old(2),
+        with_old(4),
+        with_old(6),
+    ]);
+    let statuses = statuses_rule(
+        name,
+        &[
+            "UPDATE_IN_PROGRESS",
+            "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS",
+            "UPDATE_COMPLETE",
+        ],
+    );
+    let rules = Rules {
+        cloudformation: vec![&events, &statuses],
+        ..Rules::default()
+    };
+    let aws = rules.aws();
+    let console = Console::capture();
+
+    let mut follower = EventFollower::start(&aws.cloudformation, name, 8).await;
+    cloudformation::follow(
+        &aws.cloudformation,
+        &mut follower,
+        name,
+        Operation::Update,
+        &console,
+        pace(),
+    )
+    .await
+    .expect("the update completes");
+
+    let text = console.text();
+    assert_eq!(
+        text.lines().count(),
+        6,
+        "each new event once, none from before:\n{text}"
+    );
+    assert!(!text.contains("CREATE_COMPLETE"), "{text}");
+    assert!(
+        text.contains("[2/8] AutoScalingGroup"),
+        "progress counts completed resources:\n{text}"
+    );
+}
+
+/// (stage, status, failed action and its message)
+type StageFixture = (
+    &'static str,
+    &'static str,
+    Option<(&'static str, &'static str)>,
+);
+
+// ---- verify, rollout, rollback ------------------------------------------------------------
+
+fn services(sequence: Vec<aws_sdk_ecs::types::Service>) -> Rule {
+    let mut rule = mock!(Ecs::describe_services).sequence();
+    for service in sequence {
+        rule = rule.output(move || {
+            DescribeServicesOutput::builder()
+                .services(service.clone())
+                .build()
+        });
+    }
+    rule.repeatedly().build()
+}
+
+fn target_health(sequence: Vec<Vec<&'static str>>) -> Rule {
+    let mut rule = mock!(Elb::describe_target_health).sequence();
+    for states in sequence {
+        rule = rule.output(move || {
+            DescribeTargetHealthOutput::builder()
+                .set_target_health_descriptions(Some(targets(&states)))
+                .build()
+        });
+    }
+    rule.repeatedly().build()
+}
+
+fn pipeline_state(
+    execution: &'static str,
+    stages: Vec<StageFixture>,
+) -> impl Fn() -> GetPipelineStateOutput + Send + Sync + 'static {
+    move || {
+        GetPipelineStateOutput::builder()
+            .pipeline_name("oponn-dev")
+            .set_stage_states(Some(
+                stages
+                    .iter()
+                    .map(|(name, status, error)| stage(name, execution, status, *error))
+                    .collect(),
+            ))
+            .build()
+    }
+}
+
+#[tokio::test]
+async fn verify_waits_until_the_service_is_steady_and_every_target_healthy() {
+    let describe = stacks_with_outputs();
+    let service_states = services(vec![
+        service(
+            &[
+                DeploymentFixture {
+                    status: "PRIMARY",
+                    revision: 8,
+                    running: 1,
+                    rollout: "IN_PROGRESS",
+                    reason: None,
+                },
+                DeploymentFixture {
+                    status: "ACTIVE",
+                    revision: 7,
+                    running: 1,
+                    rollout: "COMPLETED",
+                    reason: None,
+                },
+            ],
+            &[],
+        ),
+        steady(8),
+    ]);
+    let health = target_health(vec![vec!["healthy", "initial"], vec!["healthy", "healthy"]]);
+    let approved = connection(ConnectionStatus::Available);
+    let state = mock!(CodePipeline::get_pipeline_state).then_output(pipeline_state(
+        "e-1",
+        vec![
+            ("Source", "Succeeded", None),
+            ("Build", "Succeeded", None),
+            ("Deploy", "Succeeded", None),
+        ],
+    ));
+    let rules = Rules {
+        cloudformation: vec![&describe],
+        ecs: vec![&service_states],
+        elb: vec![&health],
+        pipelines: vec![&state],
+        connections: vec![&approved],
+    };
+    let deployer = deployer(config(), rules.aws());
+
+    deployer.verify().await.expect("verified");
+
+    let text = deployer.console.text();
+    assert!(
+        text.contains("PRIMARY oponn-dev:8 1/2 running, IN_PROGRESS; ACTIVE oponn-dev:7"),
+        "{text}"
+    );
+    assert!(
+        text.contains("steady; 1/2 targets healthy; i-0abc1:32769 initial"),
+        "{text}"
+    );
+    assert!(
+        text.contains("steady, 2/2 running, targets healthy"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pipeline oponn-dev: Deploy Succeeded"),
+        "{text}"
+    );
+    assert_eq!(health.num_calls(), 2);
+}
+
+fn rollout_rules() -> (Rule, Rule, Rule, Rule) {
+    let describe_definition = mock!(Ecs::describe_task_definition).then_compute_output(|request| {
+        let arn = request.task_definition().unwrap_or_default().to_owned();
+        DescribeTaskDefinitionOutput::builder()
+            .task_definition(
+                TaskDefinition::builder()
+                    .task_definition_arn(&arn)
+                    .family("oponn-dev")
+                    .network_mode(aws_sdk_ecs::types::NetworkMode::Bridge)
+                    .execution_role_arn(
+                        "arn:aws:iam::123456789012:role/oponn-dev/TaskExecutionRole",
+                    )
+                    .container_definitions(
+                        ContainerDefinition::builder()
+                            .name("oponn")
+                            .image(format!("{REPOSITORY}:old"))
+                            .memory(512)
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    });
+    let register = mock!(Ecs::register_task_definition)
+        .match_requests(|request| {
+            request
+                .container_definitions()
+                .first()
+                .and_then(|c| c.image())
+                == Some(&format!("{REPOSITORY}:abc123"))
+                && request.execution_role_arn().is_some()
+                && request.family() == Some("oponn-dev")
+        })
+        .then_output(|| {
+            RegisterTaskDefinitionOutput::builder()
+                .task_definition(
+                    TaskDefinition::builder()
+                        .task_definition_arn(task_definition(8))
+                        .build(),
+                )
+                .build()
+        });
+    let update = mock!(Ecs::update_service).then_output(|| UpdateServiceOutput::builder().build());
+    let describe = stacks_with_outputs();
+    (describe_definition, register, update, describe)
+}
+
+#[tokio::test]
+async fn rollout_fails_loudly_when_the_circuit_breaker_rolls_the_deployment_back() {
+    let (describe_definition, register, update, describe) = rollout_rules();
+    let service_states = services(vec![
+        steady(7),
+        service(
+            &[
+                DeploymentFixture { status: "PRIMARY", revision: 8, running: 0, rollout: "IN_PROGRESS", reason: None },
+                DeploymentFixture { status: "ACTIVE", revision: 7, running: 2, rollout: "COMPLETED", reason: None },
+            ],
+            &[],
+        ),
+        service(
+            &[
+                DeploymentFixture { status: "PRIMARY", revision: 7, running: 2, rollout: "IN_PROGRESS", reason: None },
+                DeploymentFixture {
+                    status: "ACTIVE",
+                    revision: 8,
+                    running: 0,
+                    rollout: "FAILED",
+                    reason: Some("ECS deployment circuit breaker: tasks failed to start."),
+                },
+            ],
+            &[
+                "(service oponn-dev) rolling back to deployment ecs-svc/07.",
+                "(service oponn-dev) deployment ecs-svc/18 deployment failed: tasks failed to start.",
+            ],
+        ),
+    ]);
+    let rules = Rules {
+        cloudformation: vec![&describe],
+        ecs: vec![&service_states, &describe_definition, &register, &update],
+        ..Rules::default()
+    };
+    let deployer = deployer(config(), rules.aws());
+
+    let error = deployer.rollout("abc123").await.expect_err("rolled back");
+
+    let DeployError::RolledBack {
+        task_definition,
+        running,
+        reason,
+        ..
+    } = &error
+    else {
+        panic!("{error}")
+    };
+    assert_eq!(task_definition, "oponn-dev:8");
+    assert_eq!(running, "oponn-dev:7");
+    assert!(reason.contains("circuit breaker"), "{reason}");
+    let message = error.to_string();
+    assert!(message.starts_with("DEPLOYMENT ROLLED BACK"), "{message}");
+    assert!(
+        message.contains("rolling back to deployment"),
+        "the service's events are shown: {message}"
+    );
+    assert_eq!(
+        register.num_calls(),
+        1,
+        "the new revision carries the image"
+    );
+    assert_eq!(update.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn rollout_succeeds_once_the_new_revision_is_steady_and_healthy() {
+    let (describe_definition, register, update, describe) = rollout_rules();
+    let service_states = services(vec![
+        steady(7),
+        service(
+            &[
+                DeploymentFixture {
+                    status: "PRIMARY",
+                    revision: 8,
+                    running: 1,
+                    rollout: "IN_PROGRESS",
+                    reason: None,
+                },
+                DeploymentFixture {
+                    status: "ACTIVE",
+                    revision: 7,
+                    running: 1,
+                    rollout: "COMPLETED",
+                    reason: None,
+                },
+            ],
+            &[],
+        ),
+        steady(8),
+    ]);
+    let health = target_health(vec![vec!["healthy", "healthy"]]);
+    let rules = Rules {
+        cloudformation: vec![&describe],
+        ecs: vec![&service_states, &describe_definition, &register, &update],
+        elb: vec![&health],
+        ..Rules::default()
+    };
+    let deployer = deployer(config(), rules.aws());
+
+    let registered = deployer.rollout("abc123").await.expect("rolled out");
+
+    assert_eq!(registered, task_definition(8));
+    let text = deployer.console.text();
+    assert!(
+        text.contains(&format!("rollout: {REPOSITORY}:abc123 as oponn-dev:8")),
+        "{text}"
+    );
+    assert!(text.contains("steady on oponn-dev:8"), "{text}");
+    assert!(text.contains("targets healthy"), "{text}");
+}
+
+#[tokio::test]
+async fn rollback_returns_the_service_to_the_previous_revision() {
+    let describe = stacks_with_outputs();
+    let service_states = services(vec![steady(8), steady(7)]);
+    let list = mock!(Ecs::list_task_definitions).then_output(|| {
+        ListTaskDefinitionsOutput::builder()
+            .task_definition_arns(task_definition(8))
+            .task_definition_arns(task_definition(7))
+            .task_definition_arns(task_definition(6))
+            .build()
+    });
+    let update = mock!(Ecs::update_service)
+        .match_requests(|request| request.task_definition() == Some(&task_definition(7)))
+        .then_output(|| UpdateServiceOutput::builder().build());
+    let health = target_health(vec![vec!["healthy", "healthy"]]);
+    let rules = Rules {
+        cloudformation: vec![&describe],
+        ecs: vec![&service_states, &list, &update],
+        elb: vec![&health],
+        ..Rules::default()
+    };
+    let deployer = deployer(config(), rules.aws());
+
+    let target = deployer.rollback(None).await.expect("rolled back");
+
+    assert_eq!(target, task_definition(7));
+    assert_eq!(update.num_calls(), 1);
+    assert!(deployer
+        .console
+        .text()
+        .contains("rollback: oponn-dev:8 -> oponn-dev:7"));
+}
+
+// ---- release ------------------------------------------------------------------------------
+
+fn executions(statuses: Vec<PipelineExecutionStatus>) -> Rule {
+    let mut rule = mock!(CodePipeline::get_pipeline_execution).sequence();
+    for status in statuses {
+        rule = rule.output(move || {
+            GetPipelineExecutionOutput::builder()
+                .pipeline_execution(
+                    PipelineExecution::builder()
+                        .pipeline_execution_id("e-42")
+                        .status(status.clone())
+                        .build(),
+                )
+                .build()
+        });
+    }
+    rule.repeatedly().build()
+}
+
+#[tokio::test]
+async fn release_starts_the_pipeline_and_follows_every_stage_to_success() {
+    let describe = stacks_with_outputs();
+    let approved = connection(ConnectionStatus::Available);
+    let start = mock!(CodePipeline::start_pipeline_execution).then_output(|| {
+        StartPipelineExecutionOutput::builder()
+            .pipeline_execution_id("e-42")
+            .build()
+    });
+    let state = mock!(CodePipeline::get_pipeline_state)
+        .sequence()
+        .output(pipeline_state("e-42", vec![("Source", "InProgress", None)]))
+        .output(pipeline_state(
+            "e-42",
+            vec![("Source", "Succeeded", None), ("Build", "InProgress", None)],
+        ))
+        .output(pipeline_state(
+            "e-42",
+            vec![
+                ("Source", "Succeeded", None),
+                ("Build", "Succeeded", None),
+                ("Deploy", "Succeeded", None),
+            ],
+        ))
+        .repeatedly()
+        .build();
+    let execution = executions(vec![
+        PipelineExecutionStatus::InProgress,
+        PipelineExecutionStatus::InProgress,
+        PipelineExecutionStatus::Succeeded,
+    ]);
+    let rules = Rules {
+        cloudformation: vec![&describe],
+        pipelines: vec![&start, &state, &execution],
+        connections: vec![&approved],
+        ..Rules::default()
+    };
+    let deployer = deployer(config(), rules.aws());
+
+    let id = deployer.release().await.expect("released");
+
+    assert_eq!(id, "e-42");
+    let text = deployer.console.text();
+    for line in [
+        "Source InProgress",
+        "Source Succeeded",
+        "Build InProgress",
+        "Build Succeeded",
+        "Deploy Succeeded",
+        "release: e-42 succeeded",
+    ] {
+        assert_eq!(text.matches(line).count(), 1, "{line} once:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_release_names_the_stage_and_the_action_error() {
+    let describe = stacks_with_outputs();
+    let approved = connection(ConnectionStatus::Available);
+    let start = mock!(CodePipeline::start_pipeline_execution).then_output(|| {
+        StartPipelineExecutionOutput::builder()
+            .pipeline_execution_id("e-42")
+            .build()
+    });
+    let state = mock!(CodePipeline::get_pipeline_state).then_output(pipeline_state(
+        "e-42",
+        vec![
+            ("Source", "Succeeded", None),
+            (
+                "Build",
+                "Failed",
+                Some((
+                    "TestBuildPush",
+                    "Error while executing command: make test. Reason: exit status 2",
+                )),
+            ),
+        ],
+    ));
+    let execution = executions(vec![PipelineExecutionStatus::Failed]);
+    let rules = Rules {
+        cloudformation: vec![&describe],
+        pipelines: vec![&start, &state, &execution],
+        connections: vec![&approved],
+        ..Rules::default()
+    };
+    let deployer = deployer(config(), rules.aws());
+
+    let error = deployer.release().await.expect_err("the build failed");
+
+    let DeployError::PipelineFailed { status, detail, .. } = &error else {
+        panic!("{error}")
+    };
+    assert_eq!(status, "Failed");
+    assert!(
+        detail.contains("Build/TestBuildPush: Error while executing command: make test"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn release_refuses_while_the_github_connection_awaits_approval() {
+    let describe = stacks_with_outputs();
+    let pending = connection(ConnectionStatus::Pending);
+    let start = mock!(CodePipeline::start_pipeline_execution).then_output(|| {
+        StartPipelineExecutionOutput::builder()
+            .pipeline_execution_id("e-1")
+            .build()
+    });
+    let rules = Rules {
+        cloudformation: vec![&describe],
+        pipelines: vec![&start],
+        connections: vec![&pending],
+        ..Rules::default()
+    };
+    let deployer = deployer(config(), rules.aws());
+
+    let error = deployer.release().await.expect_err("not approved");
+
+    assert!(
+        matches!(error, DeployError::ConnectionNotApproved { .. }),
+        "{error}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("PENDING"), "{message}");
+    assert!(message.contains("oponn-dev-github"), "{message}");
+    assert!(
+        message.contains("codesuite/settings/connections?region=eu-west-1"),
+        "{message}"
+    );
+    assert_eq!(start.num_calls(), 0);
+}
+
+#[tokio::test]
+async fn a_new_accounts_first_image_is_the_commit_the_pipelines_first_build_pushed() {
+    let runs = mock!(CodePipeline::list_pipeline_executions).then_output(|| {
+        ListPipelineExecutionsOutput::builder()
+            .pipeline_execution_summaries(
+                PipelineExecutionSummary::builder()
+                    .pipeline_execution_id("e-1")
+                    .status(PipelineExecutionStatus::InProgress)
+                    .build(),
+            )
+            .build()
+    });
+    let state = mock!(CodePipeline::get_pipeline_state)
+        .sequence()
+        .output(pipeline_state(
+            "e-1",
+            vec![("Source", "Succeeded", None), ("Build", "InProgress", None)],
+        ))
+        .output(pipeline_state(
+            "e-1",
+            vec![
+                ("Source", "Succeeded", None),
+                ("Build", "Succeeded", None),
+                ("Deploy", "InProgress", None),
+            ],
+        ))
+        .repeatedly()
+        .build();
+    let execution = mock!(CodePipeline::get_pipeline_execution).then_output(|| {
+        GetPipelineExecutionOutput::builder()
+            .pipeline_execution(
+                PipelineExecution::builder()
+                    .pipeline_execution_id("e-1")
+                    .status(PipelineExecutionStatus::InProgress)
+                    .artifact_revisions(
+                        ArtifactRevision::builder()
+                            .name("Source")
+                            .revision_id("4f1d0c9e2b7a4c3d8e9f0a1b2c3d4e5f6a7b8c9d")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    });
+    let rules = Rules {
+        pipelines: vec![&runs, &state, &execution],
+        ..Rules::default()
+    };
+    let aws = rules.aws();
+    let console = Console::capture();
+
+    let commit = deployer::pipeline::first_build(&aws, "oponn-dev", &console, pace())
+        .await
+        .expect("built");
+
+    assert_eq!(commit, "4f1d0c9e2b7a4c3d8e9f0a1b2c3d4e5f6a7b8c9d");
+    let text = console.text();
+    assert!(text.contains("Build Succeeded"), "{text}");
+    // It returns while Deploy still runs (that first deploy fails: the service comes after).
+    assert!(text.contains("Deploy InProgress"), "{text}");
+    assert_eq!(
+        state.num_calls(),
+        2,
+        "polled until Build succeeded, not longer"
+    );
+}
