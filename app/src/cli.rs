@@ -1,6 +1,6 @@
 //! The `oponn` command line: `serve`, `seed`, `ingest`, `schema`.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -103,7 +103,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 sample::parse(&text).with_context(|| format!("parsing {}", file.display()))?;
             let datastore = startup::connect(&settings, &Metrics::new()).await?;
             datastore.store().ensure_indexes().await?;
-            let (summary, ids) = datastore.upsert_books(&books).await?;
+            let upserted = datastore.upsert_books(&books).await;
+            let settled = settle_cache(&datastore).await;
+            let (summary, ids) = upserted?;
+            settled?;
             let example: Vec<String> = ids.iter().take(3).map(|id| format!("\"{id}\"")).collect();
             tracing::info!(
                 file = %file.display(),
@@ -139,16 +142,37 @@ async fn run_ingest(settings: &Settings, args: &IngestArgs) -> anyhow::Result<()
         "ingesting"
     );
     let progress = Progress::for_stderr();
-    match ingest::run(&source, &datastore, &request, &progress).await {
+    let outcome = ingest::run(&source, &datastore, &request, &progress).await;
+    let settled = settle_cache(&datastore).await;
+    match outcome {
         Ok(summary) => {
             log_summary(&summary, "ingested");
-            Ok(())
+            settled
         }
         Err(failed) => {
             log_summary(&failed.summary, "ingest stopped");
+            if let Err(unsettled) = settled {
+                tracing::error!(error = format!("{unsettled:#}"), "the cache may be stale");
+            }
             Err(anyhow::Error::new(failed).context(format!("ingesting {:?}", request.query)))
         }
     }
+}
+
+/// How long a one-shot command waits for Redis to take the cache writes it could not make.
+const CACHE_SETTLE: Duration = Duration::from_secs(10);
+
+/// Before a one-shot command exits: the cache writes Redis missed are retried here, as the
+/// server's repair loop would, since they die with the process (see `Cache::settle`). Fails
+/// (non-zero exit) if Redis still does not take them.
+async fn settle_cache(datastore: &Datastore) -> anyhow::Result<()> {
+    datastore
+        .cache()
+        .settle(CACHE_SETTLE)
+        .await
+        .with_context(|| {
+            format!("the writes are stored in MongoDB, but Redis did not answer within {CACHE_SETTLE:?}")
+        })
 }
 
 /// The id of the bookstore `--bookstore` names; a clear error when there is none, before

@@ -4,15 +4,17 @@
 
 use std::time::{Duration, Instant};
 
-use oponn::ingest::{IngestError, Scope};
-use oponn::source::SourceError;
+use oponn::cache::Lookup;
+use oponn::domain::Book;
+use oponn::ingest::{self, IngestError, Progress, Request, Scope};
+use oponn::source::{OpenLibrary, SourceError};
 use serde_json::{json, Value};
 use wiremock::{
     matchers::{method, path, query_param},
     Mock, MockServer, ResponseTemplate,
 };
 
-use crate::helpers::{source_settings, TestApp};
+use crate::helpers::{source_settings, Options, TestApp};
 
 /// A search page in Open Library's format: works `first..last` of `found`.
 fn page(found: usize, works: std::ops::Range<usize>) -> Value {
@@ -253,6 +255,79 @@ async fn a_rerun_changes_nothing_and_a_changed_record_bumps_its_version_and_the_
         .parse()
         .unwrap();
     let cached = app.cached(id).await.expect("written through to the cache");
+    assert_eq!(cached.version, 2);
+    assert_eq!(
+        cached.value.expect("present").title.as_str(),
+        "Work 3, revised"
+    );
+}
+
+/// `oponn ingest` exits when it is done, and has no background repair loop: cache writes Redis
+/// missed would die with it, and every server would go on answering with the older cached
+/// version. `Cache::settle`, which the command runs before exiting, reports them while Redis is
+/// away and lands them once it is back.
+#[tokio::test]
+async fn cache_writes_redis_missed_during_an_ingest_are_reported_then_settled() {
+    let app = TestApp::spawn_with(Options {
+        proxy_redis: true,
+        ..Default::default()
+    })
+    .await;
+    let server = MockServer::start().await;
+    three_pages(&server).await;
+    let settings = source_settings(&server.uri());
+    app.ingest(&settings, "q", Scope::All).await.unwrap();
+    let id = app.books_in_mongodb().await["/works/OL3W"]
+        .get_object_id("_id")
+        .unwrap()
+        .to_hex()
+        .parse()
+        .unwrap();
+    assert_eq!(app.datastore.book(id).await.unwrap().unwrap().version, 1);
+    assert_eq!(app.cached(id).await.expect("filled").version, 1);
+
+    let redis = app.redis_proxy.as_ref().expect("a Redis proxy");
+    redis.cut();
+    server.reset().await;
+    let mut first = page(25, 0..10);
+    first["docs"][3]["title"] = json!("Work 3, revised");
+    serve_page(&server, 1, first).await;
+    serve_page(&server, 2, page(25, 10..20)).await;
+    serve_page(&server, 3, page(25, 20..25)).await;
+    let command = app.one_shot_datastore().await;
+    let request = Request {
+        query: "q".into(),
+        scope: Scope::All,
+        bookstore: None,
+    };
+    let source = OpenLibrary::new(&settings).unwrap();
+    let changed = ingest::run(&source, &command, &request, &Progress::Log)
+        .await
+        .unwrap();
+    assert_eq!((changed.changed, changed.unchanged), (1, 24));
+    assert_eq!(
+        app.books_in_mongodb().await["/works/OL3W"]
+            .get_i64("version")
+            .unwrap(),
+        2
+    );
+    let unsettled = command
+        .cache()
+        .settle(Duration::from_millis(10))
+        .await
+        .expect_err("Redis is cut");
+    assert_eq!(unsettled.records, 1, "{unsettled}");
+
+    redis.restore();
+    command
+        .cache()
+        .settle(Duration::from_secs(10))
+        .await
+        .expect("Redis answers again");
+    let cached = match command.cache().get_many::<Book>(&[id]).await.pop() {
+        Some(Lookup::Hit(entry)) => entry,
+        other => panic!("repaired in the cache, found {other:?}"),
+    };
     assert_eq!(cached.version, 2);
     assert_eq!(
         cached.value.expect("present").title.as_str(),
