@@ -188,6 +188,52 @@ async fn a_malformed_page_fails_the_run_with_a_clear_error() {
 }
 
 #[tokio::test]
+async fn malformed_json_mid_run_fails_without_retrying_and_keeps_the_pages_before_it() {
+    let (app, server) = (TestApp::spawn().await, MockServer::start().await);
+    serve_page(&server, 1, page(30, 0..10)).await;
+    Mock::given(path("/search.json"))
+        .and(query_param("page", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            r#"{"numFound": 30, "docs": [{"key": "/works/OL10W""#,
+            "application/json",
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    serve_page(&server, 3, page(30, 20..30)).await;
+    let mut settings = source_settings(&server.uri());
+    settings.concurrency = 1;
+    let failed = app
+        .ingest(&settings, "q", Scope::All)
+        .await
+        .expect_err("page 2 is cut short");
+    assert!(
+        matches!(
+            failed.error,
+            IngestError::Source(SourceError::Malformed { page: 2, .. })
+        ),
+        "{failed}"
+    );
+    assert!(
+        failed
+            .to_string()
+            .contains("page 2 is not a search result page"),
+        "{failed}"
+    );
+    assert_eq!(
+        (
+            failed.summary.pages,
+            failed.summary.inserted,
+            failed.summary.retries
+        ),
+        (1, 10, 0)
+    );
+    let stored = app.books_in_mongodb().await;
+    assert_eq!(stored.len(), 10, "page 1 is kept, page 3 never started");
+    assert!(stored.contains_key("/works/OL9W"));
+}
+
+#[tokio::test]
 async fn invalid_records_are_skipped_and_counted_by_reason() {
     let (app, server) = (TestApp::spawn().await, MockServer::start().await);
     let body = json!({ "numFound": 6, "docs": [
@@ -197,23 +243,33 @@ async fn invalid_records_are_skipped_and_counted_by_reason() {
         { "key": "/authors/OL3A", "title": "Not a work" },
         { "key": "/works/OL4W", "title": "   " },
         { "key": "/works/OL5W", "title": "Also good, with a \"string\" year", "first_publish_year": "1987" },
+        { "key": "/works/OL6W", "title": { "not": "text" } },
+        { "key": "/works/OL7W", "title": "A year that is not one", "first_publish_year": "soon" },
+        { "key": "/works/OL8W", "title": 1984, "author_name": ["George Orwell"], "subject": [] },
     ]});
     serve_page(&server, 1, body).await;
     let summary = app
         .ingest(&source_settings(&server.uri()), "q", Scope::All)
         .await
         .unwrap();
-    assert_eq!((summary.fetched, summary.skipped_total()), (6, 4));
+    assert_eq!((summary.fetched, summary.skipped_total()), (9, 6));
     assert_eq!(summary.skipped["missing title"], 1);
     assert_eq!(summary.skipped["missing key"], 1);
     assert_eq!(summary.skipped["invalid key"], 1);
     assert_eq!(summary.skipped["invalid title"], 1);
+    assert_eq!(summary.skipped["unreadable record"], 1);
+    assert_eq!(summary.skipped["invalid year"], 1);
     let stored = app.books_in_mongodb().await;
     assert_eq!(
         stored.keys().collect::<Vec<_>>(),
-        ["/works/OL1W", "/works/OL5W"]
+        ["/works/OL1W", "/works/OL5W", "/works/OL8W"]
     );
-    assert_eq!(summary.inserted, 2);
+    assert_eq!(summary.inserted, 3);
+    assert_eq!(
+        stored["/works/OL5W"].get_i32("firstPublishYear").unwrap(),
+        1987
+    );
+    assert_eq!(stored["/works/OL8W"].get_str("title").unwrap(), "1984");
 }
 
 #[tokio::test]
@@ -260,6 +316,10 @@ async fn a_rerun_changes_nothing_and_a_changed_record_bumps_its_version_and_the_
         cached.value.expect("present").title.as_str(),
         "Work 3, revised"
     );
+    let finds = app.mongo_finds();
+    let read = app.datastore.book(id).await.unwrap().expect("the book");
+    assert_eq!((read.version, read.title.as_str()), (2, "Work 3, revised"));
+    assert_eq!(app.mongo_finds(), finds, "served from the cache");
 }
 
 /// `oponn ingest` exits when it is done, and has no background repair loop: cache writes Redis
