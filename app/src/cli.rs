@@ -104,7 +104,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let datastore = startup::connect(&settings, &Metrics::new()).await?;
             datastore.store().ensure_indexes().await?;
             let upserted = datastore.upsert_books(&books).await;
-            let settled = settle_cache(&datastore).await;
+            let settled = settle_cache(&datastore, settings.cache.settle).await;
             let (summary, ids) = upserted?;
             settled?;
             let example: Vec<String> = ids.iter().take(3).map(|id| format!("\"{id}\"")).collect();
@@ -143,7 +143,7 @@ async fn run_ingest(settings: &Settings, args: &IngestArgs) -> anyhow::Result<()
     );
     let progress = Progress::for_stderr();
     let outcome = ingest::run(&source, &datastore, &request, &progress).await;
-    let settled = settle_cache(&datastore).await;
+    let settled = settle_cache(&datastore, settings.cache.settle).await;
     match outcome {
         Ok(summary) => {
             log_summary(&summary, "ingested");
@@ -159,20 +159,13 @@ async fn run_ingest(settings: &Settings, args: &IngestArgs) -> anyhow::Result<()
     }
 }
 
-/// How long a one-shot command waits for Redis to take the cache writes it could not make.
-const CACHE_SETTLE: Duration = Duration::from_secs(10);
-
 /// Before a one-shot command exits: the cache writes Redis missed are retried here, as the
 /// server's repair loop would, since they die with the process (see `Cache::settle`). Fails
 /// (non-zero exit) if Redis still does not take them.
-async fn settle_cache(datastore: &Datastore) -> anyhow::Result<()> {
-    datastore
-        .cache()
-        .settle(CACHE_SETTLE)
-        .await
-        .with_context(|| {
-            format!("the writes are stored in MongoDB, but Redis did not answer within {CACHE_SETTLE:?}")
-        })
+async fn settle_cache(datastore: &Datastore, within: Duration) -> anyhow::Result<()> {
+    datastore.cache().settle(within).await.with_context(|| {
+        format!("the writes are stored in MongoDB, but Redis did not take them within {within:?}")
+    })
 }
 
 /// The id of the bookstore `--bookstore` names; a clear error when there is none, before
