@@ -3,13 +3,15 @@
 //! query-result cache both sends to MongoDB and evaluates in Rust. Pages are keyset pages:
 //! `after` is the `endCursor` of the previous page.
 
-use async_graphql::{Context, InputObject, MaybeUndefined, Object, Result, SimpleObject, ID};
+use async_graphql::{
+    Context, InputObject, InputType, MaybeUndefined, Object, Result, SimpleObject, Value, ID,
+};
 
 use super::{
     books::{datastore, BookObject},
     bookstores::BookstoreObject,
     error::{bad_input, datastore_error},
-    loaders::{load_books_page, prefetch_bookstores},
+    loaders::{load_books_page, prefetch_books_pages, prefetch_bookstores},
 };
 use crate::{
     datastore::{Datastore, Page},
@@ -19,9 +21,11 @@ use crate::{
 
 /// The largest page a client may ask for.
 pub const MAX_PAGE_SIZE: i32 = 100;
+/// The page size when `first` is not given (keep equal to the `default` of the fields).
+const DEFAULT_PAGE_SIZE: i32 = 20;
 
 /// Which books to list. Every condition given must hold.
-#[derive(InputObject, Default)]
+#[derive(InputObject, Default, Clone)]
 pub struct BookFilter {
     /// Exactly this title.
     title: Option<String>,
@@ -207,6 +211,7 @@ impl ListQuery {
             .bookstores_page(filter, first, after)
             .await
             .map_err(datastore_error)?;
+        prefetch_store_books(ctx, &page.items).await?;
         Ok(BookstoreConnection {
             page_info: page_info(&page),
             nodes: page.items.into_iter().map(BookstoreObject).collect(),
@@ -222,8 +227,68 @@ pub async fn bookstore_books(
     first: i32,
     after: Option<String>,
 ) -> Result<BookConnection> {
+    books_page(ctx, store_filter(store, filter)?, first, after).await
+}
+
+/// A store's books matching the caller's own filter (whose `bookstoreId`, if any, is ignored).
+fn store_filter(store: BookstoreId, filter: Option<BookFilter>) -> Result<Filter> {
     let mut own = filter.unwrap_or_default();
     own.bookstore_id = MaybeUndefined::Undefined;
-    let filter = in_bookstore(store).and(own.compile()?);
-    books_page(ctx, filter, first, after).await
+    Ok(in_bookstore(store).and(own.compile()?))
+}
+
+/// When the selection asks for `nodes { books(...) }`, loads the books pages of every store of
+/// the list in one batch up front, so each store's `books` finds its page in the request's
+/// memo: one lookup for all of them, however the loader's batching window falls. Best effort:
+/// arguments that do not parse are left to the field resolver to report.
+async fn prefetch_store_books(
+    ctx: &Context<'_>,
+    stores: &[crate::domain::Bookstore],
+) -> Result<()> {
+    let mut specs = Vec::new();
+    for field in ctx
+        .look_ahead()
+        .field("nodes")
+        .field("books")
+        .selection_fields()
+    {
+        let Ok(arguments) = field.arguments() else {
+            continue;
+        };
+        let argument = |name: &str| {
+            arguments
+                .iter()
+                .find(|(n, _)| n.as_str() == name)
+                .map(|(_, value)| value.clone())
+        };
+        let Ok(filter) = <Option<BookFilter> as InputType>::parse(argument("filter")) else {
+            continue;
+        };
+        let first = match argument("first") {
+            Some(Value::Number(n)) => n.as_i64().and_then(|n| i32::try_from(n).ok()),
+            None => Some(DEFAULT_PAGE_SIZE),
+            _ => None,
+        };
+        let after = match argument("after") {
+            Some(Value::String(text)) => Some(Some(text)),
+            None | Some(Value::Null) => Some(None),
+            _ => None,
+        };
+        let (Some(first), Some(after)) = (first, after) else {
+            continue;
+        };
+        let Ok((first, after)) = page_args(first, after) else {
+            continue;
+        };
+        for store in stores {
+            let Ok(filter) = store_filter(store.id, filter.clone()) else {
+                continue;
+            };
+            specs.push(Datastore::books_spec(filter, first, after.clone()));
+        }
+    }
+    if !specs.is_empty() {
+        prefetch_books_pages(ctx, specs).await?;
+    }
+    Ok(())
 }

@@ -46,11 +46,18 @@ impl Loader<Spec> for BookPagesLoader {
     }
 }
 
+/// The request's books-page loader, memoising what it read for the rest of the request.
+type BooksPages = DataLoader<BookPagesLoader, HashMapCache>;
+
 /// A page of books through the request's page loader.
 pub async fn load_books_page(ctx: &Context<'_>, spec: Spec) -> Result<Option<Page<Book>>> {
-    ctx.data_unchecked::<DataLoader<BookPagesLoader>>()
-        .load_one(spec)
-        .await
+    ctx.data_unchecked::<BooksPages>().load_one(spec).await
+}
+
+/// Loads these pages in one batch, into the request's memo.
+pub async fn prefetch_books_pages(ctx: &Context<'_>, specs: Vec<Spec>) -> Result<()> {
+    ctx.data_unchecked::<BooksPages>().load_many(specs).await?;
+    Ok(())
 }
 
 impl Loader<BookstoreId> for BookstoreLoader {
@@ -85,8 +92,12 @@ pub fn per_request(
             .max_batch_size(MAX_BATCH),
         )
         .data(
-            DataLoader::new(BookPagesLoader(datastore.clone()), tokio::spawn)
-                .max_batch_size(MAX_PAGES),
+            DataLoader::with_cache(
+                BookPagesLoader(datastore.clone()),
+                tokio::spawn,
+                HashMapCache::default(),
+            )
+            .max_batch_size(MAX_PAGES),
         )
 }
 

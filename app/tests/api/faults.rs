@@ -123,6 +123,15 @@ async fn with_mongodb_down_cached_reads_answer_and_writes_fail_without_half_writ
     assert_eq!(body["mongodb"]["up"], false);
 
     proxy.restore();
+    // The driver finds the server again on its own schedule: wait for /readyz to say so.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while readiness(&app).await.0 != 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "MongoDB never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let cached = app
         .cached(book_id(&json!({ "id": id })))
         .await

@@ -83,7 +83,8 @@ impl TestApp {
             ("REDIS_URL", redis_url),
             ("OPONN_KEY_PREFIX", key_prefix.clone()),
             ("OPONN_API_TOKENS", TOKEN.to_owned()),
-            ("OPONN_MONGODB_TIMEOUT_MS", "1500".to_owned()),
+            // Generous for a shared FerretDB under a parallel suite; outage tests pay it per cut call.
+            ("OPONN_MONGODB_TIMEOUT_MS", "3000".to_owned()),
             ("OPONN_REDIS_TIMEOUT_MS", "300".to_owned()),
             ("OPONN_REDIS_RETRY_AFTER_MS", "100".to_owned()),
         ]);
