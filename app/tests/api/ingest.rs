@@ -129,14 +129,15 @@ async fn a_timeout_then_success_is_retried() {
         .respond_with(
             ResponseTemplate::new(200)
                 .set_body_json(page(2, 0..2))
-                .set_delay(Duration::from_secs(5)),
+                .set_delay(Duration::from_secs(30)),
         )
         .up_to_n_times(1)
         .mount(&server)
         .await;
     serve_page(&server, 1, page(2, 0..2)).await;
     let mut settings = source_settings(&server.uri());
-    settings.timeout = Duration::from_millis(300);
+    // Long enough that the prompt second answer cannot time out on a loaded machine.
+    settings.timeout = Duration::from_secs(1);
     let summary = app.ingest(&settings, "q", Scope::All).await.unwrap();
     assert_eq!((summary.retries, summary.inserted), (1, 2));
     assert_eq!(app.books_in_mongodb().await.len(), 2);
