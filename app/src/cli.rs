@@ -39,7 +39,8 @@ pub enum Command {
     },
     /// Ingest books from the Open Library search API (`OPONN_SOURCE_URL`) into MongoDB,
     /// through the cache. Idempotent: books are matched by their work key, and unchanged ones
-    /// are left alone. Exits non-zero if the source or MongoDB fails; what was stored is kept.
+    /// are left alone. Exits non-zero if the source or MongoDB fails (what was stored is kept),
+    /// or if Redis does not take the cache writes within `OPONN_CACHE_SETTLE_MS`.
     Ingest(IngestArgs),
     /// Print the GraphQL schema (SDL).
     Schema,
