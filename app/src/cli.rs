@@ -1,6 +1,6 @@
 //! The `oponn` command line: `serve`, `seed`, `ingest`, `schema`.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -39,7 +39,8 @@ pub enum Command {
     },
     /// Ingest books from the Open Library search API (`OPONN_SOURCE_URL`) into MongoDB,
     /// through the cache. Idempotent: books are matched by their work key, and unchanged ones
-    /// are left alone. Exits non-zero if the source or MongoDB fails; what was stored is kept.
+    /// are left alone. Exits non-zero if the source or MongoDB fails (what was stored is kept),
+    /// or if Redis does not take the cache writes within `OPONN_CACHE_SETTLE_MS`.
     Ingest(IngestArgs),
     /// Print the GraphQL schema (SDL).
     Schema,
@@ -103,7 +104,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 sample::parse(&text).with_context(|| format!("parsing {}", file.display()))?;
             let datastore = startup::connect(&settings, &Metrics::new()).await?;
             datastore.store().ensure_indexes().await?;
-            let (summary, ids) = datastore.upsert_books(&books).await?;
+            let upserted = datastore.upsert_books(&books).await;
+            let settled = settle_cache(&datastore, settings.cache.settle).await;
+            let (summary, ids) = upserted?;
+            settled?;
             let example: Vec<String> = ids.iter().take(3).map(|id| format!("\"{id}\"")).collect();
             tracing::info!(
                 file = %file.display(),
@@ -139,16 +143,30 @@ async fn run_ingest(settings: &Settings, args: &IngestArgs) -> anyhow::Result<()
         "ingesting"
     );
     let progress = Progress::for_stderr();
-    match ingest::run(&source, &datastore, &request, &progress).await {
+    let outcome = ingest::run(&source, &datastore, &request, &progress).await;
+    let settled = settle_cache(&datastore, settings.cache.settle).await;
+    match outcome {
         Ok(summary) => {
             log_summary(&summary, "ingested");
-            Ok(())
+            settled
         }
         Err(failed) => {
             log_summary(&failed.summary, "ingest stopped");
+            if let Err(unsettled) = settled {
+                tracing::error!(error = format!("{unsettled:#}"), "the cache may be stale");
+            }
             Err(anyhow::Error::new(failed).context(format!("ingesting {:?}", request.query)))
         }
     }
+}
+
+/// Before a one-shot command exits: the cache writes Redis missed are retried here, as the
+/// server's repair loop would, since they die with the process (see `Cache::settle`). Fails
+/// (non-zero exit) if Redis still does not take them.
+async fn settle_cache(datastore: &Datastore, within: Duration) -> anyhow::Result<()> {
+    datastore.cache().settle(within).await.with_context(|| {
+        format!("the writes are stored in MongoDB, but Redis did not take them within {within:?}")
+    })
 }
 
 /// The id of the bookstore `--bookstore` names; a clear error when there is none, before

@@ -58,6 +58,9 @@ pub struct CacheSettings {
     /// `OPONN_CACHE_RESULT_TTL_SECS`: lifetime of a cached query result (writes keep results
     /// exact; the lifetime only bounds memory and the damage of a crash mid-write).
     pub result_ttl: Duration,
+    /// `OPONN_CACHE_SETTLE_MS`: how long a one-shot command (`oponn ingest`, `oponn seed`)
+    /// retries the cache writes Redis missed before it exits non-zero (see `Cache::settle`).
+    pub settle: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -163,6 +166,7 @@ impl Settings {
                 negative_ttl: vars.seconds("OPONN_CACHE_NEGATIVE_TTL_SECS", 10)?,
                 tombstone_ttl: vars.seconds("OPONN_CACHE_TOMBSTONE_TTL_SECS", 120)?,
                 result_ttl: vars.seconds("OPONN_CACHE_RESULT_TTL_SECS", 300)?,
+                settle: vars.millis("OPONN_CACHE_SETTLE_MS", 10_000)?,
             },
             http: HttpSettings {
                 request_timeout: vars.millis("OPONN_REQUEST_TIMEOUT_MS", 10_000)?,

@@ -163,6 +163,31 @@ async fn seeding_twice_inserts_the_sample_once() {
     );
 }
 
+/// A one-shot command has no repair loop: if Redis never takes its cache writes it says so and
+/// exits non-zero, rather than leave servers on older cached versions without a word.
+#[tokio::test]
+async fn seeding_while_redis_is_unreachable_stores_the_books_and_fails_naming_the_cache() {
+    let env = Env::new();
+    let sample = concat!(env!("CARGO_MANIFEST_DIR"), "/../app/sample/books.json");
+    let output = env
+        .command(&["seed", "--file", sample])
+        // Nothing listens here.
+        .env("REDIS_URL", "redis://127.0.0.1:9")
+        .env("OPONN_REDIS_TIMEOUT_MS", "200")
+        .env("OPONN_REDIS_RETRY_AFTER_MS", "100")
+        .env("OPONN_CACHE_SETTLE_MS", "300")
+        .output()
+        .await
+        .expect("seed runs");
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Redis did not take 32 cached record(s)"),
+        "{stderr}"
+    );
+    assert_eq!(env.sample_ids().await.len(), 32, "MongoDB keeps the books");
+}
+
 #[tokio::test]
 async fn the_served_binary_answers_books_by_ids_from_the_seeded_sample() {
     let env = Env::new();

@@ -9,3 +9,15 @@ pub enum CacheError {
     #[error("Redis call failed")]
     Redis(#[from] redis::RedisError),
 }
+
+/// Cache writes still waiting for Redis when [`super::Cache::settle`] gave up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "Redis did not take {records} cached record(s) and {result_ranges} range(s) of cached query \
+     results: MongoDB holds the new versions, but servers may answer with the older cached ones \
+     until their TTL ends (OPONN_CACHE_TTL_SECS, OPONN_CACHE_RESULT_TTL_SECS)"
+)]
+pub struct Unsettled {
+    pub records: usize,
+    pub result_ranges: usize,
+}

@@ -47,7 +47,10 @@ use self::{
     repairs::{Repairs, VersionedWrite},
     results::ResultScripts,
 };
-pub use self::{entry::Entry, error::CacheError};
+pub use self::{
+    entry::Entry,
+    error::{CacheError, Unsettled},
+};
 use crate::{
     config::{CacheSettings, RedisSettings},
     domain::Version,
@@ -251,6 +254,30 @@ impl Cache {
     /// Resolves once every pending repair has reached Redis.
     pub async fn repairs_drained(&self) {
         self.repairs.drained().await
+    }
+
+    /// Applies pending repairs and drops unreconciled results until none is left, trying every
+    /// `retry_after` for at most `within`. For a process about to exit (`oponn ingest`, `oponn
+    /// seed`): its repairs die with it, and a cached older version would then be served by
+    /// every other instance until its TTL ends, breaking invariant 1. Writes go through the
+    /// same versioned compare-and-set as every repair.
+    pub async fn settle(&self, within: Duration) -> Result<(), Unsettled> {
+        let deadline = Instant::now() + within;
+        loop {
+            self.repair_once().await;
+            let unsettled = Unsettled {
+                records: self.repairs.len(),
+                result_ranges: *self.dirty_count.borrow(),
+            };
+            if unsettled.records == 0 && unsettled.result_ranges == 0 {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(unsettled);
+            }
+            tokio::time::sleep(self.retry_after.min(deadline - now)).await;
+        }
     }
 
     /// One round trip to Redis, regardless of the breaker; a success closes the breaker.

@@ -31,6 +31,7 @@ pub struct TestApp {
     pub redis_proxy: Option<TcpProxy>,
     pub mongo_proxy: Option<TcpProxy>,
     stack: Stack,
+    settings: Settings,
     client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
@@ -91,7 +92,9 @@ impl TestApp {
         let settings =
             Settings::from_lookup(|name| vars.get(name).cloned()).expect("valid test settings");
 
-        let app = Application::build(settings).await.expect("the app builds");
+        let app = Application::build(settings.clone())
+            .await
+            .expect("the app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         let datastore = app.datastore().clone();
         let metrics = app.metrics().clone();
@@ -108,6 +111,7 @@ impl TestApp {
             redis_proxy,
             mongo_proxy,
             stack,
+            settings,
             client: reqwest::Client::new(),
             shutdown: Some(shutdown),
             server: Some(server),
@@ -243,6 +247,14 @@ impl TestApp {
                 (key, document)
             })
             .collect()
+    }
+
+    /// A datastore on this app's database, key prefix and proxies, without the server's
+    /// background repair loop: what a one-shot command such as `oponn ingest` has.
+    pub async fn one_shot_datastore(&self) -> Datastore {
+        oponn::startup::connect(&self.settings, &Metrics::new())
+            .await
+            .expect("a datastore")
     }
 
     /// Runs an ingest from the source at `source` into this app's datastore, as `oponn ingest`

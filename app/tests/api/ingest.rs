@@ -4,15 +4,17 @@
 
 use std::time::{Duration, Instant};
 
-use oponn::ingest::{IngestError, Scope};
-use oponn::source::SourceError;
+use oponn::cache::Lookup;
+use oponn::domain::Book;
+use oponn::ingest::{self, IngestError, Progress, Request, Scope};
+use oponn::source::{OpenLibrary, SourceError};
 use serde_json::{json, Value};
 use wiremock::{
     matchers::{method, path, query_param},
     Mock, MockServer, ResponseTemplate,
 };
 
-use crate::helpers::{source_settings, TestApp};
+use crate::helpers::{source_settings, Options, TestApp};
 
 /// A search page in Open Library's format: works `first..last` of `found`.
 fn page(found: usize, works: std::ops::Range<usize>) -> Value {
@@ -127,14 +129,15 @@ async fn a_timeout_then_success_is_retried() {
         .respond_with(
             ResponseTemplate::new(200)
                 .set_body_json(page(2, 0..2))
-                .set_delay(Duration::from_secs(5)),
+                .set_delay(Duration::from_secs(30)),
         )
         .up_to_n_times(1)
         .mount(&server)
         .await;
     serve_page(&server, 1, page(2, 0..2)).await;
     let mut settings = source_settings(&server.uri());
-    settings.timeout = Duration::from_millis(300);
+    // Long enough that the prompt second answer cannot time out on a loaded machine.
+    settings.timeout = Duration::from_secs(1);
     let summary = app.ingest(&settings, "q", Scope::All).await.unwrap();
     assert_eq!((summary.retries, summary.inserted), (1, 2));
     assert_eq!(app.books_in_mongodb().await.len(), 2);
@@ -186,6 +189,52 @@ async fn a_malformed_page_fails_the_run_with_a_clear_error() {
 }
 
 #[tokio::test]
+async fn malformed_json_mid_run_fails_without_retrying_and_keeps_the_pages_before_it() {
+    let (app, server) = (TestApp::spawn().await, MockServer::start().await);
+    serve_page(&server, 1, page(30, 0..10)).await;
+    Mock::given(path("/search.json"))
+        .and(query_param("page", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            r#"{"numFound": 30, "docs": [{"key": "/works/OL10W""#,
+            "application/json",
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    serve_page(&server, 3, page(30, 20..30)).await;
+    let mut settings = source_settings(&server.uri());
+    settings.concurrency = 1;
+    let failed = app
+        .ingest(&settings, "q", Scope::All)
+        .await
+        .expect_err("page 2 is cut short");
+    assert!(
+        matches!(
+            failed.error,
+            IngestError::Source(SourceError::Malformed { page: 2, .. })
+        ),
+        "{failed}"
+    );
+    assert!(
+        failed
+            .to_string()
+            .contains("page 2 is not a search result page"),
+        "{failed}"
+    );
+    assert_eq!(
+        (
+            failed.summary.pages,
+            failed.summary.inserted,
+            failed.summary.retries
+        ),
+        (1, 10, 0)
+    );
+    let stored = app.books_in_mongodb().await;
+    assert_eq!(stored.len(), 10, "page 1 is kept, page 3 never started");
+    assert!(stored.contains_key("/works/OL9W"));
+}
+
+#[tokio::test]
 async fn invalid_records_are_skipped_and_counted_by_reason() {
     let (app, server) = (TestApp::spawn().await, MockServer::start().await);
     let body = json!({ "numFound": 6, "docs": [
@@ -195,23 +244,33 @@ async fn invalid_records_are_skipped_and_counted_by_reason() {
         { "key": "/authors/OL3A", "title": "Not a work" },
         { "key": "/works/OL4W", "title": "   " },
         { "key": "/works/OL5W", "title": "Also good, with a \"string\" year", "first_publish_year": "1987" },
+        { "key": "/works/OL6W", "title": { "not": "text" } },
+        { "key": "/works/OL7W", "title": "A year that is not one", "first_publish_year": "soon" },
+        { "key": "/works/OL8W", "title": 1984, "author_name": ["George Orwell"], "subject": [] },
     ]});
     serve_page(&server, 1, body).await;
     let summary = app
         .ingest(&source_settings(&server.uri()), "q", Scope::All)
         .await
         .unwrap();
-    assert_eq!((summary.fetched, summary.skipped_total()), (6, 4));
+    assert_eq!((summary.fetched, summary.skipped_total()), (9, 6));
     assert_eq!(summary.skipped["missing title"], 1);
     assert_eq!(summary.skipped["missing key"], 1);
     assert_eq!(summary.skipped["invalid key"], 1);
     assert_eq!(summary.skipped["invalid title"], 1);
+    assert_eq!(summary.skipped["unreadable record"], 1);
+    assert_eq!(summary.skipped["invalid year"], 1);
     let stored = app.books_in_mongodb().await;
     assert_eq!(
         stored.keys().collect::<Vec<_>>(),
-        ["/works/OL1W", "/works/OL5W"]
+        ["/works/OL1W", "/works/OL5W", "/works/OL8W"]
     );
-    assert_eq!(summary.inserted, 2);
+    assert_eq!(summary.inserted, 3);
+    assert_eq!(
+        stored["/works/OL5W"].get_i32("firstPublishYear").unwrap(),
+        1987
+    );
+    assert_eq!(stored["/works/OL8W"].get_str("title").unwrap(), "1984");
 }
 
 #[tokio::test]
@@ -253,6 +312,83 @@ async fn a_rerun_changes_nothing_and_a_changed_record_bumps_its_version_and_the_
         .parse()
         .unwrap();
     let cached = app.cached(id).await.expect("written through to the cache");
+    assert_eq!(cached.version, 2);
+    assert_eq!(
+        cached.value.expect("present").title.as_str(),
+        "Work 3, revised"
+    );
+    let finds = app.mongo_finds();
+    let read = app.datastore.book(id).await.unwrap().expect("the book");
+    assert_eq!((read.version, read.title.as_str()), (2, "Work 3, revised"));
+    assert_eq!(app.mongo_finds(), finds, "served from the cache");
+}
+
+/// `oponn ingest` exits when it is done, and has no background repair loop: cache writes Redis
+/// missed would die with it, and every server would go on answering with the older cached
+/// version. `Cache::settle`, which the command runs before exiting, reports them while Redis is
+/// away and lands them once it is back.
+#[tokio::test]
+async fn cache_writes_redis_missed_during_an_ingest_are_reported_then_settled() {
+    let app = TestApp::spawn_with(Options {
+        proxy_redis: true,
+        ..Default::default()
+    })
+    .await;
+    let server = MockServer::start().await;
+    three_pages(&server).await;
+    let settings = source_settings(&server.uri());
+    app.ingest(&settings, "q", Scope::All).await.unwrap();
+    let id = app.books_in_mongodb().await["/works/OL3W"]
+        .get_object_id("_id")
+        .unwrap()
+        .to_hex()
+        .parse()
+        .unwrap();
+    assert_eq!(app.datastore.book(id).await.unwrap().unwrap().version, 1);
+    assert_eq!(app.cached(id).await.expect("filled").version, 1);
+
+    let redis = app.redis_proxy.as_ref().expect("a Redis proxy");
+    redis.cut();
+    server.reset().await;
+    let mut first = page(25, 0..10);
+    first["docs"][3]["title"] = json!("Work 3, revised");
+    serve_page(&server, 1, first).await;
+    serve_page(&server, 2, page(25, 10..20)).await;
+    serve_page(&server, 3, page(25, 20..25)).await;
+    let command = app.one_shot_datastore().await;
+    let request = Request {
+        query: "q".into(),
+        scope: Scope::All,
+        bookstore: None,
+    };
+    let source = OpenLibrary::new(&settings).unwrap();
+    let changed = ingest::run(&source, &command, &request, &Progress::Log)
+        .await
+        .unwrap();
+    assert_eq!((changed.changed, changed.unchanged), (1, 24));
+    assert_eq!(
+        app.books_in_mongodb().await["/works/OL3W"]
+            .get_i64("version")
+            .unwrap(),
+        2
+    );
+    let unsettled = command
+        .cache()
+        .settle(Duration::from_millis(10))
+        .await
+        .expect_err("Redis is cut");
+    assert_eq!(unsettled.records, 1, "{unsettled}");
+
+    redis.restore();
+    command
+        .cache()
+        .settle(Duration::from_secs(10))
+        .await
+        .expect("Redis answers again");
+    let cached = match command.cache().get_many::<Book>(&[id]).await.pop() {
+        Some(Lookup::Hit(entry)) => entry,
+        other => panic!("repaired in the cache, found {other:?}"),
+    };
     assert_eq!(cached.version, 2);
     assert_eq!(
         cached.value.expect("present").title.as_str(),
