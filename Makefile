@@ -64,6 +64,12 @@ bench-queries: stack-up ## The query-result cache: warm/cold req/s and p99, and 
 	@cargo build --release -q -p oponn --example bench_queries
 	@$(STACK_ENV); cargo run --release -q -p oponn --example bench_queries
 
+.PHONY: loadtest loadtest-smoke
+loadtest: stack-up ## Artillery scenarios against a release build, cache on and off, oha, perf, make bench; report in loadtest/reports/
+	@$(STACK_ENV); loadtest/run
+loadtest-smoke: stack-up ## Every artillery scenario for seconds on a small catalogue; fails on any GraphQL error
+	@$(STACK_ENV); LOADTEST_PROFILE=smoke loadtest/run
+
 .PHONY: bench-ingest
 bench-ingest: stack-up ## Ingest 10,000 generated books from a local source; books/s, peak RSS, and the raw insert rate
 	@$(STACK_ENV); scripts/bench-ingest
