@@ -1,15 +1,27 @@
 """The ids the load tests draw from, read back from the running service.
 
     catalogue.py export --url URL --out FILE
+        Reads every bookstore and every book of the service through GraphQL (keyset pages of
+        100) and writes what the scenarios draw from: book ids, and each author's and each
+        store's number of books. Works whatever seeded the database (loadtest/seed). Slow on a
+        large catalogue (a page deep into an unfiltered listing is slow on the local server),
+        so loadtest/run keeps the file and checks it next time instead.
 
-Reads every bookstore and every book of the service through GraphQL (keyset pages of 100) and
-writes what the scenarios draw from: book ids, and each author's and each store's number of
-books. Works whatever seeded the database (loadtest/seed). Standard library only.
+    catalogue.py check --url URL --file FILE --books N
+        Exit 0 if FILE lists N books and the service holds a sample of them (200 ids, the first
+        and the last): the database is the one the file was read from.
+
+    catalogue.py warm --url URL --file FILE
+        Reads every book of FILE through booksByIds (1,000 ids a request), which fills the entity
+        cache: the scenarios start from a warm catalogue, as a service that has run a while.
+
+Standard library only.
 """
 
 import argparse
 import json
 import pathlib
+import random
 import sys
 import urllib.request
 
@@ -59,14 +71,51 @@ def export(url, out):
           f"{len(catalogue['stores'])} stocked stores to {out}", file=sys.stderr)
 
 
+def found(url, ids):
+    query = "query($ids: [ID!]!) { booksByIds(ids: $ids) { id } }"
+    return sum(1 for book in graphql(url, query, {"ids": ids})["booksByIds"] if book)
+
+
+def check(url, path, books):
+    try:
+        ids = json.loads(pathlib.Path(path).read_text())["books"]
+    except (OSError, ValueError, KeyError):
+        return False
+    if len(ids) != books:
+        return False
+    sample = [ids[0], ids[-1]] + random.sample(ids, min(200, len(ids)))
+    return all(found(url, sample[start:start + 100]) == len(sample[start:start + 100])
+               for start in range(0, len(sample), 100))
+
+
+def warm(url, path):
+    ids = json.loads(pathlib.Path(path).read_text())["books"]
+    present = sum(found(url, ids[start:start + 1000]) for start in range(0, len(ids), 1000))
+    print(f"read {present} of {len(ids)} books through the entity cache", file=sys.stderr)
+    if present != len(ids):
+        raise SystemExit("some books of the catalogue file are gone")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     read = commands.add_parser("export")
     read.add_argument("--url", required=True)
     read.add_argument("--out", required=True)
+    verify = commands.add_parser("check")
+    verify.add_argument("--url", required=True)
+    verify.add_argument("--file", required=True)
+    verify.add_argument("--books", type=int, required=True)
+    fill = commands.add_parser("warm")
+    fill.add_argument("--url", required=True)
+    fill.add_argument("--file", required=True)
     args = parser.parse_args()
-    export(args.url, args.out)
+    if args.command == "export":
+        export(args.url, args.out)
+    elif args.command == "check":
+        sys.exit(0 if check(args.url, args.file, args.books) else 1)
+    else:
+        warm(args.url, args.file)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def phases(scenario, environment):
     path = LOADTEST / "scenarios" / f"{scenario}.yml"
     output = subprocess.run(["node", "-e", script, str(path), environment], check=True,
                             capture_output=True, text=True,
-                            env={**os.environ, "NODE_PATH": str(LOADTEST / "node_modules")})
+                            env={"NODE_PATH": str(LOADTEST / "node_modules"), **os.environ})
     return json.loads(output.stdout)
 
 
@@ -176,7 +176,12 @@ class Scenario:
             figures["cpu"] = (last["app_cpu_s"] - first["app_cpu_s"]) / seconds * 100
             if "generator_cpu_s" in last:
                 figures["generator_cpu"] = (last["generator_cpu_s"] - first["generator_cpu_s"]) / seconds * 100
+            figures["cpu_ms_per_request"] = figures["cpu"] * 10 / figures["rps"] if figures["rps"] else None
             figures["rss_mib"] = max(s["app_rss_bytes"] for s in steady) / 2**20
+            if "machine_busy_s" in last and "machine_busy_s" in first:
+                busy = (last["machine_busy_s"] - first["machine_busy_s"]) / seconds * 100
+                figures["others_cpu"] = busy - figures["cpu"] - figures.get("generator_cpu", 0.0)
+                figures["load_average"] = max(s.get("load_average", 0.0) for s in steady)
             hits = delta(first, last, "oponn_cache_lookups_total", result="hit")
             lookups = delta(first, last, "oponn_cache_lookups_total")
             figures["hit_ratio"] = hits / lookups if lookups else None
@@ -198,7 +203,8 @@ class Scenario:
         return figures
 
     def per_second(self):
-        """(seconds since start, requests/s, app CPU %, generator CPU %, hit ratio, server p99 ms)."""
+        """(seconds since start, requests/s, app CPU %, generator CPU %, hit ratio, server p99 ms,
+        CPU % of everything else on the machine)."""
         rows = []
         for before, after in zip(self.samples, self.samples[1:]):
             seconds = after["t"] - before["t"]
@@ -209,12 +215,18 @@ class Scenario:
             generator = None
             if "generator_cpu_s" in after:
                 generator = (after["generator_cpu_s"] - before["generator_cpu_s"]) / seconds * 100
+            app_cpu = (after["app_cpu_s"] - before["app_cpu_s"]) / seconds * 100
+            others = None
+            if "machine_busy_s" in after and "machine_busy_s" in before:
+                others = ((after["machine_busy_s"] - before["machine_busy_s"]) / seconds * 100
+                          - app_cpu - (generator or 0.0))
             rows.append((after["t"] - self.start,
                          delta(before, after, "oponn_http_requests_total") / seconds,
-                         (after["app_cpu_s"] - before["app_cpu_s"]) / seconds * 100,
+                         app_cpu,
                          generator,
                          hits / lookups if lookups else None,
-                         histogram_quantile(before, after, 0.99)))
+                         histogram_quantile(before, after, 0.99),
+                         others))
         return rows
 
 
@@ -274,6 +286,9 @@ def charts(scenario, directory):
     if any(row[3] is not None for row in rows):
         cpu_axis.plot(t, [row[3] for row in rows], color="tab:purple", linewidth=0.8,
                       label="artillery CPU %")
+    if any(row[6] is not None for row in rows):
+        cpu_axis.plot(t, [row[6] for row in rows], color="tab:grey", linewidth=0.8,
+                      label="rest of the machine CPU %")
     cpu_axis.set_ylabel("CPU % (100 = one core)")
     cpu_axis.set_ylim(bottom=0)
     axis.set_title(f"{scenario.label}: throughput and CPU")
@@ -315,7 +330,7 @@ def scenario_page(scenario, figures, drawn, directory, environment):
         DESCRIPTIONS.get(scenario.name, scenario.name) + (" — **cache off** (Redis unreachable, MongoDB only)"
                                                           if scenario.cache == "off" else ""),
         "",
-        f"Command: `loadtest/node_modules/.bin/artillery run -e {environment} loadtest/scenarios/{scenario.name}.yml` "
+        f"Command: `artillery run -e {environment} loadtest/scenarios/{scenario.name}.yml` "
         f"(through `loadtest/run`). Phases: {phases_text}.",
         "",
         "| sustained phase | |",
@@ -327,7 +342,10 @@ def scenario_page(scenario, figures, drawn, directory, environment):
         f"| server p50 / p99 (ms, service's histogram) | {number(figures.get('server_p50'), 2)} / "
         f"{number(figures.get('server_p99'), 2)} |",
         f"| service CPU (100% = one core) | {number(figures.get('cpu'), 0, '%')} |",
+        f"| service CPU per request | {number(figures.get('cpu_ms_per_request'), 2, ' ms')} |",
         f"| artillery CPU (all its processes) | {number(figures.get('generator_cpu'), 0, '%')} |",
+        f"| everything else on the machine (Redis, MongoDB server, other work) | {number(figures.get('others_cpu'), 0, '%')} |",
+        f"| load average, peak (2 cores) | {number(figures.get('load_average'), 1)} |",
         f"| service RSS, peak | {number(figures.get('rss_mib'), 1, ' MiB')} |",
         f"| entity cache hit ratio | {percent(figures.get('hit_ratio'))} |",
         f"| query-result cache hit ratio | {percent(figures.get('query_hit_ratio'))} |",
@@ -347,6 +365,13 @@ def scenario_page(scenario, figures, drawn, directory, environment):
         f"{number(figures['run_p99'], 1)} / {number(figures['run_max'], 1)} |",
         f"| HTTP status codes | {', '.join(f'{k}: {v:,}' for k, v in sorted(figures['codes'].items())) or '–'} |",
     ]
+    by_name = {k.removeprefix("plugins.metrics-by-endpoint.response_time."): v
+               for k, v in scenario.output["aggregate"]["summaries"].items()
+               if k.startswith("plugins.metrics-by-endpoint.response_time.")}
+    if len(by_name) > 1:
+        lines.append("| p50 / p99 by request (ms, whole run) | " + ", ".join(
+            f"{name}: {number(v.get('median'), 1)} / {number(v.get('p99'), 1)}"
+            for name, v in sorted(by_name.items())) + " |")
     if figures["error_kinds"]:
         lines.append(f"| errors by kind | {', '.join(f'{k}: {v:,}' for k, v in sorted(figures['error_kinds'].items()))} |")
     lines += ["", "`ensure` checks:", ""]
@@ -468,9 +493,11 @@ def main():
         f"Produced by `make loadtest{'' if args.profile == 'full' else '-smoke'}` (`loadtest/run`).",
         "Figures are from each scenario's sustained phase: requests/s, CPU and cache ratios from the service's "
         "per-second samples, client percentiles from the worst 10-second artillery window. "
-        "CPU: 100% = one core.", "",
-        "| scenario | offered/s | served/s | p50 ms | p95 ms | p99 ms | failed | CPU | RSS MiB | entity hits | query hits | MongoDB/req | Redis/req | checks |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "CPU: 100% = one core." + (" The smoke run starts its scenarios at once, so the service's figures of "
+                                   "each row are shared by all of them: it checks answers, not speed."
+                                   if args.profile == "smoke" else ""), "",
+        "| scenario | offered/s | served/s | p50 ms | p95 ms | p99 ms | failed | CPU | CPU ms/req | artillery CPU | rest of machine CPU | RSS MiB | entity hits | query hits | MongoDB/req | Redis/req | checks |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
 
     def row(label):
@@ -478,6 +505,7 @@ def main():
         return (f"| [{label}]({label}.md) | {number(f['arrival_rate'])} | {number(f.get('rps'))} | "
                 f"{number(f.get('p50'), 1)} | {number(f.get('p95'), 1)} | {number(f.get('p99'), 1)} | "
                 f"{f['failed']:,} ({f['error_rate'] * 100:.2f}%) | {number(f.get('cpu'), 0, '%')} | "
+                f"{number(f.get('cpu_ms_per_request'), 2)} | {number(f.get('generator_cpu'), 0, '%')} | {number(f.get('others_cpu'), 0, '%')} | "
                 f"{number(f.get('rss_mib'), 0)} | {percent(f.get('hit_ratio'))} | {percent(f.get('query_hit_ratio'))} | "
                 f"{number(f.get('mongodb_per_request'), 2)} | {number(f.get('redis_per_request'), 2)} | "
                 f"{'pass' if f['checks_passed'] else 'FAIL'} |")

@@ -3,7 +3,8 @@
     sample.py --app PID --generator PID --metrics URL --out FILE.jsonl
 
 Each line holds the time, the CPU seconds and RSS of the service's process and of the load
-generator's process tree (artillery runs workers as child processes), and the service's
+generator's process tree (artillery runs workers as child processes), the machine's busy CPU
+seconds and load average (the machine is shared: other work shows up there), and the service's
 Prometheus counters (every `*_total`, `*_count` and `*_sum` series of /metrics, and the buckets
 of the HTTP latency histogram). The report
 turns consecutive samples into rates: CPU %, cache hit ratio, MongoDB and Redis calls per request.
@@ -52,6 +53,16 @@ def tree(root):
     return (sum(stats[pid][1] for pid in members), sum(stats[pid][2] for pid in members))
 
 
+def machine():
+    """(CPU seconds busy on all cores since boot, 1-minute load average): the machine is shared."""
+    with open("/proc/stat") as handle:
+        fields = [int(value) for value in handle.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    with open("/proc/loadavg") as handle:
+        load = float(handle.read().split()[0])
+    return (sum(fields[:8]) - idle) / CLOCK_TICKS, load
+
+
 def counters(url):
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
@@ -86,7 +97,9 @@ def main():
             app = process_stat(args.app)
             if app is None:
                 break
+            busy, load = machine()
             sample = {"t": time.time(), "app_cpu_s": app[1], "app_rss_bytes": app[2],
+                      "machine_busy_s": busy, "load_average": load,
                       "metrics": counters(args.metrics)}
             if args.generator:
                 sample["generator_cpu_s"], sample["generator_rss_bytes"] = tree(args.generator)
