@@ -1,7 +1,8 @@
 //! The GraphQL API: a schema merged from one query and one mutation root per concept.
 //!
 //! Resolvers are thin: they parse arguments into domain types, call the [`Datastore`], and map
-//! its errors through [`error`]. Mutations need a bearer token ([`auth`]); queries are public.
+//! its errors through [`error`]. Mutations need a bearer token, checked on every mutation field as
+//! it executes ([`auth`]); queries are public.
 //! Depth, complexity and batch sizes are bounded by settings.
 
 pub mod auth;
@@ -50,9 +51,10 @@ pub fn build_schema(datastore: Datastore, settings: &HttpSettings) -> AppSchema 
     })
     .limit_depth(settings.max_query_depth)
     .limit_complexity(settings.max_query_complexity)
-    .extension(parsed::ParsedQueries::default())
-    .extension(error::RequestErrorCodes)
     .extension(auth::MutationsNeedToken)
+    .extension(error::RequestErrorCodes)
+    // Last, so that it is the innermost: an answer from the memo skips only the parser.
+    .extension(parsed::ParsedQueries::default())
     .finish()
 }
 

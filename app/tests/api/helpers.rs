@@ -249,6 +249,61 @@ impl TestApp {
             .collect()
     }
 
+    /// Everything this app has stored, read directly: every document of every collection of its
+    /// database, and every key (with its value as `DUMP` gives it) under its key prefixes. Two
+    /// equal digests mean nothing was written in between.
+    pub async fn digest(&self) -> Vec<String> {
+        use futures::TryStreamExt;
+        let client = mongodb::Client::with_uri_str(&self.stack.mongodb_uri)
+            .await
+            .expect("a MongoDB client");
+        let database = client.database(&self.database);
+        let mut lines = Vec::new();
+        let mut collections = database.list_collection_names().await.expect("collections");
+        collections.sort();
+        for name in collections {
+            let documents: Vec<mongodb::bson::Document> = database
+                .collection::<mongodb::bson::Document>(&name)
+                .find(mongodb::bson::doc! {})
+                .await
+                .expect("find")
+                .try_collect()
+                .await
+                .expect("documents");
+            let mut documents: Vec<String> = documents
+                .iter()
+                .map(|document| format!("mongodb {name} {document}"))
+                .collect();
+            documents.sort();
+            lines.extend(documents);
+        }
+        let redis = redis::Client::open(self.stack.redis_url.as_str()).expect("a Redis client");
+        let mut connection = redis
+            .get_multiplexed_async_connection()
+            .await
+            .expect("a Redis connection");
+        for pattern in [
+            format!("{}*", self.key_prefix),
+            format!("{{{}q}}*", self.key_prefix),
+        ] {
+            let mut keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query_async(&mut connection)
+                .await
+                .expect("KEYS");
+            keys.sort();
+            for key in keys {
+                let value: Option<Vec<u8>> = redis::cmd("DUMP")
+                    .arg(&key)
+                    .query_async(&mut connection)
+                    .await
+                    .expect("DUMP");
+                lines.push(format!("redis {key} {value:?}"));
+            }
+        }
+        lines
+    }
+
     /// A datastore on this app's database, key prefix and proxies, without the server's
     /// background repair loop: what a one-shot command such as `oponn ingest` has.
     pub async fn one_shot_datastore(&self) -> Datastore {
@@ -371,4 +426,9 @@ pub fn book_id(value: &Value) -> BookId {
         .expect("an id")
         .parse()
         .expect("a valid id")
+}
+
+/// 12 hex digits no other call returns: for names and keys that must not collide.
+pub fn unique_suffix() -> String {
+    unique_name("x")[2..].to_owned()
 }
