@@ -64,6 +64,11 @@ bench-queries: stack-up ## The query-result cache: warm/cold req/s and p99, and 
 	@cargo build --release -q -p oponn --example bench_queries
 	@$(STACK_ENV); cargo run --release -q -p oponn --example bench_queries
 
+.PHONY: bench-hostile
+bench-hostile: stack-up ## What anonymous readers cost writers and Redis: updateBook p99 before/after 10,000 filtered queries, Redis memory after 10,000 random-id lookups expire
+	@cargo build --release -q -p oponn --example bench_hostile
+	@$(STACK_ENV); cargo run --release -q -p oponn --example bench_hostile
+
 .PHONY: bench-ingest
 bench-ingest: stack-up ## Ingest 10,000 generated books from a local source; books/s, peak RSS, and the raw insert rate
 	@$(STACK_ENV); scripts/bench-ingest

@@ -8,6 +8,7 @@
 pub mod auth;
 mod books;
 mod bookstores;
+mod cost;
 pub mod error;
 mod lists;
 mod loaders;
@@ -18,7 +19,7 @@ use async_graphql::{EmptySubscription, MergedObject, Schema};
 use crate::{config::HttpSettings, datastore::Datastore};
 
 pub use auth::Caller;
-pub use loaders::per_request;
+pub use loaders::{per_request, RequestScope};
 
 #[derive(MergedObject, Default)]
 pub struct QueryRoot(
@@ -40,7 +41,7 @@ pub struct Limits {
 
 /// The schema the server executes.
 pub fn build_schema(datastore: Datastore, settings: &HttpSettings) -> AppSchema {
-    Schema::build(
+    let schema = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
         EmptySubscription,
@@ -52,10 +53,19 @@ pub fn build_schema(datastore: Datastore, settings: &HttpSettings) -> AppSchema 
     .limit_depth(settings.max_query_depth)
     .limit_complexity(settings.max_query_complexity)
     .extension(auth::MutationsNeedToken)
-    .extension(error::RequestErrorCodes)
+    .extension(error::RequestErrorCodes {
+        max_depth: settings.max_query_depth,
+        max_complexity: settings.max_query_complexity,
+    })
+    .extension(cost::Aliases {
+        max: settings.max_query_aliases,
+    })
     // Last, so that it is the innermost: an answer from the memo skips only the parser.
-    .extension(parsed::ParsedQueries::default())
-    .finish()
+    .extension(parsed::ParsedQueries::default());
+    match settings.introspection {
+        true => schema.finish(),
+        false => schema.disable_introspection().finish(),
+    }
 }
 
 /// The schema in SDL, as checked in at `schema.graphql`.

@@ -24,6 +24,8 @@ pub const TOKEN: &str = "test-token-0123456789abcdef";
 
 pub struct TestApp {
     pub address: String,
+    /// The operations server: `/metrics`, `/readyz`.
+    pub ops_address: String,
     pub datastore: Datastore,
     pub metrics: Metrics,
     pub database: String,
@@ -78,6 +80,7 @@ impl TestApp {
 
         let mut vars: HashMap<&str, String> = HashMap::from([
             ("OPONN_LISTEN", "127.0.0.1:0".to_owned()),
+            ("OPONN_OPS_LISTEN", "127.0.0.1:0".to_owned()),
             ("MONGODB_URI", mongodb_uri),
             ("MONGODB_DATABASE", database.clone()),
             ("REDIS_URL", redis_url),
@@ -96,6 +99,7 @@ impl TestApp {
             .await
             .expect("the app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
+        let ops_address = format!("http://127.0.0.1:{}", app.ops_port());
         let datastore = app.datastore().clone();
         let metrics = app.metrics().clone();
         let (shutdown, stopped) = oneshot::channel::<()>();
@@ -104,6 +108,7 @@ impl TestApp {
         }));
         Self {
             address,
+            ops_address,
             datastore,
             metrics,
             database,
@@ -177,6 +182,15 @@ impl TestApp {
             .send()
             .await
             .expect("the server answers")
+    }
+
+    /// GETs a path of the operations server (`/metrics`, `/readyz`).
+    pub async fn get_ops(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.ops_address))
+            .send()
+            .await
+            .expect("the operations server answers")
     }
 
     /// Creates a book through the API and returns it as JSON.
@@ -302,6 +316,21 @@ impl TestApp {
             }
         }
         lines
+    }
+
+    /// A connection to the stack's Redis (not through any proxy), for reading what the app
+    /// stored.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.stack.redis_url.as_str())
+            .expect("a Redis client")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("a Redis connection")
+    }
+
+    /// The key of the query-result cache's key named `name` (`tables`, `expiry`...).
+    pub fn result_cache_key(&self, name: &str) -> String {
+        format!("{{{}q}}{name}", self.key_prefix)
     }
 
     /// A datastore on this app's database, key prefix and proxies, without the server's
