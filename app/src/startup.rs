@@ -47,6 +47,7 @@ impl Application {
             metrics: metrics.clone(),
             tokens: Arc::new(Tokens::new(settings.api_tokens.clone())),
             settings: Arc::new(settings.http.clone()),
+            persisted: Default::default(),
         };
         let listener = TcpListener::bind(settings.listen)
             .await

@@ -8,11 +8,13 @@
 pub mod auth;
 mod books;
 mod bookstores;
+mod budget;
 mod cost;
 pub mod error;
 mod lists;
 mod loaders;
 mod parsed;
+pub mod persisted;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 
@@ -22,6 +24,7 @@ pub use auth::Caller;
 pub use loaders::{per_request, RequestScope};
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
 pub struct QueryRoot(
     books::BookQuery,
     bookstores::BookstoreQuery,
@@ -29,6 +32,7 @@ pub struct QueryRoot(
 );
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
 pub struct MutationRoot(books::BookMutation, bookstores::BookstoreMutation);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;

@@ -11,10 +11,7 @@
 //!   leaving first. Keys are SHA-256 digests of the text, so a key costs 32 bytes whatever the
 //!   text's size.
 
-use std::{
-    collections::{HashMap, VecDeque},
-    sync::{Arc, Mutex, MutexGuard},
-};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_graphql::{
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation},
@@ -23,46 +20,25 @@ use async_graphql::{
 };
 use sha2::{Digest, Sha256};
 
+use super::budget::{Budgeted, Key};
+
 /// Only documents whose text is at most this long are kept.
 pub const MAX_KEPT_TEXT_BYTES: usize = 4 * 1024;
 /// The text of every kept document together stays under this (a parsed document takes about
 /// ten times its text, so the memo holds a few megabytes at most).
 pub const BUDGET_TEXT_BYTES: usize = 256 * 1024;
 
-type Key = [u8; 32];
+#[derive(Clone)]
+pub struct ParsedQueries(Arc<Mutex<Budgeted<ExecutableDocument>>>);
 
-#[derive(Default, Clone)]
-pub struct ParsedQueries(Arc<Mutex<Memo>>);
-
-#[derive(Default)]
-struct Memo {
-    documents: HashMap<Key, (ExecutableDocument, usize)>,
-    /// Keys from oldest to newest.
-    order: VecDeque<Key>,
-    text_bytes: usize,
-}
-
-impl Memo {
-    fn insert(&mut self, key: Key, text_bytes: usize, document: ExecutableDocument) {
-        if self.documents.contains_key(&key) {
-            return;
-        }
-        while self.text_bytes + text_bytes > BUDGET_TEXT_BYTES {
-            let Some(oldest) = self.order.pop_front() else {
-                break;
-            };
-            if let Some((_, size)) = self.documents.remove(&oldest) {
-                self.text_bytes -= size;
-            }
-        }
-        self.documents.insert(key, (document, text_bytes));
-        self.order.push_back(key);
-        self.text_bytes += text_bytes;
+impl Default for ParsedQueries {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(Budgeted::new(BUDGET_TEXT_BYTES))))
     }
 }
 
 impl ParsedQueries {
-    fn lock(&self) -> MutexGuard<'_, Memo> {
+    fn lock(&self) -> MutexGuard<'_, Budgeted<ExecutableDocument>> {
         self.0
             .lock()
             .expect("parsed-query memo lock is never poisoned")
@@ -71,8 +47,7 @@ impl ParsedQueries {
     /// How many documents are kept, and their texts' total size.
     #[cfg(test)]
     pub fn usage(&self) -> (usize, usize) {
-        let memo = self.lock();
-        (memo.documents.len(), memo.text_bytes)
+        self.lock().usage()
     }
 }
 
@@ -104,8 +79,8 @@ impl Extension for ParseOnce {
             return next.run(ctx, query, variables).await;
         }
         let key: Key = Sha256::digest(query.as_bytes()).into();
-        if let Some((document, _)) = self.memo.lock().documents.get(&key) {
-            return Ok(document.clone());
+        if let Some(document) = self.memo.lock().get(&key) {
+            return Ok(document);
         }
         let document = next.run(ctx, query, variables).await?;
         *self.pending() = Some((key, query.len(), document.clone()));

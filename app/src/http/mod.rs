@@ -1,7 +1,7 @@
 //! The HTTP surface, on two listeners:
 //!
-//! * the public one (`OPONN_LISTEN`, behind the load balancer): `POST /graphql`, GraphiQL on
-//!   `GET /graphql` when switched on, `/healthz` (the load balancer's check);
+//! * the public one (`OPONN_LISTEN`, behind the load balancer): `/graphql` (POST, and GET for
+//!   queries and GraphiQL), `/healthz` (the load balancer's check);
 //! * the operations one (`OPONN_OPS_LISTEN`, reached from inside the network only): `/metrics`,
 //!   `/readyz` and `/healthz`. The load balancer routes nothing to it, so what it reveals
 //!   (dependency state, counters) is not on the internet.
@@ -34,7 +34,12 @@ use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 
 pub use auth::Tokens;
 
-use crate::{config::HttpSettings, datastore::Datastore, graphql::AppSchema, metrics::Metrics};
+use crate::{
+    config::HttpSettings,
+    datastore::Datastore,
+    graphql::{persisted::PersistedQueries, AppSchema},
+    metrics::Metrics,
+};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -44,14 +49,15 @@ pub struct AppState {
     pub metrics: Metrics,
     pub tokens: Arc<Tokens>,
     pub settings: Arc<HttpSettings>,
+    pub persisted: PersistedQueries,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// The public router: GraphQL and `/healthz`.
 pub fn router(state: AppState) -> Router {
-    let graphql = get(graphql::graphiql)
-        .post(graphql::execute)
+    let graphql = get(graphql::get)
+        .post(graphql::post)
         .fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes));
     let routes = Router::new()
@@ -111,7 +117,7 @@ async fn method_not_allowed() -> Response {
     let mut response = error_response(
         StatusCode::METHOD_NOT_ALLOWED,
         "METHOD_NOT_ALLOWED",
-        "use POST for GraphQL requests (GET serves GraphiQL when it is switched on)",
+        "use POST for any operation, GET for queries",
     );
     response
         .headers_mut()

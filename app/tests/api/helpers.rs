@@ -184,6 +184,16 @@ impl TestApp {
             .expect("the server answers")
     }
 
+    /// GETs a path as a browser would (`Accept: text/html`).
+    pub async fn get_page(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .header("accept", "text/html,application/xhtml+xml")
+            .send()
+            .await
+            .expect("the server answers")
+    }
+
     /// GETs a path of the operations server (`/metrics`, `/readyz`).
     pub async fn get_ops(&self, path: &str) -> reqwest::Response {
         self.client

@@ -149,7 +149,7 @@ async fn every_response_carries_a_request_id_and_keeps_the_callers() {
 #[tokio::test]
 async fn graphiql_is_served_on_get() {
     let app = TestApp::spawn().await;
-    let response = app.get("/graphql").await;
+    let response = app.get_page("/graphql").await;
     assert_eq!(response.status(), 200);
     assert!(response.text().await.expect("text").contains("graphiql"));
 }
@@ -164,7 +164,7 @@ async fn graphiql_and_introspection_can_be_switched_off() {
         ..Default::default()
     })
     .await;
-    let page = app.get("/graphql").await;
+    let page = app.get_page("/graphql").await;
     assert_eq!(page.status(), 404);
     let body: Value = page.json().await.expect("JSON");
     assert_eq!(error_code(&body), "NOT_FOUND");
@@ -182,7 +182,7 @@ async fn graphiql_and_introspection_can_be_switched_off() {
 #[tokio::test]
 async fn graphiql_loads_only_pinned_assets_under_a_content_security_policy() {
     let app = TestApp::spawn().await;
-    let response = app.get("/graphql").await;
+    let response = app.get_page("/graphql").await;
     let policy = response.headers()["content-security-policy"]
         .to_str()
         .expect("ascii")

@@ -15,5 +15,6 @@ mod ingest;
 mod invariants;
 mod limits;
 mod model;
+mod over_http;
 mod queries;
 mod schema_walk;
