@@ -17,7 +17,7 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-14s %s\n", $$1, $$2 }'
 
 .PHONY: stack-up stack-down stack-status
-stack-up: ## Install (if missing) and start Redis and MongoDB (FerretDB) on 127.0.0.1
+stack-up: ## Install (if missing) and start Redis and MongoDB (FerretDB on PostgreSQL) on 127.0.0.1
 	@scripts/stack up
 stack-down: ## Stop the servers stack-up started
 	@scripts/stack down
@@ -26,17 +26,17 @@ stack-status: ## Show whether the local servers are up
 
 .PHONY: run
 run: stack-up ## Start the stack, ingest the recorded sample, serve GraphQL on http://127.0.0.1:8080/graphql
-	@echo "[run] building the release binaries"
-	@cargo build --release -q -p oponn --bin oponn --example local_openlibrary
+	@scripts/timed "[run] building the release binaries (the first time: about 4 minutes on 2 cores; then seconds)" \
+	  cargo build --release -q -p oponn --bin oponn --example local_openlibrary
 	@$(STACK_ENV); export OPONN_API_TOKENS=$(DEV_TOKEN) OPONN_LISTEN=$(OPONN_LISTEN) OPONN_LOG_FORMAT=$${OPONN_LOG_FORMAT:-pretty}; \
 	  exec scripts/run
 
 .PHONY: test
 test: stack-up lint infra-check ## Run every check and every test (unit, integration, end-to-end) against the local stack
-	@echo "[test] building the binary the end-to-end tests run"
-	@cargo build -q -p oponn
-	@echo "[test] cargo test --workspace"
-	@$(STACK_ENV); cargo test --workspace --no-fail-fast
+	@scripts/timed "[test] building the binary the end-to-end tests run (the first time: about 3 minutes on 2 cores)" \
+	  cargo build -q -p oponn
+	@echo "[test] cargo test --workspace (building the tests the first time: about 4 minutes; running: about 3)"
+	@$(STACK_ENV); scripts/timed "[test] cargo test" cargo test --workspace --no-fail-fast
 	@$(STACK_ENV); scripts/smoke-release
 
 .PHONY: infra-check
@@ -47,8 +47,8 @@ infra-check: ## cfn-lint and cfn-guard on the templates (and a fixture every rul
 lint: ## rustfmt and clippy, warnings as errors
 	@echo "[lint] cargo fmt --check"
 	@cargo fmt --all -- --check
-	@echo "[lint] cargo clippy -D warnings"
-	@cargo clippy -q --workspace --all-targets -- -D warnings
+	@scripts/timed "[lint] cargo clippy -D warnings (the first time: about 3 minutes on 2 cores)" \
+	  cargo clippy -q --workspace --all-targets -- -D warnings
 
 .PHONY: schema
 schema: ## Regenerate schema.graphql from the code
@@ -72,3 +72,20 @@ bench-hostile: stack-up ## What anonymous readers cost writers and Redis: update
 .PHONY: bench-ingest
 bench-ingest: stack-up ## Ingest 10,000 generated books from a local source; books/s, peak RSS, and the raw insert rate
 	@$(STACK_ENV); scripts/bench-ingest
+
+BOOKS ?= 100000
+STORES ?= 500
+
+.PHONY: seed-large
+seed-large: stack-up ## A generated catalogue through the bulk path: BOOKS (100000) books over STORES (500) stores; books/s
+	@scripts/timed "[seed] building the release binary (the first time: about 4 minutes on 2 cores)" \
+	  cargo build --release -q -p oponn --bin oponn
+	@$(STACK_ENV); export OPONN_LOG_FORMAT=$${OPONN_LOG_FORMAT:-pretty}; \
+	  scripts/timed "[seed] oponn seed --generate $(BOOKS) --stores $(STORES)" \
+	  "$${CARGO_TARGET_DIR:-target}/release/oponn" seed --generate $(BOOKS) --stores $(STORES)
+
+.PHONY: bench-store
+bench-store: stack-up ## Through the service over HTTP at 10,000 and 100,000 books: p50/p99 of updateBook and cold reads and pages
+	@scripts/timed "[bench] building the release binaries (the first time: about 4 minutes on 2 cores)" \
+	  cargo build --release -q -p oponn --bin oponn --example bench_store
+	@$(STACK_ENV); "$${CARGO_TARGET_DIR:-target}/release/examples/bench_store"

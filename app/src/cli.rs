@@ -33,9 +33,19 @@ pub enum Command {
     Serve,
     /// Load books from a JSON file (an array of books) into MongoDB, through the cache.
     /// Idempotent: records are matched by `sourceKey`, and unchanged ones are left alone.
+    ///
+    /// With `--generate N`, a generated catalogue instead: N Open Library-like books over
+    /// `--stores` bookstores of skewed sizes, the same on every run (`make seed-large`; the load
+    /// tests and benchmarks use it). Prints the books/s of the bulk writes.
     Seed {
         #[arg(long, default_value = "app/sample/books.json")]
         file: PathBuf,
+        /// Generate this many books instead of reading `--file`.
+        #[arg(long, conflicts_with = "file", value_parser = clap::value_parser!(u32).range(1..))]
+        generate: Option<u32>,
+        /// The number of bookstores of a generated catalogue.
+        #[arg(long, default_value_t = 500, requires = "generate", value_parser = clap::value_parser!(u32).range(1..))]
+        stores: u32,
     },
     /// Ingest books from the Open Library search API (`OPONN_SOURCE_URL`) into MongoDB,
     /// through the cache. Idempotent: books are matched by their work key, and unchanged ones
@@ -97,7 +107,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = startup::Application::build(settings).await?;
             app.run_until(startup::shutdown_signal()).await
         }
-        Command::Seed { file } => {
+        Command::Seed {
+            generate: Some(books),
+            stores,
+            ..
+        } => seed_catalogue(&settings, books as usize, stores as usize).await,
+        Command::Seed { file, .. } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
             let books =
@@ -122,6 +137,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest(args) => run_ingest(&settings, &args).await,
         Command::Schema | Command::Probe => unreachable!("handled before settings are loaded"),
     }
+}
+
+/// `oponn seed --generate`: see [`crate::catalogue::seed`].
+async fn seed_catalogue(settings: &Settings, books: usize, stores: usize) -> anyhow::Result<()> {
+    let datastore = startup::connect(settings, &Metrics::new()).await?;
+    datastore
+        .store()
+        .ensure_indexes()
+        .await
+        .context("creating MongoDB indexes (is MongoDB reachable?)")?;
+    let shelves = crate::catalogue::generate(books, stores);
+    let report = crate::catalogue::seed(&datastore, &shelves).await?;
+    settle_cache(&datastore, settings.cache.settle).await?;
+    tracing::info!(
+        books,
+        stores = shelves.len(),
+        inserted = report.summary.inserted,
+        changed = report.summary.changed,
+        unchanged = report.summary.unchanged,
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        books_per_second = report.books_per_second().round(),
+        "seeded a generated catalogue"
+    );
+    Ok(())
 }
 
 async fn run_ingest(settings: &Settings, args: &IngestArgs) -> anyhow::Result<()> {

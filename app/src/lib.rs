@@ -21,6 +21,7 @@
 //! * [`startup`] builds an [`startup::Application`] from settings; `main.rs` only wires.
 
 pub mod cache;
+pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod datastore;

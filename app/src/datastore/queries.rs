@@ -125,6 +125,11 @@ impl Datastore {
         self.pages(specs).await
     }
 
+    /// The spec of a page of bookstores: what [`Datastore::bookstores_page`] caches and sends.
+    pub fn bookstores_spec(filter: Filter, first: usize, after: Option<Cursor>) -> Spec {
+        page_spec::<Bookstore>("bookstores", filter, first, after)
+    }
+
     /// A page of bookstores matching `filter`, ordered by normalised name.
     pub async fn bookstores_page(
         &self,
@@ -132,7 +137,7 @@ impl Datastore {
         first: usize,
         after: Option<Cursor>,
     ) -> Result<Page<Bookstore>, DatastoreError> {
-        let spec = page_spec::<Bookstore>("bookstores", filter, first, after);
+        let spec = Self::bookstores_spec(filter, first, after);
         Ok(self.pages(&[spec]).await?.pop().expect("one page per spec"))
     }
 

@@ -219,9 +219,23 @@ impl BookStore {
                 .keys(doc! { "sourceKey": 1 })
                 .options(named("sourceKey_unique").unique(true).build())
                 .build(),
+            // One index per list query the API offers, each serving the query's filter and its
+            // order (title, then `_id`): a page reads its rows and nothing else.
             IndexModel::builder()
-                .keys(doc! { "bookstoreId": 1 })
-                .options(named("bookstoreId").build())
+                .keys(doc! { "title": 1, "_id": 1 })
+                .options(named("title_id").build())
+                .build(),
+            IndexModel::builder()
+                .keys(doc! { "authors": 1, "title": 1, "_id": 1 })
+                .options(named("authors_title_id").build())
+                .build(),
+            IndexModel::builder()
+                .keys(doc! { "subjects": 1, "title": 1, "_id": 1 })
+                .options(named("subjects_title_id").build())
+                .build(),
+            IndexModel::builder()
+                .keys(doc! { "bookstoreId": 1, "title": 1, "_id": 1 })
+                .options(named("bookstoreId_title_id").build())
                 .build(),
         ];
         indexes::ensure(&self.collection, wanted, indexes::timeout(self.timeout)).await

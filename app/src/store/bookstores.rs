@@ -118,9 +118,14 @@ impl BookstoreStore {
                 .keys(doc! { "nameKey": 1 })
                 .options(named("nameKey_unique").unique(true).build())
                 .build(),
+            // The list queries' order (normalised name, then `_id`), alone and within a city.
             IndexModel::builder()
-                .keys(doc! { "city": 1 })
-                .options(named("city").build())
+                .keys(doc! { "nameKey": 1, "_id": 1 })
+                .options(named("nameKey_id").build())
+                .build(),
+            IndexModel::builder()
+                .keys(doc! { "city": 1, "nameKey": 1, "_id": 1 })
+                .options(named("city_nameKey_id").build())
                 .build(),
         ];
         indexes::ensure(&self.collection, wanted, indexes::timeout(self.timeout)).await

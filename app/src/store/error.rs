@@ -4,9 +4,15 @@ use mongodb::error::{Error as DriverError, ErrorKind, WriteFailure};
 
 /// MongoDB's code for a unique-index violation.
 const DUPLICATE_KEY: i32 = 11000;
-/// The generic server error code, and the SQLite text FerretDB wraps in it for a unique index.
+/// The generic server error code, and the texts of a unique-index violation that FerretDB v1
+/// wraps in it when an update (`update`, `findAndModify`) hits a unique index: SQLite's, and
+/// PostgreSQL's (SQLSTATE 23505). MongoDB answers 11000; FerretDB does so for inserts only.
+/// This is the one place the store maps that difference (the contract suite names it).
 const INTERNAL_ERROR: i32 = 1;
-const SQLITE_UNIQUE_VIOLATION: &str = "UNIQUE constraint failed";
+const UNIQUE_VIOLATION_TEXTS: [&str; 2] = [
+    "UNIQUE constraint failed",
+    "duplicate key value violates unique constraint",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -34,11 +40,8 @@ impl From<DriverError> for StoreError {
                 Self::Duplicate
             }
             ErrorKind::Command(command) if command.code == DUPLICATE_KEY => Self::Duplicate,
-            // FerretDB v1 (SQLite backend) reports a unique-index violation inside
-            // findAndModify as InternalError with SQLite's own text instead of code 11000.
             ErrorKind::Command(command)
-                if command.code == INTERNAL_ERROR
-                    && command.message.contains(SQLITE_UNIQUE_VIOLATION) =>
+                if command.code == INTERNAL_ERROR && is_unique_violation(&command.message) =>
             {
                 Self::Duplicate
             }
@@ -60,6 +63,13 @@ impl From<DriverError> for StoreError {
             _ => Self::Internal(error),
         }
     }
+}
+
+/// Whether an internal error's text is FerretDB's report of a unique-index violation.
+pub(crate) fn is_unique_violation(message: &str) -> bool {
+    UNIQUE_VIOLATION_TEXTS
+        .iter()
+        .any(|text| message.contains(text))
 }
 
 /// The positions, within an unordered bulk insert, that a unique index refused; `None` when

@@ -27,18 +27,53 @@ impl Store {
         after: Option<&Cursor>,
         first: Option<usize>,
     ) -> Result<Vec<Document>, StoreError> {
+        let query = SourceQuery::of(source, after, first);
+        let collection = self.database.collection::<Document>(&source.collection);
+        let mut find = collection.find(query.filter).sort(query.sort);
+        if let Some(limit) = query.limit {
+            find = find.limit(limit);
+        }
+        bounded(self.timeout, async { find.await?.try_collect().await }).await
+    }
+
+    /// The server's `explain` (query planner) of each query [`Store::run_spec`] sends for
+    /// `spec`: tests use it to prove that every list query is served by an index.
+    pub async fn explain_spec(&self, spec: &Spec) -> Result<Vec<Document>, StoreError> {
+        let mut plans = Vec::with_capacity(spec.sources.len());
+        for source in &spec.sources {
+            let query = SourceQuery::of(source, spec.after.as_ref(), spec.first);
+            let mut find = doc! {
+                "find": &source.collection, "filter": query.filter, "sort": query.sort,
+            };
+            if let Some(limit) = query.limit {
+                find.insert("limit", limit);
+            }
+            let command = doc! { "explain": find, "verbosity": "queryPlanner" };
+            plans.push(bounded(self.timeout, self.database.run_command(command)).await?);
+        }
+        Ok(plans)
+    }
+}
+
+/// The find a source of a spec sends: its filter after the cursor, in page order, one row more
+/// than the page.
+struct SourceQuery {
+    filter: Document,
+    sort: Document,
+    limit: Option<i64>,
+}
+
+impl SourceQuery {
+    fn of(source: &Source, after: Option<&Cursor>, first: Option<usize>) -> Self {
         let mut filter = source.filter.to_mongo();
         if let Some(cursor) = after {
             filter = doc! { "$and": [filter, after_cursor(&source.sort_field, cursor)] };
         }
-        let collection = self.database.collection::<Document>(&source.collection);
-        let mut find = collection
-            .find(filter)
-            .sort(doc! { &source.sort_field: 1, "_id": 1 });
-        if let Some(first) = first {
-            find = find.limit(first as i64 + 1);
+        Self {
+            filter,
+            sort: doc! { &source.sort_field: 1, "_id": 1 },
+            limit: first.map(|first| first as i64 + 1),
         }
-        bounded(self.timeout, async { find.await?.try_collect().await }).await
     }
 }
 

@@ -5,6 +5,7 @@ mod auth;
 mod books;
 mod bookstores;
 mod cache;
+mod explain;
 mod faults;
 mod filters;
 mod fruit;
