@@ -72,6 +72,11 @@ loadtest: stack-up ## Artillery scenarios against a release build, cache on and 
 loadtest-smoke: stack-up ## Every artillery scenario for seconds on a small catalogue (debug build); fails on any GraphQL error
 	@$(STACK_ENV); LOADTEST_PROFILE=smoke loadtest/run
 
+.PHONY: bench-hostile
+bench-hostile: stack-up ## What anonymous readers cost writers and Redis: updateBook p99 before/after 10,000 filtered queries, Redis memory after 10,000 random-id lookups expire
+	@cargo build --release -q -p oponn --example bench_hostile
+	@$(STACK_ENV); cargo run --release -q -p oponn --example bench_hostile
+
 .PHONY: bench-ingest
 bench-ingest: stack-up ## Ingest 10,000 generated books from a local source; books/s, peak RSS, and the raw insert rate
 	@$(STACK_ENV); scripts/bench-ingest

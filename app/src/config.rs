@@ -11,8 +11,11 @@ use secrecy::{ExposeSecret, SecretString};
 /// Everything the service needs to run. Built by [`Settings::from_env`].
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `OPONN_LISTEN`: the address the HTTP server binds.
+    /// `OPONN_LISTEN`: the address the public HTTP server (GraphQL, `/healthz`) binds.
     pub listen: SocketAddr,
+    /// `OPONN_OPS_LISTEN`: the address of the operations server (`/metrics`, `/readyz`), which
+    /// the load balancer does not route to.
+    pub ops_listen: SocketAddr,
     pub mongodb: MongoSettings,
     pub redis: RedisSettings,
     pub cache: CacheSettings,
@@ -58,6 +61,10 @@ pub struct CacheSettings {
     /// `OPONN_CACHE_RESULT_TTL_SECS`: lifetime of a cached query result (writes keep results
     /// exact; the lifetime only bounds memory and the damage of a crash mid-write).
     pub result_ttl: Duration,
+    /// `OPONN_CACHE_RESULTS_PER_RANGE`: the most cached results that read one equality value
+    /// (or none); a fill past it evicts the oldest. A write's reconciliation cost is bounded
+    /// by it, whatever anonymous readers cached.
+    pub results_per_range: usize,
     /// `OPONN_CACHE_SETTLE_MS`: how long a one-shot command (`oponn ingest`, `oponn seed`)
     /// retries the cache writes Redis missed before it exits non-zero (see `Cache::settle`).
     pub settle: Duration,
@@ -71,10 +78,20 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// `OPONN_MAX_QUERY_DEPTH`.
     pub max_query_depth: usize,
-    /// `OPONN_MAX_QUERY_COMPLEXITY`.
+    /// `OPONN_MAX_QUERY_COMPLEXITY`: the most a query may cost; a list field costs its
+    /// selection once per record it may return, so nested lists multiply.
     pub max_query_complexity: usize,
+    /// `OPONN_MAX_QUERY_ALIASES`: the most aliases one document may use.
+    pub max_query_aliases: usize,
+    /// `OPONN_MAX_RESPONSE_BYTES`: a response larger than this is replaced by an error.
+    pub max_response_bytes: usize,
     /// `OPONN_MAX_BATCH_IDS`: the most ids one `booksByIds` call may ask for.
     pub max_batch_ids: usize,
+    /// `OPONN_GRAPHIQL`: serve GraphiQL on `GET /graphql` (development; off in production).
+    pub graphiql: bool,
+    /// `OPONN_INTROSPECTION`: answer `__schema` and `__type` (development; off in production,
+    /// where clients use the checked-in `schema.graphql`).
+    pub introspection: bool,
 }
 
 /// The outside API books are ingested from (Open Library's search API), and how politely.
@@ -150,6 +167,7 @@ impl Settings {
         let vars = Vars(&lookup);
         let settings = Settings {
             listen: vars.parsed("OPONN_LISTEN", "127.0.0.1:8080")?,
+            ops_listen: vars.parsed("OPONN_OPS_LISTEN", "127.0.0.1:9090")?,
             mongodb: MongoSettings {
                 uri: vars.secret("MONGODB_URI")?,
                 database: vars.parsed("MONGODB_DATABASE", "oponn")?,
@@ -166,6 +184,7 @@ impl Settings {
                 negative_ttl: vars.seconds("OPONN_CACHE_NEGATIVE_TTL_SECS", 10)?,
                 tombstone_ttl: vars.seconds("OPONN_CACHE_TOMBSTONE_TTL_SECS", 120)?,
                 result_ttl: vars.seconds("OPONN_CACHE_RESULT_TTL_SECS", 300)?,
+                results_per_range: vars.parsed("OPONN_CACHE_RESULTS_PER_RANGE", "100")?,
                 settle: vars.millis("OPONN_CACHE_SETTLE_MS", 10_000)?,
             },
             http: HttpSettings {
@@ -173,7 +192,11 @@ impl Settings {
                 max_body_bytes: vars.parsed("OPONN_MAX_BODY_BYTES", "65536")?,
                 max_query_depth: vars.parsed("OPONN_MAX_QUERY_DEPTH", "10")?,
                 max_query_complexity: vars.parsed("OPONN_MAX_QUERY_COMPLEXITY", "5000")?,
+                max_query_aliases: vars.parsed("OPONN_MAX_QUERY_ALIASES", "30")?,
+                max_response_bytes: vars.parsed("OPONN_MAX_RESPONSE_BYTES", "4194304")?,
                 max_batch_ids: vars.parsed("OPONN_MAX_BATCH_IDS", "1000")?,
+                graphiql: vars.parsed("OPONN_GRAPHIQL", "true")?,
+                introspection: vars.parsed("OPONN_INTROSPECTION", "true")?,
             },
             api_tokens: vars
                 .optional("OPONN_API_TOKENS")

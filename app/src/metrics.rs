@@ -9,7 +9,7 @@
 //! | `oponn_cache_fills_total` | entity, outcome=`stored`/`stale` | fills after a miss; `stale` when a newer version was already cached |
 //! | `oponn_cache_errors_total` | operation | Redis calls that failed (the request carried on without the cache) |
 //! | `oponn_cache_pending_repairs` | | cache writes waiting for Redis to come back |
-//! | `oponn_query_cache_total` | query, outcome=`hit`/`miss`/`bypass`/`filled`/`refused`/`updated`/`dropped`/`stale` | cached query results: lookups, fills (`refused` when a write raced the fill), reconciliations by writes, and `stale`: a served result found out of date by the read-time check (should stay 0) |
+//! | `oponn_query_cache_total` | query, outcome=`hit`/`miss`/`bypass`/`filled`/`refused`/`evicted`/`updated`/`dropped`/`stale` | cached query results: lookups, fills (`refused` when a write raced the fill; `evicted`: older results a fill pushed out of a full range), reconciliations by writes, and `stale`: a served result found out of date by the read-time check (should stay 0) |
 //! | `oponn_redis_command_duration_seconds` | operation | latency of each Redis round trip |
 //! | `oponn_mongodb_commands_total` | command, outcome | every command the MongoDB driver sent |
 //! | `oponn_mongodb_command_duration_seconds` | command | latency of each MongoDB command |
@@ -163,13 +163,20 @@ impl Metrics {
             .sum()
     }
 
-    /// How many Redis round trips have been made (any operation, any outcome).
+    /// How many Redis round trips requests have made (any operation, any outcome), leaving
+    /// out the background trim of expired index entries, which runs on its own clock.
     pub fn redis_round_trips(&self) -> u64 {
         use prometheus::core::Collector;
         self.redis_duration
             .collect()
             .iter()
             .flat_map(|family| family.get_metric())
+            .filter(|metric| {
+                !metric
+                    .get_label()
+                    .iter()
+                    .any(|label| label.name() == "operation" && label.value() == "result_trim")
+            })
             .map(|metric| metric.get_histogram().get_sample_count())
             .sum()
     }

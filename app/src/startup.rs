@@ -1,8 +1,8 @@
 //! Building and running the service: settings in, a bound listener and a router out.
 //!
-//! [`Application::build`] binds the port (use `127.0.0.1:0` in tests and read
-//! [`Application::port`]), connects MongoDB and Redis lazily, creates indexes, and wires the
-//! router. [`Application::run_until`] serves until the given future resolves, then stops taking
+//! [`Application::build`] binds the public port and the operations port (use `127.0.0.1:0` in
+//! tests and read [`Application::port`] and [`Application::ops_port`]), connects MongoDB and
+//! Redis lazily, creates indexes, and wires the routers. [`Application::run_until`] serves until the given future resolves, then stops taking
 //! new connections and lets in-flight requests finish (ECS sends SIGTERM before it kills).
 
 use std::{future::Future, sync::Arc};
@@ -15,7 +15,7 @@ use crate::{
     config::Settings,
     datastore::Datastore,
     graphql::build_schema,
-    http::{router, AppState, Tokens},
+    http::{ops_router, router, AppState, Tokens},
     metrics::Metrics,
     store::Store,
 };
@@ -23,6 +23,8 @@ use crate::{
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    ops_listener: TcpListener,
+    ops_router: axum::Router,
     datastore: Datastore,
     metrics: Metrics,
 }
@@ -44,13 +46,20 @@ impl Application {
             datastore: datastore.clone(),
             metrics: metrics.clone(),
             tokens: Arc::new(Tokens::new(settings.api_tokens.clone())),
+            settings: Arc::new(settings.http.clone()),
+            persisted: Default::default(),
         };
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;
+        let ops_listener = TcpListener::bind(settings.ops_listen)
+            .await
+            .with_context(|| format!("binding {} (OPONN_OPS_LISTEN)", settings.ops_listen))?;
         Ok(Self {
             listener,
-            router: router(state, &settings.http),
+            router: router(state.clone()),
+            ops_listener,
+            ops_router: ops_router(state),
             datastore,
             metrics,
         })
@@ -58,6 +67,14 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+            .port()
+    }
+
+    /// The operations server's port (`/metrics`, `/readyz`).
+    pub fn ops_port(&self) -> u16 {
+        self.ops_listener
             .local_addr()
             .expect("a bound listener has an address")
             .port()
@@ -76,12 +93,27 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let repairs = tokio::spawn(self.datastore.cache().clone().run_repairs());
-        tracing::info!(address = %self.listener.local_addr()?, "serving");
-        let served = axum::serve(self.listener, self.router)
+        let Self {
+            listener,
+            router,
+            ops_listener,
+            ops_router,
+            datastore,
+            ..
+        } = self;
+        let repairs = tokio::spawn(datastore.cache().clone().run_repairs());
+        // The operations server lives as long as the public one; it needs no draining.
+        let ops = tokio::spawn(async move {
+            if let Err(error) = axum::serve(ops_listener, ops_router).await {
+                tracing::error!(%error, "the operations server stopped");
+            }
+        });
+        tracing::info!(address = %listener.local_addr()?, "serving");
+        let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await;
         repairs.abort();
+        ops.abort();
         tracing::info!("stopped");
         served.context("serving HTTP")
     }

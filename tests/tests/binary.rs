@@ -38,6 +38,7 @@ impl Env {
             .env("OPONN_KEY_PREFIX", &self.prefix)
             .env("OPONN_API_TOKENS", TOKEN)
             .env("OPONN_LISTEN", "127.0.0.1:0")
+            .env("OPONN_OPS_LISTEN", "127.0.0.1:0")
             .env("OPONN_LOG_FORMAT", "json")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -230,6 +230,9 @@ impl Cache {
 
     async fn repair_once(&self) {
         self.repair_results().await;
+        if self.breaker.allows() {
+            self.trim_results().await;
+        }
         let writes = self.repairs.snapshot();
         if writes.is_empty() || !self.breaker.allows() {
             return;

@@ -6,8 +6,9 @@
 //!
 //! | key | type | holds |
 //! |-----|------|-------|
-//! | `{<prefix>q}r:<digest>` | string | `<rev> <json>`: a [`CachedResult`] (spec, members, complete) |
-//! | `{<prefix>q}tables` | sorted set, all scores 0 | `<collection>:<field>=<token>:<digest>` or `<collection>::<digest>`, one per collection and equality value a result reads |
+//! | `{<prefix>q}r:<digest>` | string | `<rev> <stamp> <json>`: a [`CachedResult`] (spec, members, complete) and its expiry |
+//! | `{<prefix>q}tables` | sorted set, all scores 0 | `<range><stamp><digest>`, one per range a result reads: a range is `<collection>:<field>=<token>:` (an equality value) or `<collection>::` (no equality term); `<stamp>` is the result's expiry, 13 digits of epoch milliseconds |
+//! | `{<prefix>q}expiry` | sorted set, scored by expiry | the same members as `tables` |
 //! | `{<prefix>q}gens:<collection>` | hash | range -> generation, bumped by every write that visits the range |
 //! | `{<prefix>q}seen:<collection>:<id>` | string | the newest record version reconciled |
 //! | `{<prefix>q}rev` | string | the counter revisions come from |
@@ -24,6 +25,16 @@
 //! * **Two writes of one record arriving out of order.** Each commit records the record's
 //!   version; a commit carrying an older version than one already reconciled drops every
 //!   result it visited instead of applying an outdated state.
+//!
+//! What anonymous readers can make it hold is bounded, and so is what a write pays:
+//!
+//! * **Index entries expire with their results.** Each entry is also in `expiry`, scored by the
+//!   result's expiry; [`Cache::trim_results`] (the repair loop, every `retry_after`, and every
+//!   fill a little) removes the expired ones, so Redis returns to its size once results expire.
+//! * **A range holds at most `OPONN_CACHE_RESULTS_PER_RANGE` results.** The stamp after the
+//!   range makes a range's entries sort oldest first; a fill into a full range evicts the
+//!   oldest. A write visits the ranges of its record's old and new values, so its cost is
+//!   bounded by that number, whatever readers cached before.
 //!
 //! When Redis fails during a reconciliation, the visited ranges are remembered, this process
 //! stops using cached results, and the repair loop drops those ranges' results once Redis
@@ -63,25 +74,66 @@ pub struct Reconcile {
     pub version: Version,
 }
 
-/// `KEYS[1]` result, `KEYS[2]` tables, `KEYS[3]` rev counter, `KEYS[3+i]` the gens hash of
-/// range i. `ARGV`: ttl ms, json, n, then n x (range, expected generation, index member).
-const FILL: &str = r"
-local n = tonumber(ARGV[3])
-for i = 1, n do
-  local at = 3 + (i - 1) * 3
-  local current = redis.call('HGET', KEYS[3 + i], ARGV[at + 1]) or ''
-  if current ~= ARGV[at + 2] then return 0 end
+/// Removes at most `limit` index entries whose result expired. `tables`, `expiry`: the keys.
+const TRIM_EXPIRED: &str = r"
+local function trim_expired(tables, expiry, limit)
+  local now = redis.call('TIME')
+  now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  local expired = redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0, limit)
+  for _, member in ipairs(expired) do
+    redis.call('ZREM', tables, member)
+    redis.call('ZREM', expiry, member)
+  end
+  return #expired
 end
-local rev = redis.call('INCR', KEYS[3])
-redis.call('SET', KEYS[1], rev .. ' ' .. ARGV[2], 'PX', ARGV[1])
-for i = 1, n do
-  redis.call('ZADD', KEYS[2], 0, ARGV[3 + (i - 1) * 3 + 3])
-end
-return 1
 ";
 
-/// `KEYS[1]` tables, `KEYS[2]` the collection's gens hash. `ARGV[1]` the result key prefix,
-/// `ARGV[2..]` ranges. Bumps each range's generation and returns every live result in the
+/// `KEYS[1]` result, `KEYS[2]` tables, `KEYS[3]` rev counter, `KEYS[4]` expiry, `KEYS[4+i]`
+/// the gens hash of range i. `ARGV`: ttl ms, json, result key prefix, digest, per-range cap,
+/// n, then n x (range, expected generation). Returns {stored (0 or 1), evicted}.
+const FILL: &str = r"
+local n = tonumber(ARGV[6])
+for i = 1, n do
+  local at = 6 + (i - 1) * 2
+  local current = redis.call('HGET', KEYS[4 + i], ARGV[at + 1]) or ''
+  if current ~= ARGV[at + 2] then return {0, 0} end
+end
+trim_expired(KEYS[2], KEYS[4], 20)
+local now = redis.call('TIME')
+local stamp = string.format('%013d', tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + tonumber(ARGV[1]))
+local cap, evicted = tonumber(ARGV[5]), 0
+for i = 1, n do
+  local range = ARGV[6 + (i - 1) * 2 + 1]
+  local low, high = '[' .. range, '[' .. range .. '\255'
+  local count = redis.call('ZLEXCOUNT', KEYS[2], low, high)
+  if count >= cap then
+    -- Oldest first: the stamp after the range orders a range's entries by expiry.
+    for _, member in ipairs(redis.call('ZRANGEBYLEX', KEYS[2], low, high, 'LIMIT', 0, count - cap + 1)) do
+      redis.call('DEL', ARGV[3] .. string.sub(member, #range + 14))
+      redis.call('ZREM', KEYS[2], member)
+      redis.call('ZREM', KEYS[4], member)
+      evicted = evicted + 1
+    end
+  end
+end
+local rev = redis.call('INCR', KEYS[3])
+redis.call('SET', KEYS[1], rev .. ' ' .. stamp .. ' ' .. ARGV[2], 'PX', ARGV[1])
+for i = 1, n do
+  local member = ARGV[6 + (i - 1) * 2 + 1] .. stamp .. ARGV[4]
+  redis.call('ZADD', KEYS[2], 0, member)
+  redis.call('ZADD', KEYS[4], tonumber(stamp), member)
+end
+return {1, evicted}
+";
+
+/// `KEYS[1]` tables, `KEYS[2]` expiry. `ARGV[1]` the most entries to remove. Returns how many
+/// expired entries it removed.
+const TRIM: &str = r"
+return trim_expired(KEYS[1], KEYS[2], tonumber(ARGV[1]))
+";
+
+/// `KEYS[1]` tables, `KEYS[2]` the collection's gens hash, `KEYS[3]` expiry. `ARGV[1]` the
+/// result key prefix, `ARGV[2..]` ranges. Bumps each range's generation and returns every live result in the
 /// ranges as key, value pairs; forgets index members whose result expired.
 const BEGIN: &str = r"
 local out, seen = {}, {}
@@ -90,7 +142,7 @@ for i = 2, #ARGV do
   redis.call('HINCRBY', KEYS[2], range, 1)
   local members = redis.call('ZRANGEBYLEX', KEYS[1], '[' .. range, '[' .. range .. '\255')
   for _, member in ipairs(members) do
-    local key = ARGV[1] .. string.sub(member, #range + 1)
+    local key = ARGV[1] .. string.sub(member, #range + 14)
     if not seen[key] then
       seen[key] = true
       local value = redis.call('GET', key)
@@ -99,6 +151,7 @@ for i = 2, #ARGV do
         out[#out + 1] = value
       else
         redis.call('ZREM', KEYS[1], member)
+        redis.call('ZREM', KEYS[3], member)
       end
     end
   end
@@ -106,9 +159,10 @@ end
 return out
 ";
 
-/// `KEYS[1]` tables, `KEYS[2]` rev counter. `ARGV`: seen ttl ms, n records, n x (seen key,
-/// version), then per result: key, expected rev, action (`s` set, `d` drop, `k` keep), value,
-/// k, k index members. Returns {updated, dropped}.
+/// `KEYS[1]` tables, `KEYS[2]` rev counter, `KEYS[3]` expiry. `ARGV`: seen ttl ms, n records,
+/// n x (seen key, version), then per result: key, expected rev, action (`s` set, `d` drop,
+/// `k` keep), value, k, k index members without their stamp (`<range><digest>`). Returns
+/// {updated, dropped}.
 const COMMIT: &str = r"
 local i, n = 3, tonumber(ARGV[2])
 local outdated = false
@@ -128,14 +182,20 @@ while i <= #ARGV do
   local k = tonumber(ARGV[i + 4])
   local current = redis.call('GET', key)
   if current then
-    local rev = string.match(current, '^(%d+) ')
+    local rev, stamp = string.match(current, '^(%d+) (%d+) ')
     if outdated or action == 'd' or (action == 's' and rev ~= expected) then
       redis.call('DEL', key)
-      for j = 1, k do redis.call('ZREM', KEYS[1], ARGV[i + 4 + j]) end
+      for j = 1, k do
+        -- `<range><digest>` -> `<range><stamp><digest>`; a digest is 40 characters.
+        local bare = ARGV[i + 4 + j]
+        local member = string.sub(bare, 1, #bare - 40) .. (stamp or '') .. string.sub(bare, #bare - 39)
+        redis.call('ZREM', KEYS[1], member)
+        redis.call('ZREM', KEYS[3], member)
+      end
       dropped = dropped + 1
     elseif action == 's' then
       local next = redis.call('INCR', KEYS[2])
-      redis.call('SET', key, next .. ' ' .. value, 'KEEPTTL')
+      redis.call('SET', key, next .. ' ' .. stamp .. ' ' .. value, 'KEEPTTL')
       updated = updated + 1
     end
   end
@@ -144,16 +204,18 @@ end
 return {updated, dropped}
 ";
 
-/// `KEYS[1]` tables, `KEYS[2..]` gens hash per range. `ARGV[1]` the result key prefix,
-/// `ARGV[2..]` ranges. Drops every result in the ranges (after a failed reconciliation).
+/// `KEYS[1]` tables, `KEYS[2]` expiry, `KEYS[2+i]` gens hash of range i. `ARGV[1]` the result
+/// key prefix, `ARGV[1+i]` range i. Drops every result in the ranges (after a failed
+/// reconciliation).
 const DROP_RANGES: &str = r"
 for i = 2, #ARGV do
   local range = ARGV[i]
-  redis.call('HINCRBY', KEYS[i], range, 1)
+  redis.call('HINCRBY', KEYS[i + 1], range, 1)
   local members = redis.call('ZRANGEBYLEX', KEYS[1], '[' .. range, '[' .. range .. '\255')
   for _, member in ipairs(members) do
-    redis.call('DEL', ARGV[1] .. string.sub(member, #range + 1))
+    redis.call('DEL', ARGV[1] .. string.sub(member, #range + 14))
     redis.call('ZREM', KEYS[1], member)
+    redis.call('ZREM', KEYS[2], member)
   end
 end
 return #ARGV - 1
@@ -164,18 +226,23 @@ pub(super) struct ResultScripts {
     begin: Script,
     commit: Script,
     drop_ranges: Script,
+    trim: Script,
 }
 
 impl ResultScripts {
     pub(super) fn new() -> Self {
         Self {
-            fill: Script::new(FILL),
+            fill: Script::new(&format!("{TRIM_EXPIRED}{FILL}")),
             begin: Script::new(BEGIN),
             commit: Script::new(COMMIT),
             drop_ranges: Script::new(DROP_RANGES),
+            trim: Script::new(&format!("{TRIM_EXPIRED}{TRIM}")),
         }
     }
 }
+
+/// How many expired index entries one trim removes at most (one short script call).
+const TRIM_BATCH: usize = 500;
 
 /// The collection a range belongs to (`books:...` -> `books`).
 fn collection_of(range: &str) -> &str {
@@ -197,6 +264,10 @@ impl Cache {
 
     fn tables_key(&self) -> String {
         format!("{}tables", self.tag())
+    }
+
+    fn expiry_key(&self) -> String {
+        format!("{}expiry", self.tag())
     }
 
     fn gens_key(&self, collection: &str) -> String {
@@ -309,30 +380,41 @@ impl Cache {
         invocation
             .key(self.result_key(spec))
             .key(self.tables_key())
-            .key(self.rev_key());
+            .key(self.rev_key())
+            .key(self.expiry_key());
         for range in &ranges {
             invocation.key(self.gens_key(collection_of(range)));
         }
         invocation
             .arg(self.lifetimes.result_ttl.as_millis() as u64)
             .arg(serde_json::to_string(result).expect("a result serialises"))
+            .arg(self.result_prefix())
+            .arg(&digest)
+            .arg(self.lifetimes.results_per_range)
             .arg(ranges.len());
         for (range, generation) in ranges.iter().zip(&guard.generations) {
-            invocation
-                .arg(range)
-                .arg(generation)
-                .arg(format!("{range}{digest}"));
+            invocation.arg(range).arg(generation);
         }
         let mut connection = self.connection.clone();
         match self
             .call(
                 "result_fill",
-                invocation.invoke_async::<i64>(&mut connection),
+                invocation.invoke_async::<(i64, u64)>(&mut connection),
             )
             .await
         {
-            Ok(1) => self.count_results(&spec.name, "filled"),
-            Ok(_) => self.count_results(&spec.name, "refused"),
+            Ok((stored, evicted)) => {
+                if evicted > 0 {
+                    self.metrics
+                        .query_cache
+                        .with_label_values(&[spec.name.as_str(), "evicted"])
+                        .inc_by(evicted);
+                }
+                match stored {
+                    1 => self.count_results(&spec.name, "filled"),
+                    _ => self.count_results(&spec.name, "refused"),
+                }
+            }
             Err(error) => tracing::warn!(%error, query = spec.name, "result fill failed"),
         }
     }
@@ -389,6 +471,7 @@ impl Cache {
         begin
             .key(self.tables_key())
             .key(self.gens_key(collection))
+            .key(self.expiry_key())
             .arg(self.result_prefix());
         for range in ranges {
             begin.arg(range);
@@ -401,6 +484,7 @@ impl Cache {
         commit
             .key(self.tables_key())
             .key(self.rev_key())
+            .key(self.expiry_key())
             .arg(self.lifetimes.result_ttl.as_millis() as u64 * 2)
             .arg(writes.len());
         for write in writes {
@@ -473,7 +557,7 @@ impl Cache {
             return;
         }
         let mut invocation = self.results.drop_ranges.prepare_invoke();
-        invocation.key(self.tables_key());
+        invocation.key(self.tables_key()).key(self.expiry_key());
         for range in &ranges {
             invocation.key(self.gens_key(collection_of(range)));
         }
@@ -504,6 +588,40 @@ impl Cache {
         }
     }
 
+    /// Removes the index entries of expired results, a batch at a time, until none is left or
+    /// Redis fails; part of the repair loop. Returns how many it removed.
+    pub async fn trim_results(&self) -> usize {
+        let mut removed = 0;
+        loop {
+            let mut invocation = self.results.trim.prepare_invoke();
+            invocation
+                .key(self.tables_key())
+                .key(self.expiry_key())
+                .arg(TRIM_BATCH);
+            let mut connection = self.connection.clone();
+            match self
+                .call(
+                    "result_trim",
+                    invocation.invoke_async::<usize>(&mut connection),
+                )
+                .await
+            {
+                Ok(count) => {
+                    removed += count;
+                    if count < TRIM_BATCH {
+                        return removed;
+                    }
+                }
+                Err(error) => {
+                    if !matches!(error, CacheError::Bypassed) {
+                        tracing::warn!(%error, "trimming expired result index entries failed");
+                    }
+                    return removed;
+                }
+            }
+        }
+    }
+
     /// Whether every failed reconciliation has been repaired.
     pub fn results_clean(&self) -> bool {
         self.dirty_ranges().is_empty()
@@ -517,9 +635,10 @@ impl Cache {
     }
 }
 
-/// `<rev> <json>` -> (rev, result).
+/// `<rev> <stamp> <json>` -> (rev, result).
 fn decode_result(raw: &str) -> Option<(String, CachedResult)> {
-    let (rev, json) = raw.split_once(' ')?;
+    let (rev, rest) = raw.split_once(' ')?;
+    let (_stamp, json) = rest.split_once(' ')?;
     match serde_json::from_str(json) {
         Ok(result) => Some((rev.to_owned(), result)),
         Err(error) => {

@@ -87,6 +87,11 @@ impl PauseHandle {
             .expect("the paused task holds the sender until it has signalled");
     }
 
+    /// Resolves when the paused task was dropped while it waited (its work cancelled).
+    pub async fn abandoned(&mut self) {
+        self.resume.closed().await;
+    }
+
     /// Lets the paused task go on.
     pub fn resume(self) {
         let _ = self.resume.send(());

@@ -8,6 +8,7 @@
 
 use std::{collections::HashMap, future::Future};
 
+use futures::{stream, StreamExt, TryStreamExt};
 use mongodb::bson::Document;
 
 use super::{Datastore, DatastoreError};
@@ -159,7 +160,8 @@ impl Datastore {
             .map(|record| (record.id(), record))
             .collect();
 
-        let mut pages = Vec::with_capacity(specs.len());
+        // Cached pages are answered here; the rest are computed below, a few at a time.
+        let mut answered: Vec<Answer<E>> = Vec::with_capacity(specs.len());
         for (spec, lookup) in specs.iter().zip(lookups) {
             let guard = match lookup {
                 ResultLookup::Hit(result) => {
@@ -173,7 +175,10 @@ impl Datastore {
                         .map(|r| r.as_ref().map(Queryable::document))
                         .collect();
                     if result.describes(&documents) {
-                        pages.push(page_of(&result, members.into_iter().flatten().collect()));
+                        answered.push(Answer::Cached(page_of(
+                            &result,
+                            members.into_iter().flatten().collect(),
+                        )));
                         continue;
                     }
                     tracing::warn!(
@@ -187,9 +192,20 @@ impl Datastore {
                 ResultLookup::Miss(guard) => Some(guard),
                 ResultLookup::Bypass => None,
             };
-            pages.push(self.compute_page(spec.clone(), guard).await?);
+            answered.push(Answer::Cold(spec.clone(), guard));
         }
-        Ok(pages)
+        // Cold pages run concurrently, at most COLD_PAGES_IN_FLIGHT at once, in order; the
+        // request's deadline bounds them all (dropping this future cancels them).
+        stream::iter(answered)
+            .map(|page| async move {
+                match page {
+                    Answer::Cached(page) => Ok(page),
+                    Answer::Cold(spec, guard) => self.compute_page(spec, guard).await,
+                }
+            })
+            .buffered(COLD_PAGES_IN_FLIGHT)
+            .try_collect()
+            .await
     }
 
     /// Runs a page's query on MongoDB, caches its records and (given a guard) the result.
@@ -292,6 +308,15 @@ impl Datastore {
             .reconcile(E::COLLECTION, E::TERM_FIELDS, &writes)
             .await;
     }
+}
+
+/// How many cold pages of one request query MongoDB at once.
+const COLD_PAGES_IN_FLIGHT: usize = 4;
+
+/// A page of a batch: answered from the cache, or still to compute (with its fill guard).
+enum Answer<E> {
+    Cached(Page<E>),
+    Cold(Spec, Option<FillGuard>),
 }
 
 fn page_spec<E: Queryable>(

@@ -4,8 +4,11 @@
 //! Two names are the same store when their [`NameKey`]s are equal: Unicode NFKC, full case
 //! folding, NFKC again (folding can denormalise), surrounding whitespace trimmed and inner
 //! whitespace collapsed to one space. So "Powell's  Books", " powell's BOOKS" and
-//! "Ｐｏｗｅｌｌ'ｓ Books" (full-width letters) are one name. The display name keeps the
-//! user's spelling; MongoDB enforces uniqueness with a unique index on the key, which is what
+//! "Ｐｏｗｅｌｌ'ｓ Books" (full-width letters) are one name. Default-ignorable characters
+//! (zero-width spaces and joiners, soft hyphens, word joiners, BOM...) leave the key too, as
+//! Unicode's NFKC_Casefold drops them, so a look-alike made with them collides with the name
+//! it imitates. Bidi controls are refused outright (they can make a name display as another),
+//! and so is a name with no visible character. The display name keeps the user's spelling; MongoDB enforces uniqueness with a unique index on the key, which is what
 //! makes two concurrent creates of the same name leave one store.
 
 use chrono::{DateTime, Utc};
@@ -13,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
 
 use super::{
-    text::{normalise, InvalidText},
+    text::{is_bidi_control, is_default_ignorable, normalise, InvalidText},
     BookstoreId, Label, Version,
 };
 
@@ -64,10 +67,13 @@ impl BookstoreName {
     pub const MAX_CHARS: usize = 120;
 
     pub fn parse(raw: &str) -> Result<Self, InvalidText> {
+        if raw.chars().any(is_bidi_control) {
+            return Err(InvalidText::BidiControl { field: "name" });
+        }
         let display = normalise("name", raw, Self::MAX_CHARS)?;
         let key = NameKey::of(&display);
         if key.0.is_empty() {
-            return Err(InvalidText::Empty { field: "name" });
+            return Err(InvalidText::Invisible { field: "name" });
         }
         Ok(Self { display, key })
     }
@@ -82,11 +88,16 @@ impl BookstoreName {
 }
 
 impl NameKey {
-    /// NFKC, case-folded, NFKC again, whitespace trimmed and collapsed.
+    /// NFKC, case-folded, NFKC again, default-ignorable characters removed, whitespace (and
+    /// the blank Braille pattern, which displays as one) trimmed and collapsed.
     pub fn of(name: &str) -> Self {
-        let compatible: String = name.nfkc().collect();
+        let compatible: String = name.nfkc().filter(|c| !is_default_ignorable(*c)).collect();
         let folded = caseless::default_case_fold_str(&compatible);
-        let normal: String = folded.nfkc().collect();
+        let normal: String = folded
+            .nfkc()
+            .filter(|c| !is_default_ignorable(*c))
+            .map(|c| if c == '\u{2800}' { ' ' } else { c })
+            .collect();
         Self(normal.split_whitespace().collect::<Vec<_>>().join(" "))
     }
 
@@ -148,6 +159,38 @@ mod tests {
     fn the_display_name_keeps_the_users_spelling() {
         let name = BookstoreName::parse("  Powell's   Books ").expect("valid");
         assert_eq!(name.as_str(), "Powell's Books");
+    }
+
+    #[test]
+    fn invisible_characters_cannot_make_a_look_alike() {
+        for invisible in [
+            '\u{200B}', '\u{200C}', '\u{200D}', '\u{00AD}', '\u{2060}', '\u{FEFF}', '\u{3164}',
+        ] {
+            let look_alike = format!("Powell's{invisible} Books");
+            assert_eq!(
+                key(&look_alike),
+                key("Powell's Books"),
+                "U+{:04X}",
+                invisible as u32
+            );
+        }
+    }
+
+    #[test]
+    fn bidi_controls_and_names_with_nothing_visible_are_refused() {
+        for control in ['\u{202E}', '\u{200F}', '\u{2066}', '\u{061C}'] {
+            assert_eq!(
+                BookstoreName::parse(&format!("Powell's{control} Books")),
+                Err(InvalidText::BidiControl { field: "name" })
+            );
+        }
+        for blank in ["\u{200B}\u{200B}", "\u{2800}", "\u{3164} \u{FEFF}"] {
+            assert_eq!(
+                BookstoreName::parse(blank),
+                Err(InvalidText::Invisible { field: "name" }),
+                "{blank:?}"
+            );
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod text;
 pub use book::{Book, BookChanges, NewBook, PublishYear, SourceKey, Title};
 pub use bookstore::{Bookstore, BookstoreChanges, BookstoreName, NameKey, NewBookstore};
 pub use ids::{entity, BookId, BookstoreId, Id, InvalidId};
-pub use text::{InvalidText, Label, LabelList};
+pub use text::{InvalidText, Label, LabelList, Prefix};
 
 /// Every write increments a record's version; the cache orders records by it.
 pub type Version = i64;

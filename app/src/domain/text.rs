@@ -33,6 +33,52 @@ pub enum InvalidText {
     TooMany { field: &'static str, max: usize },
     #[error("{field} contains a control character")]
     ControlCharacter { field: &'static str },
+    #[error(
+        "{field} contains a bidirectional control character, which can disguise how it displays"
+    )]
+    BidiControl { field: &'static str },
+    #[error("{field} has no visible character")]
+    Invisible { field: &'static str },
+}
+
+/// A prefix to match text against (`titlePrefix`, `namePrefix`): as given (a prefix may end in a
+/// space), but non-empty, bounded like the text it matches, and free of control characters.
+pub struct Prefix(String);
+
+impl Prefix {
+    pub fn parse(field: &'static str, raw: &str, max: usize) -> Result<Self, InvalidText> {
+        if raw.chars().any(char::is_control) {
+            return Err(InvalidText::ControlCharacter { field });
+        }
+        if raw.is_empty() {
+            return Err(InvalidText::Empty { field });
+        }
+        if raw.chars().count() > max {
+            return Err(InvalidText::TooLong { field, max });
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+/// Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt): characters that display
+/// as nothing (zero-width spaces and joiners, soft hyphen, word joiner, variation selectors,
+/// bidi marks, BOM, Hangul fillers, tags).
+pub(crate) fn is_default_ignorable(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}'..='\u{1160}' | '\u{17B4}'..='\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{FFF0}'..='\u{FFF8}' | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// The characters that reorder text as it displays (embeddings, overrides, isolates, marks).
+pub(crate) fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 impl Label {

@@ -1,16 +1,21 @@
 //! Who is calling: mutations need a bearer token, queries do not.
 //!
-//! The HTTP layer decides the [`Caller`] from the `Authorization` header; the
-//! [`MutationsNeedToken`] extension refuses any document that contains a mutation unless the
-//! caller is authenticated. Enforcing it once, on the parsed document, means a new mutation
-//! cannot be added without the check.
+//! The HTTP layer decides the [`Caller`] from the `Authorization` header and puts it in the
+//! request's data. [`MutationsNeedToken`] checks it where the work happens: in the `resolve`
+//! hook of every field of the mutation root, immediately before that field's resolver runs.
+//!
+//! Why there and not on the parsed document: anything cached between a request and its
+//! execution (a memo of parsed documents, persisted queries) would stand between the request and
+//! a parse-time check, and a document seen once with a token would then run for everyone. A
+//! per-field check at execution cannot be skipped by any cache, and covers a mutation added
+//! later without anyone remembering to guard it (the schema-driven test in
+//! `tests/api/auth.rs` walks the mutation root by introspection to prove it).
 
 use std::sync::Arc;
 
 use async_graphql::{
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
-    parser::types::{ExecutableDocument, OperationType},
-    ServerError, ServerResult, Variables,
+    extensions::{Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo},
+    ServerError, ServerResult, Value,
 };
 
 use super::error::{server_error, Code};
@@ -38,22 +43,23 @@ struct MutationGate;
 
 #[async_trait::async_trait]
 impl Extension for MutationGate {
-    async fn parse_query(
+    async fn resolve(
         &self,
         ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        let has_mutation = document
-            .operations
-            .iter()
-            .any(|(_, operation)| operation.node.ty == OperationType::Mutation);
-        if has_mutation {
-            refuse_unless_authenticated(ctx.data_opt::<Caller>().copied())?;
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        let is_mutation =
+            ctx.schema_env.registry.mutation_type.as_deref() == Some(info.parent_type);
+        if is_mutation {
+            refuse_unless_authenticated(ctx.data_opt::<Caller>().copied()).map_err(
+                |mut error| {
+                    error.locations = vec![info.field.name.pos];
+                    error
+                },
+            )?;
         }
-        Ok(document)
+        next.run(ctx, info).await
     }
 }
 

@@ -82,6 +82,7 @@ impl BookQuery {
 
     /// Books by id, in the order given; `null` for ids with no book. One cache round trip and
     /// at most one database query, whatever the number of ids.
+    #[graphql(complexity = "super::cost::batch(ids.len(), child_complexity)")]
     async fn books_by_ids(
         &self,
         ctx: &Context<'_>,

@@ -41,14 +41,15 @@ impl BookstoreObject {
     }
 
     /// The books this store holds, ordered by title, `first` at a time (at most 100).
+    #[graphql(complexity = "super::cost::list(first, child_complexity)")]
     async fn books(
         &self,
         ctx: &Context<'_>,
         filter: Option<BookFilter>,
-        #[graphql(default = 20)] first: i32,
+        #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
     ) -> Result<BookConnection> {
-        lists::bookstore_books(ctx, self.0.id, filter, first, after).await
+        lists::bookstore_books(ctx, self.0.id, filter, lists::page_size(first), after).await
     }
 }
 
@@ -83,6 +84,7 @@ impl BookstoreQuery {
 
     /// For each book id, in order, the bookstore that holds the book (`null` for a book that
     /// does not exist or is in no store). One batched read per layer, whatever the number.
+    #[graphql(complexity = "super::cost::batch(book_ids.len(), child_complexity)")]
     async fn bookstores_for_books(
         &self,
         ctx: &Context<'_>,

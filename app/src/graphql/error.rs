@@ -86,19 +86,28 @@ pub fn bad_input(message: impl std::fmt::Display) -> async_graphql::Error {
     client_error(Code::BadUserInput, message.to_string())
 }
 
+/// The most errors one response reports; the rest are summed up in one last error (a document
+/// with a thousand unknown fields must not buy a thousand error objects).
+pub const MAX_REPORTED_ERRORS: usize = 20;
+
 /// Gives parse and validation failures (including depth and complexity limits) a code, and
 /// `BAD_USER_INPUT` to execution errors that have none: those come from coercing arguments
 /// (an explicit `null` for a non-null argument, a malformed input object), since every error a
-/// resolver raises carries its code already.
-pub struct RequestErrorCodes;
+/// resolver raises carries its code already. A refusal for a limit names the limit's setting;
+/// at most [`MAX_REPORTED_ERRORS`] errors are reported.
+#[derive(Clone, Copy)]
+pub struct RequestErrorCodes {
+    pub max_depth: usize,
+    pub max_complexity: usize,
+}
 
 impl ExtensionFactory for RequestErrorCodes {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(RequestErrorCodesExtension)
+        Arc::new(RequestErrorCodesExtension(*self))
     }
 }
 
-struct RequestErrorCodesExtension;
+struct RequestErrorCodesExtension(RequestErrorCodes);
 
 #[async_trait::async_trait]
 impl Extension for RequestErrorCodesExtension {
@@ -137,6 +146,7 @@ impl Extension for RequestErrorCodesExtension {
                 with_code(error, Code::BadUserInput);
             }
         }
+        response.errors = capped(std::mem::take(&mut response.errors));
         response
     }
 
@@ -145,11 +155,53 @@ impl Extension for RequestErrorCodesExtension {
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
+        let limits = self.0;
         next.run(ctx).await.map_err(|mut errors| {
             for error in &mut errors {
+                // The library's own words for its two limits, made to name our settings.
+                match error.message.as_str() {
+                    "Query is too complex." => {
+                        error.message = format!(
+                        "the query may cost more than {} (OPONN_MAX_QUERY_COMPLEXITY): each list \
+                             field costs its selection once per record it may return",
+                        limits.max_complexity
+                    )
+                    }
+                    "Query is nested too deep." => {
+                        error.message = format!(
+                            "the query is nested deeper than {} levels (OPONN_MAX_QUERY_DEPTH)",
+                            limits.max_depth
+                        )
+                    }
+                    _ => {}
+                }
                 with_code(error, Code::GraphqlValidationFailed);
             }
-            errors
+            capped(errors)
         })
     }
+}
+
+/// At most [`MAX_REPORTED_ERRORS`] errors, the last one saying how many were left out.
+fn capped(mut errors: Vec<ServerError>) -> Vec<ServerError> {
+    if errors.len() > MAX_REPORTED_ERRORS {
+        let left_out = errors.len() - (MAX_REPORTED_ERRORS - 1);
+        errors.truncate(MAX_REPORTED_ERRORS - 1);
+        let code = errors[0]
+            .extensions
+            .as_ref()
+            .and_then(|extensions| extensions.get("code"))
+            .and_then(|code| match code {
+                async_graphql::Value::String(code) => Some(code.clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| Code::BadUserInput.as_str().to_owned());
+        let mut summary = ServerError::new(format!("{left_out} more errors not reported"), None);
+        summary
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code);
+        errors.push(summary);
+    }
+    errors
 }

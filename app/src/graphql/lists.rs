@@ -2,6 +2,12 @@
 //! `Bookstore.books`. Filters arrive as GraphQL inputs and become the one [`Filter`] the
 //! query-result cache both sends to MongoDB and evaluates in Rust. Pages are keyset pages:
 //! `after` is the `endCursor` of the previous page.
+//!
+//! Filter values pass through the same domain types as the records they match (a title filter
+//! is a [`Title`], an author a [`Label`]): a value no record could hold is refused with
+//! `BAD_USER_INPUT` before it reaches the cache or MongoDB. A cursor is checked against the
+//! sort's types (text, then an ObjectId), since MongoDB and Rust order values of different
+//! types differently and a cached page must equal what MongoDB would answer.
 
 use async_graphql::{
     Context, InputObject, InputType, MaybeUndefined, Object, Result, SimpleObject, Value, ID,
@@ -15,7 +21,7 @@ use super::{
 };
 use crate::{
     datastore::{Datastore, Page},
-    domain::{BookstoreId, NameKey},
+    domain::{BookId, BookstoreId, BookstoreName, InvalidText, Label, NameKey, Prefix, Title},
     query::{Cursor, Filter, Scalar},
 };
 
@@ -23,6 +29,12 @@ use crate::{
 pub const MAX_PAGE_SIZE: i32 = 100;
 /// The page size when `first` is not given (keep equal to the `default` of the fields).
 const DEFAULT_PAGE_SIZE: i32 = 20;
+
+/// `first`, or the default page size when it is `null` or not given. (`first` is nullable
+/// because async-graphql's cost calculation reads a variable the client left out as `null`.)
+pub fn page_size(first: Option<i32>) -> i32 {
+    first.unwrap_or(DEFAULT_PAGE_SIZE)
+}
 
 /// Which books to list. Every condition given must hold.
 #[derive(InputObject, Default, Clone)]
@@ -46,18 +58,34 @@ pub struct BookFilter {
 impl BookFilter {
     fn compile(self) -> Result<Filter> {
         let mut filter = Filter::all();
-        let text = |s: String| Scalar::Str(s);
+        let label = |field, value: &str| {
+            Label::parse(field, value)
+                .map(|label| Scalar::Str(label.as_str().to_owned()))
+                .map_err(invalid)
+        };
         if let Some(title) = self.title {
-            filter = filter.and(Filter::Eq("title".into(), text(title)));
+            let title = Title::parse(&title).map_err(|error| invalid(in_filter(error)))?;
+            filter = filter.and(Filter::Eq(
+                "title".into(),
+                Scalar::Str(title.as_str().into()),
+            ));
         }
         if let Some(prefix) = self.title_prefix {
-            filter = filter.and(Filter::Prefix("title".into(), prefix));
+            let prefix =
+                Prefix::parse("filter.titlePrefix", &prefix, Title::MAX_CHARS).map_err(invalid)?;
+            filter = filter.and(Filter::Prefix("title".into(), prefix.into_string()));
         }
         if let Some(author) = self.author {
-            filter = filter.and(Filter::Eq("authors".into(), text(author)));
+            filter = filter.and(Filter::Eq(
+                "authors".into(),
+                label("filter.author", &author)?,
+            ));
         }
         if let Some(subject) = self.subject {
-            filter = filter.and(Filter::Eq("subjects".into(), text(subject)));
+            filter = filter.and(Filter::Eq(
+                "subjects".into(),
+                label("filter.subject", &subject)?,
+            ));
         }
         match self.bookstore_id {
             MaybeUndefined::Undefined => {}
@@ -76,6 +104,36 @@ impl BookFilter {
             });
         }
         Ok(filter)
+    }
+}
+
+fn invalid(error: InvalidText) -> async_graphql::Error {
+    bad_input(error)
+}
+
+/// A domain type's error about `title`, said of the filter's field.
+fn in_filter(error: InvalidText) -> InvalidText {
+    match error {
+        InvalidText::Empty { .. } => InvalidText::Empty {
+            field: "filter.title",
+        },
+        InvalidText::TooLong { max, .. } => InvalidText::TooLong {
+            field: "filter.title",
+            max,
+        },
+        InvalidText::TooMany { max, .. } => InvalidText::TooMany {
+            field: "filter.title",
+            max,
+        },
+        InvalidText::ControlCharacter { .. } => InvalidText::ControlCharacter {
+            field: "filter.title",
+        },
+        InvalidText::BidiControl { .. } => InvalidText::BidiControl {
+            field: "filter.title",
+        },
+        InvalidText::Invisible { .. } => InvalidText::Invisible {
+            field: "filter.title",
+        },
     }
 }
 
@@ -99,19 +157,22 @@ pub struct BookstoreFilter {
 }
 
 impl BookstoreFilter {
-    fn compile(self) -> Filter {
+    fn compile(self) -> Result<Filter> {
         let mut filter = Filter::all();
         if let Some(city) = self.city {
+            let city = Label::parse("filter.city", &city).map_err(invalid)?;
             filter = filter.and(Filter::Eq(
                 "city".into(),
-                Scalar::Str(city.trim().to_owned()),
+                Scalar::Str(city.as_str().to_owned()),
             ));
         }
         if let Some(prefix) = self.name_prefix {
-            let key = NameKey::of(&prefix);
+            let prefix = Prefix::parse("filter.namePrefix", &prefix, BookstoreName::MAX_CHARS)
+                .map_err(invalid)?;
+            let key = NameKey::of(&prefix.into_string());
             filter = filter.and(Filter::Prefix("nameKey".into(), key.as_str().to_owned()));
         }
-        filter
+        Ok(filter)
     }
 }
 
@@ -151,10 +212,24 @@ fn page_args(first: i32, after: Option<String>) -> Result<(usize, Option<Cursor>
     }
     let after = after
         .map(|text| {
-            Cursor::decode(&text).ok_or_else(|| bad_input("after: not a cursor this API gave"))
+            Cursor::decode(&text)
+                .filter(sorts_like_a_page)
+                .ok_or_else(|| bad_input("after: not a cursor this API gave"))
         })
         .transpose()?;
     Ok((first as usize, after))
+}
+
+/// Whether a cursor has the types every list's sort has: text (a title, a name key) of a
+/// length a record can hold, then an ObjectId. Any other type would be ordered differently by
+/// MongoDB and by the cache.
+fn sorts_like_a_page(cursor: &Cursor) -> bool {
+    let key_fits =
+        matches!(&cursor.key, Scalar::Str(text) if text.chars().count() <= Title::MAX_CHARS);
+    // Canonical (lower-case) hex only: ids are compared as text, which must sort like the bytes.
+    let id_fits = matches!(&cursor.id, Scalar::Id(hex)
+        if hex.parse::<BookId>().is_ok_and(|id| id.to_string() == *hex));
+    key_fits && id_fits
 }
 
 /// Lists books; shared by `Query.books` and `Bookstore.books` (which batches the pages of
@@ -186,27 +261,29 @@ pub struct ListQuery;
 #[Object]
 impl ListQuery {
     /// Books matching `filter`, ordered by title, `first` at a time (at most 100).
+    #[graphql(complexity = "super::cost::list(first, child_complexity)")]
     async fn books(
         &self,
         ctx: &Context<'_>,
         filter: Option<BookFilter>,
-        #[graphql(default = 20)] first: i32,
+        #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
     ) -> Result<BookConnection> {
         let filter = filter.unwrap_or_default().compile()?;
-        books_page(ctx, filter, first, after).await
+        books_page(ctx, filter, page_size(first), after).await
     }
 
     /// Bookstores matching `filter`, ordered by normalised name, `first` at a time.
+    #[graphql(complexity = "super::cost::list(first, child_complexity)")]
     async fn bookstores(
         &self,
         ctx: &Context<'_>,
         filter: Option<BookstoreFilter>,
-        #[graphql(default = 20)] first: i32,
+        #[graphql(default = 20)] first: Option<i32>,
         after: Option<String>,
     ) -> Result<BookstoreConnection> {
-        let (first, after) = page_args(first, after)?;
-        let filter = filter.unwrap_or_default().compile();
+        let (first, after) = page_args(page_size(first), after)?;
+        let filter = filter.unwrap_or_default().compile()?;
         let page = datastore(ctx)
             .bookstores_page(filter, first, after)
             .await
@@ -266,7 +343,7 @@ async fn prefetch_store_books(
         };
         let first = match argument("first") {
             Some(Value::Number(n)) => n.as_i64().and_then(|n| i32::try_from(n).ok()),
-            None => Some(DEFAULT_PAGE_SIZE),
+            None | Some(Value::Null) => Some(DEFAULT_PAGE_SIZE),
             _ => None,
         };
         let after = match argument("after") {

@@ -7,8 +7,15 @@
 //! can straddle two windows. List resolvers therefore prefetch: when the selection asks for a
 //! related record, they load every id of the list in one call, and the per-item resolvers find
 //! the records in the request's memo.
+//!
+//! A loader runs its batches on spawned tasks. They belong to the request: [`RequestScope`]
+//! aborts them when the request ends, times out or its client goes away, so no database work
+//! outlives the request that asked for it.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use async_graphql::{
     dataloader::{DataLoader, HashMapCache, Loader},
@@ -77,16 +84,53 @@ impl Loader<BookstoreId> for BookstoreLoader {
     }
 }
 
-/// Adds the per-request data (the loaders) to a request.
+/// The tasks one request's loaders spawned; dropping the scope aborts those still running.
+/// Keep it alive exactly as long as the request's execution (a local of the handler).
+#[derive(Default)]
+pub struct RequestScope {
+    tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl RequestScope {
+    /// A spawner for the request's loaders that registers each task with this scope.
+    fn spawner(&self) -> impl Fn(futures::future::BoxFuture<'static, ()>) + Send + Sync + 'static {
+        let tasks = Arc::clone(&self.tasks);
+        move |task| {
+            let handle = tokio::spawn(task).abort_handle();
+            let mut tasks = tasks
+                .lock()
+                .expect("a request's task list is never poisoned");
+            tasks.retain(|task| !task.is_finished());
+            tasks.push(handle);
+        }
+    }
+}
+
+impl Drop for RequestScope {
+    fn drop(&mut self) {
+        let tasks = std::mem::take(
+            &mut *self
+                .tasks
+                .lock()
+                .expect("a request's task list is never poisoned"),
+        );
+        for task in tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Adds the per-request data (the loaders, spawning within `scope`) to a request.
 pub fn per_request(
     request: async_graphql::Request,
     datastore: &Datastore,
+    scope: &RequestScope,
 ) -> async_graphql::Request {
     request
         .data(
             DataLoader::with_cache(
                 BookstoreLoader(datastore.clone()),
-                tokio::spawn,
+                scope.spawner(),
                 HashMapCache::default(),
             )
             .max_batch_size(MAX_BATCH),
@@ -94,7 +138,7 @@ pub fn per_request(
         .data(
             DataLoader::with_cache(
                 BookPagesLoader(datastore.clone()),
-                tokio::spawn,
+                scope.spawner(),
                 HashMapCache::default(),
             )
             .max_batch_size(MAX_PAGES),

@@ -1,25 +1,30 @@
 //! The GraphQL API: a schema merged from one query and one mutation root per concept.
 //!
 //! Resolvers are thin: they parse arguments into domain types, call the [`Datastore`], and map
-//! its errors through [`error`]. Mutations need a bearer token ([`auth`]); queries are public.
+//! its errors through [`error`]. Mutations need a bearer token, checked on every mutation field as
+//! it executes ([`auth`]); queries are public.
 //! Depth, complexity and batch sizes are bounded by settings.
 
 pub mod auth;
 mod books;
 mod bookstores;
+mod budget;
+mod cost;
 pub mod error;
 mod lists;
 mod loaders;
 mod parsed;
+pub mod persisted;
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 
 use crate::{config::HttpSettings, datastore::Datastore};
 
 pub use auth::Caller;
-pub use loaders::per_request;
+pub use loaders::{per_request, RequestScope};
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
 pub struct QueryRoot(
     books::BookQuery,
     bookstores::BookstoreQuery,
@@ -27,6 +32,7 @@ pub struct QueryRoot(
 );
 
 #[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
 pub struct MutationRoot(books::BookMutation, bookstores::BookstoreMutation);
 
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
@@ -39,7 +45,7 @@ pub struct Limits {
 
 /// The schema the server executes.
 pub fn build_schema(datastore: Datastore, settings: &HttpSettings) -> AppSchema {
-    Schema::build(
+    let schema = Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
         EmptySubscription,
@@ -50,10 +56,20 @@ pub fn build_schema(datastore: Datastore, settings: &HttpSettings) -> AppSchema 
     })
     .limit_depth(settings.max_query_depth)
     .limit_complexity(settings.max_query_complexity)
-    .extension(parsed::ParsedQueries::default())
-    .extension(error::RequestErrorCodes)
     .extension(auth::MutationsNeedToken)
-    .finish()
+    .extension(error::RequestErrorCodes {
+        max_depth: settings.max_query_depth,
+        max_complexity: settings.max_query_complexity,
+    })
+    .extension(cost::Aliases {
+        max: settings.max_query_aliases,
+    })
+    // Last, so that it is the innermost: an answer from the memo skips only the parser.
+    .extension(parsed::ParsedQueries::default());
+    match settings.introspection {
+        true => schema.finish(),
+        false => schema.disable_introspection().finish(),
+    }
 }
 
 /// The schema in SDL, as checked in at `schema.graphql`.

@@ -19,6 +19,44 @@ async fn create_store(app: &TestApp, name: &str, city: &str) -> Value {
 }
 
 #[tokio::test]
+async fn look_alike_names_made_with_invisible_characters_collide_or_are_refused() {
+    let app = TestApp::spawn().await;
+    create_store(&app, "Powell's Books", "Portland").await;
+    for invisible in ['\u{200B}', '\u{200D}', '\u{00AD}', '\u{2060}', '\u{FEFF}'] {
+        let look_alike = format!("Powell's{invisible} Books");
+        let body = app
+            .graphql(CREATE, json!({ "name": look_alike, "city": "Portland" }))
+            .await;
+        assert_eq!(
+            error_code(&body),
+            "CONFLICT",
+            "U+{:04X}: {body}",
+            invisible as u32
+        );
+    }
+    for refused in [
+        "Powell's\u{202E} Books",
+        "Powell's\u{200F} Books",
+        "\u{200B}\u{200B}",
+        "\u{2800}",
+    ] {
+        let body = app
+            .graphql(CREATE, json!({ "name": refused, "city": "Portland" }))
+            .await;
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{refused:?}: {body}");
+    }
+    let stores = app
+        .graphql_as(None, "{ bookstores { nodes { name } } }", json!({}))
+        .await;
+    assert_eq!(
+        stores["data"]["bookstores"]["nodes"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+}
+
+#[tokio::test]
 async fn names_that_normalise_alike_collide_and_the_conflict_names_the_holder() {
     let app = TestApp::spawn().await;
     let powells = create_store(&app, "Powell's Books", "Portland").await;

@@ -11,7 +11,7 @@ const RETITLE: &str =
     "mutation($id: ID!, $t: String!) { updateBook(id: $id, input: { title: $t }) { version } }";
 
 async fn readiness(app: &TestApp) -> (u16, Value) {
-    let response = app.get("/readyz").await;
+    let response = app.get_ops("/readyz").await;
     let status = response.status().as_u16();
     (status, response.json().await.expect("JSON"))
 }
@@ -39,7 +39,7 @@ async fn with_redis_down_reads_answer_from_mongodb_and_readyz_says_so() {
     assert_eq!(body["redis"]["up"], false);
     assert_eq!(body["mongodb"]["up"], true);
 
-    let metrics = app.get("/metrics").await.text().await.expect("text");
+    let metrics = app.get_ops("/metrics").await.text().await.expect("text");
     assert!(
         metrics.contains("oponn_cache_lookups_total{entity=\"books\",result=\"bypass\"}"),
         "bypassed lookups are counted"

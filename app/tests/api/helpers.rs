@@ -24,6 +24,8 @@ pub const TOKEN: &str = "test-token-0123456789abcdef";
 
 pub struct TestApp {
     pub address: String,
+    /// The operations server: `/metrics`, `/readyz`.
+    pub ops_address: String,
     pub datastore: Datastore,
     pub metrics: Metrics,
     pub database: String,
@@ -78,6 +80,7 @@ impl TestApp {
 
         let mut vars: HashMap<&str, String> = HashMap::from([
             ("OPONN_LISTEN", "127.0.0.1:0".to_owned()),
+            ("OPONN_OPS_LISTEN", "127.0.0.1:0".to_owned()),
             ("MONGODB_URI", mongodb_uri),
             ("MONGODB_DATABASE", database.clone()),
             ("REDIS_URL", redis_url),
@@ -96,6 +99,7 @@ impl TestApp {
             .await
             .expect("the app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
+        let ops_address = format!("http://127.0.0.1:{}", app.ops_port());
         let datastore = app.datastore().clone();
         let metrics = app.metrics().clone();
         let (shutdown, stopped) = oneshot::channel::<()>();
@@ -104,6 +108,7 @@ impl TestApp {
         }));
         Self {
             address,
+            ops_address,
             datastore,
             metrics,
             database,
@@ -179,6 +184,25 @@ impl TestApp {
             .expect("the server answers")
     }
 
+    /// GETs a path as a browser would (`Accept: text/html`).
+    pub async fn get_page(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .header("accept", "text/html,application/xhtml+xml")
+            .send()
+            .await
+            .expect("the server answers")
+    }
+
+    /// GETs a path of the operations server (`/metrics`, `/readyz`).
+    pub async fn get_ops(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.ops_address))
+            .send()
+            .await
+            .expect("the operations server answers")
+    }
+
     /// Creates a book through the API and returns it as JSON.
     pub async fn create_book(&self, source_key: &str, title: &str) -> Value {
         let body = self
@@ -247,6 +271,76 @@ impl TestApp {
                 (key, document)
             })
             .collect()
+    }
+
+    /// Everything this app has stored, read directly: every document of every collection of its
+    /// database, and every key (with its value as `DUMP` gives it) under its key prefixes. Two
+    /// equal digests mean nothing was written in between.
+    pub async fn digest(&self) -> Vec<String> {
+        use futures::TryStreamExt;
+        let client = mongodb::Client::with_uri_str(&self.stack.mongodb_uri)
+            .await
+            .expect("a MongoDB client");
+        let database = client.database(&self.database);
+        let mut lines = Vec::new();
+        let mut collections = database.list_collection_names().await.expect("collections");
+        collections.sort();
+        for name in collections {
+            let documents: Vec<mongodb::bson::Document> = database
+                .collection::<mongodb::bson::Document>(&name)
+                .find(mongodb::bson::doc! {})
+                .await
+                .expect("find")
+                .try_collect()
+                .await
+                .expect("documents");
+            let mut documents: Vec<String> = documents
+                .iter()
+                .map(|document| format!("mongodb {name} {document}"))
+                .collect();
+            documents.sort();
+            lines.extend(documents);
+        }
+        let redis = redis::Client::open(self.stack.redis_url.as_str()).expect("a Redis client");
+        let mut connection = redis
+            .get_multiplexed_async_connection()
+            .await
+            .expect("a Redis connection");
+        for pattern in [
+            format!("{}*", self.key_prefix),
+            format!("{{{}q}}*", self.key_prefix),
+        ] {
+            let mut keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query_async(&mut connection)
+                .await
+                .expect("KEYS");
+            keys.sort();
+            for key in keys {
+                let value: Option<Vec<u8>> = redis::cmd("DUMP")
+                    .arg(&key)
+                    .query_async(&mut connection)
+                    .await
+                    .expect("DUMP");
+                lines.push(format!("redis {key} {value:?}"));
+            }
+        }
+        lines
+    }
+
+    /// A connection to the stack's Redis (not through any proxy), for reading what the app
+    /// stored.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.stack.redis_url.as_str())
+            .expect("a Redis client")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("a Redis connection")
+    }
+
+    /// The key of the query-result cache's key named `name` (`tables`, `expiry`...).
+    pub fn result_cache_key(&self, name: &str) -> String {
+        format!("{{{}q}}{name}", self.key_prefix)
     }
 
     /// A datastore on this app's database, key prefix and proxies, without the server's
@@ -371,4 +465,9 @@ pub fn book_id(value: &Value) -> BookId {
         .expect("an id")
         .parse()
         .expect("a valid id")
+}
+
+/// 12 hex digits no other call returns: for names and keys that must not collide.
+pub fn unique_suffix() -> String {
+    unique_name("x")[2..].to_owned()
 }

@@ -102,7 +102,7 @@ async fn healthz_answers_while_the_process_is_up() {
 #[tokio::test]
 async fn readyz_reports_each_dependency() {
     let app = TestApp::spawn().await;
-    let response = app.get("/readyz").await;
+    let response = app.get_ops("/readyz").await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.expect("JSON");
     assert_eq!(body["status"], "ready");
@@ -119,7 +119,7 @@ async fn metrics_expose_cache_and_database_counters() {
         .await;
     app.graphql(query, json!({ "id": book.id.to_string() }))
         .await;
-    let text = app.get("/metrics").await.text().await.expect("text");
+    let text = app.get_ops("/metrics").await.text().await.expect("text");
     for line in [
         "oponn_cache_lookups_total{entity=\"books\",result=\"hit\"} 1",
         "oponn_cache_lookups_total{entity=\"books\",result=\"miss\"} 1",
@@ -149,7 +149,158 @@ async fn every_response_carries_a_request_id_and_keeps_the_callers() {
 #[tokio::test]
 async fn graphiql_is_served_on_get() {
     let app = TestApp::spawn().await;
-    let response = app.get("/graphql").await;
+    let response = app.get_page("/graphql").await;
     assert_eq!(response.status(), 200);
     assert!(response.text().await.expect("text").contains("graphiql"));
+}
+
+#[tokio::test]
+async fn graphiql_and_introspection_can_be_switched_off() {
+    let app = TestApp::spawn_with(Options {
+        settings: vec![
+            ("OPONN_GRAPHIQL", "false".into()),
+            ("OPONN_INTROSPECTION", "false".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let page = app.get_page("/graphql").await;
+    assert_eq!(page.status(), 404);
+    let body: Value = page.json().await.expect("JSON");
+    assert_eq!(error_code(&body), "NOT_FOUND");
+    let schema = app
+        .graphql_as(None, "{ __schema { queryType { name } } }", json!({}))
+        .await;
+    assert!(
+        schema["data"]["__schema"].is_null(),
+        "introspection answers nothing: {schema}"
+    );
+    let typename = app.graphql_as(None, "{ __typename }", json!({})).await;
+    assert!(typename.get("errors").is_none(), "{typename}");
+}
+
+#[tokio::test]
+async fn graphiql_loads_only_pinned_assets_under_a_content_security_policy() {
+    let app = TestApp::spawn().await;
+    let response = app.get_page("/graphql").await;
+    let policy = response.headers()["content-security-policy"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(policy.contains("default-src 'none'"), "{policy}");
+    assert!(policy.contains("frame-ancestors 'none'"), "{policy}");
+    let page = response.text().await.expect("text");
+    assert!(!page.contains(".development.js"), "production builds only");
+    assert_eq!(page.matches("integrity=\"sha384-").count(), 4);
+}
+
+#[tokio::test]
+async fn bodies_that_are_not_json_are_refused_before_they_run() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::new();
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+    ] {
+        let mut request = client
+            .post(format!("{}/graphql", app.address))
+            .body(r#"{"query": "{ __typename }"}"#);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = request.send().await.expect("answer");
+        assert_eq!(response.status(), 415, "{content_type:?}");
+        let body: Value = response.json().await.expect("JSON");
+        assert_eq!(error_code(&body), "UNSUPPORTED_MEDIA_TYPE");
+    }
+}
+
+#[tokio::test]
+async fn every_error_response_is_graphql_shaped_with_a_code() {
+    let app = TestApp::spawn().await;
+    let client = reqwest::Client::new();
+    let not_found = app.get("/nowhere").await;
+    assert_eq!(not_found.status(), 404);
+    let body: Value = not_found.json().await.expect("JSON");
+    assert_eq!(error_code(&body), "NOT_FOUND");
+    let wrong_method = client
+        .delete(format!("{}/graphql", app.address))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(wrong_method.status(), 405);
+    assert_eq!(wrong_method.headers()["allow"], "GET, POST");
+    let body: Value = wrong_method.json().await.expect("JSON");
+    assert_eq!(error_code(&body), "METHOD_NOT_ALLOWED");
+    assert_eq!(
+        app.metrics.http_requests.with_label_values(&["4xx"]).get(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn responses_carry_security_headers_and_answers_are_not_cached() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .post_graphql_body(r#"{"query": "{ __typename }"}"#)
+        .await;
+    let headers = response.headers();
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(headers["content-security-policy"]
+        .to_str()
+        .expect("ascii")
+        .contains("frame-ancestors 'none'"));
+    assert_eq!(headers["content-type"], "application/json");
+    let typed = reqwest::Client::new()
+        .post(format!("{}/graphql", app.address))
+        .header("content-type", "application/json")
+        .header(
+            "accept",
+            "application/graphql-response+json, application/json",
+        )
+        .body(r#"{"query": "{ __typename }"}"#)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(
+        typed.headers()["content-type"],
+        "application/graphql-response+json"
+    );
+}
+
+#[tokio::test]
+async fn unsafe_request_ids_are_replaced_not_echoed() {
+    let app = TestApp::spawn().await;
+    for hostile in ["<script>alert(1)</script>", "a b", &"x".repeat(65)] {
+        let response = reqwest::Client::new()
+            .get(format!("{}/healthz", app.address))
+            .header("x-request-id", hostile)
+            .send()
+            .await
+            .expect("answer");
+        let id = response.headers()["x-request-id"].to_str().expect("ascii");
+        assert_ne!(id, hostile);
+        assert_eq!(id.len(), 36, "a fresh UUID: {id}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_and_readiness_are_not_on_the_public_listener() {
+    let app = TestApp::spawn().await;
+    for path in ["/metrics", "/readyz"] {
+        assert_eq!(
+            app.get(path).await.status(),
+            404,
+            "{path} on the public port"
+        );
+        assert_eq!(
+            app.get_ops(path).await.status(),
+            200,
+            "{path} on the operations port"
+        );
+    }
 }

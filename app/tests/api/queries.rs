@@ -271,7 +271,7 @@ async fn bad_page_arguments_are_bad_user_input() {
         json!({ "filter": { "bookstoreId": "not-an-id" } }),
     ] {
         let body = app.graphql(BOOKS, variables.clone()).await;
-        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{variables}");
+        assert_eq!(error_code(&body), "BAD_USER_INPUT", "{variables}: {body}");
     }
 }
 
