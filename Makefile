@@ -38,6 +38,8 @@ test: stack-up lint infra-check ## Run every check and every test (unit, integra
 	@echo "[test] cargo test --workspace (building the tests the first time: about 4 minutes; running: about 3)"
 	@$(STACK_ENV); scripts/timed "[test] cargo test" cargo test --workspace --no-fail-fast
 	@$(STACK_ENV); scripts/smoke-release
+	@$(STACK_ENV); LOADTEST_PROFILE=smoke LOADTEST_BIN="$$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug" \
+	  scripts/timed "[test] load test smoke run (every artillery scenario for seconds; fails on any GraphQL error)" loadtest/run
 
 .PHONY: infra-check
 infra-check: ## cfn-lint and cfn-guard on the templates (and a fixture every rule must reject), hadolint on the Dockerfile (offline)
@@ -63,6 +65,12 @@ bench: stack-up ## Cached book(id) over HTTP vs an axum hello-world, with oha; p
 bench-queries: stack-up ## The query-result cache: warm/cold req/s and p99, and write cost as cached results grow
 	@cargo build --release -q -p oponn --example bench_queries
 	@$(STACK_ENV); cargo run --release -q -p oponn --example bench_queries
+
+.PHONY: loadtest loadtest-smoke
+loadtest: stack-up ## Artillery scenarios against a release build, cache on and off, oha, perf, make bench; report in loadtest/reports/
+	@$(STACK_ENV); loadtest/run
+loadtest-smoke: stack-up ## Every artillery scenario for seconds on a small catalogue (debug build); fails on any GraphQL error
+	@$(STACK_ENV); LOADTEST_PROFILE=smoke loadtest/run
 
 .PHONY: bench-hostile
 bench-hostile: stack-up ## What anonymous readers cost writers and Redis: updateBook p99 before/after 10,000 filtered queries, Redis memory after 10,000 random-id lookups expire
