@@ -13,10 +13,9 @@
 // `graphql.errors.<CODE>`). Both counters are emitted on every answer, so the `ensure` conditions
 // can always name them.
 //
-// The expect plugin checks the same bodies, as text: the service answers with GraphQL over
-// HTTP's media type, `application/graphql-response+json`, which the plugin (2.15) does not parse
-// as JSON, so its property checks cannot see inside; `matchesRegexp` on the text can (a JSON
-// string value cannot hold an unescaped `"errors":`, so only a top-level member matches it).
+// The expect plugin checks the same bodies. Requests ask for `application/json`: GraphQL over
+// HTTP's own media type, `application/graphql-response+json`, is not parsed as JSON by the
+// plugin (2.15), whose property checks would then not see inside the answer.
 'use strict';
 
 const fs = require('fs');
