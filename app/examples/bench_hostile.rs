@@ -177,28 +177,9 @@ impl Server {
     async fn clean_up(&self) -> anyhow::Result<()> {
         let client = mongodb::Client::with_uri_str(std::env::var("MONGODB_URI")?).await?;
         client.database(&self.database).drop().await?;
-        oponn_tests_cleanup(&self.prefix).await
+        oponn_tests::delete_app_keys(&std::env::var("REDIS_URL")?, &self.prefix).await?;
+        Ok(())
     }
-}
-
-async fn oponn_tests_cleanup(prefix: &str) -> anyhow::Result<()> {
-    let url = std::env::var("REDIS_URL")?;
-    let mut redis = redis::Client::open(url)?
-        .get_multiplexed_async_connection()
-        .await?;
-    for pattern in [format!("{prefix}*"), format!("{{{prefix}q}}*")] {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(&pattern)
-            .query_async(&mut redis)
-            .await?;
-        if !keys.is_empty() {
-            redis::cmd("DEL")
-                .arg(&keys)
-                .query_async::<()>(&mut redis)
-                .await?;
-        }
-    }
-    Ok(())
 }
 
 fn ms(duration: Duration) -> f64 {

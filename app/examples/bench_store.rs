@@ -67,32 +67,9 @@ fn percentiles(mut durations: Vec<Duration>) -> (f64, f64) {
     (at(0.50), at(0.99))
 }
 
+/// Deletes every key of the benchmark's prefix (entity keys and query-result keys).
 async fn delete_prefix(redis_url: &str) -> anyhow::Result<()> {
-    let client = redis::Client::open(redis_url)?;
-    let mut connection = client.get_multiplexed_async_connection().await?;
-    for pattern in [format!("{PREFIX}*"), format!("{{{PREFIX}q}}*")] {
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut connection)
-                .await?;
-            if !keys.is_empty() {
-                redis::cmd("DEL")
-                    .arg(&keys)
-                    .query_async::<()>(&mut connection)
-                    .await?;
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-    }
+    oponn_tests::delete_app_keys(redis_url, PREFIX).await?;
     Ok(())
 }
 

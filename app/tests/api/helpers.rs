@@ -177,30 +177,26 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.address))
-            .send()
-            .await
-            .expect("the server answers")
+        self.get_from(&self.address, path, None).await
     }
 
     /// GETs a path as a browser would (`Accept: text/html`).
     pub async fn get_page(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.address))
-            .header("accept", "text/html,application/xhtml+xml")
-            .send()
+        self.get_from(&self.address, path, Some("text/html,application/xhtml+xml"))
             .await
-            .expect("the server answers")
     }
 
     /// GETs a path of the operations server (`/metrics`, `/readyz`).
     pub async fn get_ops(&self, path: &str) -> reqwest::Response {
-        self.client
-            .get(format!("{}{path}", self.ops_address))
-            .send()
-            .await
-            .expect("the operations server answers")
+        self.get_from(&self.ops_address, path, None).await
+    }
+
+    async fn get_from(&self, base: &str, path: &str, accept: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.get(format!("{base}{path}"));
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        request.send().await.expect("the server answers")
     }
 
     /// Creates a book through the API and returns it as JSON.
