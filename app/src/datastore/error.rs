@@ -10,8 +10,9 @@ pub enum DatastoreError {
     Conflict(String),
     #[error("{0}")]
     InvalidInput(String),
-    /// MongoDB could not be reached; nothing was written.
-    #[error("the database is unavailable; nothing was changed")]
+    /// MongoDB could not be reached (nothing was written), or did not answer in time (a write
+    /// may have been applied).
+    #[error("the database is unavailable or did not answer in time; read the record before retrying a write")]
     Unavailable(#[source] crate::store::StoreError),
     /// A bug or corrupt data; logged where it is mapped.
     #[error("internal error")]
@@ -22,7 +23,7 @@ impl From<crate::store::StoreError> for DatastoreError {
     fn from(error: crate::store::StoreError) -> Self {
         use crate::store::StoreError;
         match error {
-            StoreError::Unavailable(_) => Self::Unavailable(error),
+            StoreError::Unavailable(_) | StoreError::TimedOut(_) => Self::Unavailable(error),
             StoreError::Duplicate => {
                 Self::Conflict("a record with the same key already exists".into())
             }

@@ -487,7 +487,7 @@ impl BookStore {
                 .into_future(),
         )
         .await
-        .map_err(|_elapsed| StoreError::Unavailable(None))?;
+        .map_err(|_elapsed| StoreError::TimedOut(self.timeout))?;
         if let Err(error) = inserted {
             let Some(mut refused) = duplicate_positions(&error) else {
                 return Err(error.into());
@@ -585,7 +585,7 @@ impl BookStore {
                     .into_future(),
             )
             .await
-            .map_err(|_elapsed| StoreError::Unavailable(None))?;
+            .map_err(|_elapsed| StoreError::TimedOut(self.timeout))?;
             if let Err(error) = inserted {
                 let Some(mut lost) = duplicate_positions(&error) else {
                     return Err(error.into());

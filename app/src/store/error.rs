@@ -16,9 +16,13 @@ const UNIQUE_VIOLATION_TEXTS: [&str; 2] = [
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// MongoDB could not be reached in time; nothing was written.
+    /// MongoDB could not be reached; nothing was written.
     #[error("MongoDB is unavailable")]
     Unavailable(#[source] Option<DriverError>),
+    /// MongoDB did not answer within the operation timeout (`OPONN_MONGODB_TIMEOUT_MS`); the
+    /// operation was abandoned (a write may still have been applied).
+    #[error("MongoDB did not answer within {0:?}")]
+    TimedOut(std::time::Duration),
     /// A unique index refused the write.
     #[error("a record with the same unique key already exists")]
     Duplicate,

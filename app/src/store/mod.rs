@@ -163,7 +163,7 @@ async fn bounded<T>(
 ) -> Result<T, StoreError> {
     match tokio::time::timeout(timeout, call).await {
         Ok(result) => result.map_err(StoreError::from),
-        Err(_elapsed) => Err(StoreError::Unavailable(None)),
+        Err(_elapsed) => Err(StoreError::TimedOut(timeout)),
     }
 }
 
