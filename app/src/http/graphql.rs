@@ -166,7 +166,15 @@ async fn run(
     // Aborts whatever the request's loaders still run when this handler ends or is dropped.
     let scope = RequestScope::default();
     let request = per_request(request.data(caller), &state.datastore, &scope);
-    let response = state.schema.execute(request).await;
+    let mut response = state.schema.execute(request).await;
+    // Errors raised while choosing the operation ("Operation name required", an unknown
+    // operation name) come before any extension hook that gives codes: they are bad requests.
+    for error in &mut response.errors {
+        let extensions = error.extensions.get_or_insert_with(Default::default);
+        if extensions.get("code").is_none() {
+            extensions.set("code", "BAD_REQUEST");
+        }
+    }
 
     let failed_before_running = response.data == async_graphql::Value::Null
         && response.errors.iter().any(|error| {

@@ -236,3 +236,25 @@ async fn a_persisted_query_is_checked_like_any_other() {
     assert_eq!(error_code(&body), "UNAUTHENTICATED");
     assert_eq!(app.count_books().await, before);
 }
+
+#[tokio::test]
+async fn choosing_no_or_an_unknown_operation_is_a_bad_request_with_a_code() {
+    let app = TestApp::spawn().await;
+    let document = "query A { __typename } query B { __typename }";
+    for body in [
+        json!({ "query": document }),
+        json!({ "query": document, "operationName": "C" }),
+    ] {
+        let (status, _, answer) = post(&app, Some(GRAPHQL_RESPONSE), body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(error_code(&answer), "BAD_REQUEST");
+        assert!(answer.get("data").is_none(), "{answer}");
+    }
+    let (_, _, answer) = post(
+        &app,
+        None,
+        json!({ "query": document, "operationName": "B" }),
+    )
+    .await;
+    assert_eq!(answer["data"]["__typename"], "Query");
+}
