@@ -121,6 +121,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             datastore.store().ensure_indexes().await?;
             let upserted = datastore.upsert_books(&books).await;
             let settled = settle_cache(&datastore, settings.cache.settle).await;
+            close(&datastore).await;
             let (summary, ids) = upserted?;
             settled?;
             let example: Vec<String> = ids.iter().take(3).map(|id| format!("\"{id}\"")).collect();
@@ -148,8 +149,11 @@ async fn seed_catalogue(settings: &Settings, books: usize, stores: usize) -> any
         .await
         .context("creating MongoDB indexes (is MongoDB reachable?)")?;
     let shelves = crate::catalogue::generate(books, stores);
-    let report = crate::catalogue::seed(&datastore, &shelves).await?;
-    settle_cache(&datastore, settings.cache.settle).await?;
+    let report = crate::catalogue::seed(&datastore, &shelves).await;
+    let settled = settle_cache(&datastore, settings.cache.settle).await;
+    close(&datastore).await;
+    let report = report?;
+    settled?;
     tracing::info!(
         books,
         stores = shelves.len(),
@@ -161,6 +165,18 @@ async fn seed_catalogue(settings: &Settings, books: usize, stores: usize) -> any
         "seeded a generated catalogue"
     );
     Ok(())
+}
+
+/// Closes the MongoDB client before a one-shot command exits: dropped at exit instead, the
+/// driver ends its sessions on a task the exiting runtime no longer runs, and can panic.
+async fn close(datastore: &crate::datastore::Datastore) {
+    let closing = datastore.store().clone().shutdown();
+    if tokio::time::timeout(std::time::Duration::from_secs(5), closing)
+        .await
+        .is_err()
+    {
+        tracing::warn!("the MongoDB client did not close within 5 s; exiting anyway");
+    }
 }
 
 async fn run_ingest(settings: &Settings, args: &IngestArgs) -> anyhow::Result<()> {
@@ -184,6 +200,7 @@ async fn run_ingest(settings: &Settings, args: &IngestArgs) -> anyhow::Result<()
     let progress = Progress::for_stderr();
     let outcome = ingest::run(&source, &datastore, &request, &progress).await;
     let settled = settle_cache(&datastore, settings.cache.settle).await;
+    close(&datastore).await;
     match outcome {
         Ok(summary) => {
             log_summary(&summary, "ingested");
