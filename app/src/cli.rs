@@ -117,8 +117,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("reading {}", file.display()))?;
             let books =
                 sample::parse(&text).with_context(|| format!("parsing {}", file.display()))?;
-            let datastore = startup::connect(&settings, &Metrics::new()).await?;
-            datastore.store().ensure_indexes().await?;
+            let datastore = open_datastore(&settings).await?;
             let upserted = datastore.upsert_books(&books).await;
             let settled = settle_cache(&datastore, settings.cache.settle).await;
             close(&datastore).await;
@@ -142,12 +141,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `oponn seed --generate`: see [`crate::catalogue::seed`].
 async fn seed_catalogue(settings: &Settings, books: usize, stores: usize) -> anyhow::Result<()> {
-    let datastore = startup::connect(settings, &Metrics::new()).await?;
-    datastore
-        .store()
-        .ensure_indexes()
-        .await
-        .context("creating MongoDB indexes (is MongoDB reachable?)")?;
+    let datastore = open_datastore(settings).await?;
     let shelves = crate::catalogue::generate(books, stores);
     let report = crate::catalogue::seed(&datastore, &shelves).await;
     let settled = settle_cache(&datastore, settings.cache.settle).await;
@@ -167,6 +161,17 @@ async fn seed_catalogue(settings: &Settings, books: usize, stores: usize) -> any
     Ok(())
 }
 
+/// The datastore of a one-shot command, with MongoDB's indexes in place.
+async fn open_datastore(settings: &Settings) -> anyhow::Result<crate::datastore::Datastore> {
+    let datastore = startup::connect(settings, &Metrics::new()).await?;
+    datastore
+        .store()
+        .ensure_indexes()
+        .await
+        .context("creating MongoDB indexes (is MongoDB reachable?)")?;
+    Ok(datastore)
+}
+
 /// Closes the MongoDB client before a one-shot command exits: dropped at exit instead, the
 /// driver ends its sessions on a task the exiting runtime no longer runs, and can panic.
 async fn close(datastore: &crate::datastore::Datastore) {
@@ -181,12 +186,7 @@ async fn close(datastore: &crate::datastore::Datastore) {
 
 async fn run_ingest(settings: &Settings, args: &IngestArgs) -> anyhow::Result<()> {
     let source = OpenLibrary::new(&settings.source)?;
-    let datastore = startup::connect(settings, &Metrics::new()).await?;
-    datastore
-        .store()
-        .ensure_indexes()
-        .await
-        .context("creating MongoDB indexes (is MongoDB reachable?)")?;
+    let datastore = open_datastore(settings).await?;
     let bookstore = match &args.bookstore {
         None => None,
         Some(name) => Some(stocked_store(&datastore, name).await?),

@@ -229,13 +229,18 @@ impl TestApp {
         }
     }
 
+    /// This test's database, through a client of its own (not the app's, nor its proxies).
+    async fn mongodb(&self) -> mongodb::Database {
+        mongodb::Client::with_uri_str(&self.stack.mongodb_uri)
+            .await
+            .expect("a MongoDB client")
+            .database(&self.database)
+    }
+
     /// How many books MongoDB holds in this test's database (read directly, not through the app).
     pub async fn count_books(&self) -> u64 {
-        let client = mongodb::Client::with_uri_str(&self.stack.mongodb_uri)
+        self.mongodb()
             .await
-            .expect("a MongoDB client");
-        client
-            .database(&self.database)
             .collection::<mongodb::bson::Document>("books")
             .count_documents(mongodb::bson::doc! {})
             .await
@@ -245,11 +250,9 @@ impl TestApp {
     /// Every book in MongoDB, keyed by source key (read directly, not through the app).
     pub async fn books_in_mongodb(&self) -> BTreeMap<String, mongodb::bson::Document> {
         use futures::TryStreamExt;
-        let client = mongodb::Client::with_uri_str(&self.stack.mongodb_uri)
+        let documents: Vec<mongodb::bson::Document> = self
+            .mongodb()
             .await
-            .expect("a MongoDB client");
-        let documents: Vec<mongodb::bson::Document> = client
-            .database(&self.database)
             .collection::<mongodb::bson::Document>("books")
             .find(mongodb::bson::doc! {})
             .await
@@ -274,10 +277,7 @@ impl TestApp {
     /// equal digests mean nothing was written in between.
     pub async fn digest(&self) -> Vec<String> {
         use futures::TryStreamExt;
-        let client = mongodb::Client::with_uri_str(&self.stack.mongodb_uri)
-            .await
-            .expect("a MongoDB client");
-        let database = client.database(&self.database);
+        let database = self.mongodb().await;
         let mut lines = Vec::new();
         let mut collections = database.list_collection_names().await.expect("collections");
         collections.sort();
