@@ -6,7 +6,9 @@
 //! Outages are injected with a [`TcpProxy`] the test owns, never by stopping shared servers.
 
 mod proxy;
+mod redis_server;
 mod stack;
 
 pub use proxy::TcpProxy;
+pub use redis_server::RedisServer;
 pub use stack::{delete_app_keys, delete_keys_with_prefix, oponn_binary, unique_name, Stack};
