@@ -73,8 +73,12 @@ pub(super) struct Link {
     client: redis::Client,
     timeout: Duration,
     current: Mutex<Option<Session>>,
-    /// One connection attempt at a time: callers that find no session wait for it.
+    /// One connection attempt at a time: callers that find no session wait for it, and share
+    /// its failure rather than each trying again in turn (a silent Redis would otherwise cost
+    /// the last of N waiting requests N connect timeouts).
     connecting: tokio::sync::Mutex<()>,
+    /// Connection attempts made so far.
+    attempts: AtomicU64,
     next_id: AtomicU64,
 }
 
@@ -85,6 +89,7 @@ impl Link {
             timeout,
             current: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
+            attempts: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
         }
     }
@@ -99,10 +104,18 @@ impl Link {
         if let Some(session) = self.lock().clone() {
             return Ok(session);
         }
+        let attempts = self.attempts.load(Ordering::Acquire);
         let _connecting = self.connecting.lock().await;
         if let Some(session) = self.lock().clone() {
             return Ok(session);
         }
+        if self.attempts.load(Ordering::Acquire) != attempts {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "Redis could not be reached just now (a concurrent attempt failed)",
+            )));
+        }
+        self.attempts.fetch_add(1, Ordering::AcqRel);
         // Commands carry their own deadlines (reads and writes differ): none on the connection,
         // one around connecting and reading the run.
         let config = AsyncConnectionConfig::new()

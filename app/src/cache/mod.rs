@@ -102,6 +102,9 @@ pub struct Cache {
     write_timeout: Duration,
     retry_after: Duration,
     breaker: Breaker,
+    /// Open after a write waited the whole write timeout in vain: the writes that follow
+    /// within `retry_after` do not wait again.
+    silent: Breaker,
     repairs: Repairs,
     results: ResultScripts,
     /// Index ranges whose reconciliation failed (see [`results`]).
@@ -128,6 +131,7 @@ impl Cache {
             write_timeout: redis.write_timeout,
             retry_after: redis.retry_after,
             breaker: Breaker::new(redis.retry_after),
+            silent: Breaker::new(redis.retry_after),
             repairs: Repairs::new(),
             results: ResultScripts::new(),
             dirty_results: Mutex::default(),
@@ -276,7 +280,13 @@ impl Cache {
             return;
         }
         let writes = self.versioned_writes(noted, entries);
-        if let Err(error) = self.write_within_timeout(&writes).await {
+        let written = self
+            .within_write_timeout(|session, left| {
+                let writes = &writes;
+                async move { self.set_many(&session, left, writes).await.map(|_| ()) }
+            })
+            .await;
+        if let Err(error) = written {
             tracing::warn!(%error, entity = E::COLLECTION, "write-through failed; will repair when Redis answers");
             self.repairs.record(&writes);
             self.metrics
@@ -285,24 +295,38 @@ impl Cache {
         }
     }
 
-    async fn write_within_timeout(&self, writes: &[VersionedWrite]) -> Result<(), CacheError> {
+    /// Runs a write's cache work (`attempt`, given a session and the time left), past the
+    /// breaker, again on a new session after a failure, until it succeeds or the write timeout
+    /// passes; a refused connection ends it at once (Redis is not running, and the run that
+    /// comes back trusts nothing older).
+    async fn within_write_timeout<T, F, Fut>(&self, mut attempt: F) -> Result<T, CacheError>
+    where
+        F: FnMut(Session, Duration) -> Fut,
+        Fut: Future<Output = Result<T, CacheError>>,
+    {
+        if !self.silent.allows() {
+            return Err(CacheError::Bypassed);
+        }
         let deadline = Instant::now() + self.write_timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let attempt = match self.link.session().await {
-                Ok(session) => self.set_many(&session, left, writes).await.map(|_| ()),
+            let attempted = match self.link.session().await {
+                Ok(session) => attempt(session, left).await,
                 Err(error) => Err(self.connect_failed(error)),
             };
-            match attempt {
-                Ok(()) => return Ok(()),
+            match attempted {
+                Ok(done) => return Ok(done),
                 Err(CacheError::Redis(error)) if error.is_connection_refusal() => {
                     return Err(CacheError::Redis(error))
                 }
-                Err(error) if Instant::now() >= deadline => return Err(error),
+                Err(error) if Instant::now() >= deadline => {
+                    self.silent.trip();
+                    return Err(error);
+                }
                 Err(_) => {
                     // Reconnect (the failed session was dropped) after a short pause.
-                    let pause = self.timeout.min(RECONNECT_PAUSE);
-                    tokio::time::sleep(pause.min(deadline - Instant::now())).await;
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    tokio::time::sleep(RECONNECT_PAUSE.min(left)).await;
                 }
             }
         }

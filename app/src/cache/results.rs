@@ -41,11 +41,11 @@
 //! answers. (Another instance could serve such a result until then; the same limit as the
 //! entity cache's pending repairs.)
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, time::Duration};
 
 use redis::Script;
 
-use super::{Cache, CacheError, Epoch};
+use super::{link::Session, Cache, CacheError, Epoch};
 use crate::{
     domain::Version,
     query::{visited_ranges, CachedResult, Change, Spec, Written},
@@ -485,7 +485,18 @@ impl Cache {
             ));
         }
         let ranges: Vec<String> = ranges.into_iter().collect();
-        if let Err(error) = self.try_reconcile(collection, &ranges, writes).await {
+        // Like a write-through, it waits for a slow or paused Redis rather than leaving results
+        // that other instances would serve once Redis answers.
+        let reconciled = self
+            .within_write_timeout(|session, left| {
+                let ranges = &ranges;
+                async move {
+                    self.try_reconcile(&session, left, collection, ranges, writes)
+                        .await
+                }
+            })
+            .await;
+        if let Err(error) = reconciled {
             if !matches!(error, CacheError::Bypassed) {
                 tracing::warn!(%error, collection, "result reconciliation failed; dropping the ranges when Redis answers");
             }
@@ -495,11 +506,13 @@ impl Cache {
 
     async fn try_reconcile(
         &self,
+        session: &Session,
+        within: Duration,
         collection: &str,
         ranges: &[String],
         writes: &[Reconcile],
     ) -> Result<(), CacheError> {
-        let session = self.session().await?;
+        let deadline = tokio::time::Instant::now() + within;
         let mut connection = session.connection.clone();
         let mut begin = self.results.begin.prepare_invoke();
         begin
@@ -513,8 +526,8 @@ impl Cache {
         let found: Vec<String> = self
             .call(
                 "result_begin",
-                &session,
-                self.timeout,
+                session,
+                within,
                 begin.invoke_async(&mut connection),
             )
             .await?;
@@ -577,8 +590,8 @@ impl Cache {
         let _: (i64, i64) = self
             .call(
                 "result_commit",
-                &session,
-                self.timeout,
+                session,
+                deadline.saturating_duration_since(tokio::time::Instant::now()),
                 commit.invoke_async(&mut connection),
             )
             .await?;

@@ -26,7 +26,7 @@ async fn with_redis_down_reads_answer_from_mongodb_and_readyz_says_so() {
     let id = app.create_book("/works/R1", "Survivor").await["id"].clone();
     let proxy = app.redis_proxy.as_ref().expect("proxy");
 
-    proxy.cut();
+    proxy.cut().await;
     let finds = app.mongo_finds();
     let read = app.graphql(BOOK, json!({ "id": id })).await;
     assert_no_errors(&read);
@@ -64,7 +64,7 @@ async fn a_write_during_a_redis_outage_is_repaired_when_redis_returns() {
     let id = book_id(&created);
     let proxy = app.redis_proxy.as_ref().expect("proxy");
 
-    proxy.cut();
+    proxy.cut().await;
     let written = app
         .graphql(RETITLE, json!({ "id": id.to_string(), "t": "v2" }))
         .await;
@@ -97,7 +97,7 @@ async fn with_mongodb_down_cached_reads_answer_and_writes_fail_without_half_writ
     let id = app.create_book("/works/M1", "Cached").await["id"].clone();
     let proxy = app.mongo_proxy.as_ref().expect("proxy");
 
-    proxy.cut();
+    proxy.cut().await;
     let read = app.graphql(BOOK, json!({ "id": id })).await;
     assert_no_errors(&read);
     assert_eq!(read["data"]["book"]["title"], "Cached", "served from Redis");
@@ -170,7 +170,7 @@ async fn a_write_that_cannot_reconcile_never_leaves_a_stale_result_served() {
     assert_eq!(titles(app.graphql(PAGE, json!({})).await), ["First"]);
 
     let proxy = app.redis_proxy.as_ref().expect("proxy");
-    proxy.cut();
+    proxy.cut().await;
     app.create_book("/works/Q2", "Second").await;
     assert!(!app.datastore.cache().results_clean());
     proxy.restore();

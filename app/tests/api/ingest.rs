@@ -346,7 +346,7 @@ async fn cache_writes_redis_missed_during_an_ingest_are_reported_then_settled() 
     assert_eq!(app.cached(id).await.expect("filled").version, 1);
 
     let redis = app.redis_proxy.as_ref().expect("a Redis proxy");
-    redis.cut();
+    redis.cut().await;
     server.reset().await;
     let mut first = page(25, 0..10);
     first["docs"][3]["title"] = json!("Work 3, revised");

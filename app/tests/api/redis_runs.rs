@@ -169,11 +169,8 @@ async fn a_paused_redis_takes_the_write_through_before_the_mutation_replies() {
 async fn a_stopping_server_hands_its_pending_repairs_to_redis() {
     let mut app = TestApp::spawn_with(Options {
         proxy_redis: true,
-        settings: vec![
-            ("OPONN_REDIS_WRITE_TIMEOUT_MS", "200".to_owned()),
-            // No repair loop tick during the test: only the shutdown can land the repair.
-            ("OPONN_REDIS_RETRY_AFTER_MS", "60000".to_owned()),
-        ],
+        // No repair loop tick during the test: only the shutdown can land the repair.
+        settings: vec![("OPONN_REDIS_RETRY_AFTER_MS", "60000".to_owned())],
         ..Options::default()
     })
     .await;
@@ -184,7 +181,7 @@ async fn a_stopping_server_hands_its_pending_repairs_to_redis() {
     );
 
     let proxy = app.redis_proxy.take().expect("a Redis proxy");
-    proxy.cut();
+    proxy.cut().await;
     app.datastore
         .update_book(book.id, retitle("Stopping two"), None)
         .await
