@@ -1,0 +1,285 @@
+//! The workload a run keeps up while faults are injected: writers updating a small hot set of
+//! books and readers reading it three ways, through both instances alternately, each recording
+//! what the checker needs on the test process's clock.
+//!
+//! Every hot book is first given one shared author ([`prepare`]), and every write keeps it, so
+//! the filtered list page (the query-result cache's path) returns the whole hot set.
+
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use serde_json::{json, Value};
+use tokio::{sync::watch, task::JoinSet};
+
+use super::{Ack, Read, ReadKind, Routes, INSTANCES};
+use crate::TOKEN;
+
+/// No request may take longer than this (it then counts as an error).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+const UPDATE: &str = "mutation($id: ID!, $input: UpdateBookInput!) { \
+                      updateBook(id: $id, input: $input) { id version } }";
+const BOOK: &str = "query($id: ID!) { book(id: $id) { id version } }";
+const BOOKS_BY_IDS: &str = "query($ids: [ID!]!) { booksByIds(ids: $ids) { id version } }";
+const LIST: &str = "query($author: String!) { \
+                    books(filter: { author: $author }, first: 20) { nodes { id version } } }";
+
+/// How many workers, and how many requests each may send at most.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkloadSettings {
+    pub writers: usize,
+    pub readers: usize,
+    pub requests_per_worker: usize,
+}
+
+/// What the workload reads and writes, and where.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub routes: Arc<Routes>,
+    /// The hot set (at most 20, so one list page holds it).
+    pub ids: Arc<Vec<String>>,
+    /// The author every hot book has.
+    pub author: String,
+    pub client: reqwest::Client,
+}
+
+/// Everything the workers recorded.
+#[derive(Debug, Default)]
+pub struct Log {
+    pub acks: Vec<Ack>,
+    pub reads: Vec<Read>,
+    pub read_errors: Vec<String>,
+    pub write_errors: Vec<String>,
+}
+
+/// Running writers and readers.
+pub struct Workload {
+    stop: watch::Sender<bool>,
+    reads: watch::Receiver<usize>,
+    workers: JoinSet<Log>,
+}
+
+impl Target {
+    pub fn new(routes: Arc<Routes>, ids: Vec<String>, author: &str) -> Self {
+        assert!(ids.len() <= 20, "the hot set fits one list page");
+        Self {
+            routes,
+            ids: Arc::new(ids),
+            author: author.to_owned(),
+            client: reqwest::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .build()
+                .expect("an HTTP client"),
+        }
+    }
+
+    /// Sends one GraphQL request to instance `preferred` (or another if it is down); its `data`,
+    /// or why it is an error: no instance up, a transport failure, a non-200, GraphQL errors.
+    /// `sent` is set just before the request leaves.
+    async fn call(
+        &self,
+        preferred: usize,
+        query: &str,
+        variables: Value,
+        sent: &mut Instant,
+    ) -> Result<(usize, Value), String> {
+        let (instance, base) = self
+            .routes
+            .pick(preferred)
+            .ok_or_else(|| "no instance is up".to_owned())?;
+        let request = self
+            .client
+            .post(format!("{base}/graphql"))
+            .bearer_auth(TOKEN)
+            .json(&json!({ "query": query, "variables": variables }));
+        *sent = Instant::now();
+        let failed = |error: reqwest::Error| format!("instance {instance}: {error}");
+        let response = request.send().await.map_err(failed)?;
+        let status = response.status();
+        let body: Value = response.json().await.map_err(failed)?;
+        if status != 200 || body.get("errors").is_some() {
+            return Err(format!("instance {instance}: HTTP {status}: {body}"));
+        }
+        Ok((instance, body["data"].clone()))
+    }
+
+    /// Updates `id`, keeping the shared author; the acknowledged version.
+    async fn write(&self, preferred: usize, id: &str, year: i64) -> Result<Ack, String> {
+        let input = json!({ "authors": [self.author], "firstPublishYear": year });
+        let mut sent = Instant::now();
+        let (_, data) = self
+            .call(
+                preferred,
+                UPDATE,
+                json!({ "id": id, "input": input }),
+                &mut sent,
+            )
+            .await?;
+        let at = Instant::now();
+        let version = data["updateBook"]["version"]
+            .as_i64()
+            .ok_or_else(|| format!("no version in {data}"))?;
+        Ok(Ack {
+            id: id.to_owned(),
+            version,
+            at,
+        })
+    }
+
+    /// One read of `kind` (`book(id)` reads `id`); the versions it returned.
+    async fn read(&self, preferred: usize, kind: ReadKind, id: &str) -> Result<Read, String> {
+        let (query, variables) = match kind {
+            ReadKind::Book => (BOOK, json!({ "id": id })),
+            ReadKind::BooksByIds => (BOOKS_BY_IDS, json!({ "ids": *self.ids })),
+            ReadKind::List => (LIST, json!({ "author": self.author })),
+        };
+        let mut began = Instant::now();
+        let (instance, data) = self.call(preferred, query, variables, &mut began).await?;
+        let records = match kind {
+            ReadKind::Book => vec![data["book"].clone()],
+            ReadKind::BooksByIds => data["booksByIds"].as_array().cloned().unwrap_or_default(),
+            ReadKind::List => data["books"]["nodes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        };
+        let versions = records
+            .iter()
+            .map(|record| {
+                let id = record["id"].as_str();
+                let version = record["version"].as_i64();
+                id.zip(version)
+                    .map(|(id, version)| (id.to_owned(), version))
+                    .ok_or_else(|| format!("instance {instance}: a record without id or version in {data}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if versions.is_empty() {
+            return Err(format!("instance {instance}: no record in {data}"));
+        }
+        Ok(Read {
+            began,
+            kind,
+            instance,
+            versions,
+        })
+    }
+}
+
+/// Gives every hot book the shared author, through the instances in turn; the acknowledgements.
+pub async fn prepare(target: &Target) -> Vec<Ack> {
+    let mut acks = Vec::new();
+    for (index, id) in target.ids.iter().enumerate() {
+        let ack = target
+            .write(index % INSTANCES, id, 1000)
+            .await
+            .unwrap_or_else(|error| panic!("preparing {id}: {error}"));
+        acks.push(ack);
+    }
+    acks
+}
+
+impl Workload {
+    /// Starts the writers and readers; they run until [`Workload::stop`] or their request bound.
+    pub fn start(target: &Target, settings: WorkloadSettings) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let (read_count, reads) = watch::channel(0);
+        let read_count = Arc::new(read_count);
+        let mut workers = JoinSet::new();
+        for writer in 0..settings.writers {
+            let (target, stopped) = (target.clone(), stopped.clone());
+            let bound = settings.requests_per_worker;
+            workers.spawn(async move { write_loop(target, writer, bound, stopped).await });
+        }
+        for reader in 0..settings.readers {
+            let (target, stopped) = (target.clone(), stopped.clone());
+            let (bound, read_count) = (settings.requests_per_worker, read_count.clone());
+            workers.spawn(async move { read_loop(target, reader, bound, stopped, read_count).await });
+        }
+        Self {
+            stop,
+            reads,
+            workers,
+        }
+    }
+
+    /// Resolves once the readers have recorded `count` reads (errors not included), or never.
+    pub async fn reads_reached(&self, count: usize) {
+        let mut reads = self.reads.clone();
+        // The sender lives in the readers; if they all ended, wait forever (callers bound it).
+        if reads.wait_for(|reads| *reads >= count).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Stops every worker after its current request, and gathers what they recorded.
+    pub async fn stop(mut self) -> Log {
+        self.stop.send_replace(true);
+        let mut log = Log::default();
+        while let Some(worker) = self.workers.join_next().await {
+            let worker = worker.expect("a worker does not panic");
+            log.acks.extend(worker.acks);
+            log.reads.extend(worker.reads);
+            log.read_errors.extend(worker.read_errors);
+            log.write_errors.extend(worker.write_errors);
+        }
+        log
+    }
+}
+
+/// Writer `writer`: updates hot books in turn, through the instances alternately.
+async fn write_loop(
+    target: Target,
+    writer: usize,
+    bound: usize,
+    stopped: watch::Receiver<bool>,
+) -> Log {
+    let mut log = Log::default();
+    for request in 0..bound {
+        if *stopped.borrow() {
+            break;
+        }
+        let id = &target.ids[spread(writer, request, target.ids.len())];
+        // Every write changes the record; the year only varies so that it visibly does.
+        let year = 1000 + (request % 1000) as i64;
+        match target.write(writer + request, id, year).await {
+            Ok(ack) => log.acks.push(ack),
+            Err(error) => log.write_errors.push(error),
+        }
+    }
+    log
+}
+
+/// Reader `reader`: cycles through the three kinds of read, through the instances alternately.
+async fn read_loop(
+    target: Target,
+    reader: usize,
+    bound: usize,
+    stopped: watch::Receiver<bool>,
+    read_count: Arc<watch::Sender<usize>>,
+) -> Log {
+    const KINDS: [ReadKind; 3] = [ReadKind::Book, ReadKind::BooksByIds, ReadKind::List];
+    let mut log = Log::default();
+    for request in 0..bound {
+        if *stopped.borrow() {
+            break;
+        }
+        let kind = KINDS[(reader + request) % KINDS.len()];
+        let id = &target.ids[spread(reader, request, target.ids.len())];
+        match target.read(reader + request, kind, id).await {
+            Ok(read) => {
+                log.reads.push(read);
+                read_count.send_modify(|count| *count += 1);
+            }
+            Err(error) => log.read_errors.push(error),
+        }
+    }
+    log
+}
+
+/// The hot record worker `worker` picks for its `request`th request: every record in turn (for
+/// a hot set of 16, which 7 is prime to), each worker from another place.
+fn spread(worker: usize, request: usize, records: usize) -> usize {
+    (request * 7 + worker * 3) % records
+}
