@@ -66,11 +66,12 @@ impl RedisServer {
             .await
             .expect("SAVE within the bound")
             .expect("SAVE succeeds");
+        let saved = self.live_file();
         self.generation += 1;
         let file = self
             .directory
             .join(format!("snapshot-{}.rdb", self.generation));
-        std::fs::copy(self.live_file(), &file).expect("the RDB file is copied");
+        std::fs::copy(saved, &file).expect("the RDB file is copied");
         Snapshot { file }
     }
 
