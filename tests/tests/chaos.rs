@@ -65,6 +65,13 @@ enum Fault {
 }
 
 impl Fault {
+    const ALL: [Self; 4] = [
+        Self::RestartEmpty,
+        Self::OlderSnapshot,
+        Self::Pause,
+        Self::InstanceKilled,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             Self::RestartEmpty => "restart-empty",
@@ -74,9 +81,16 @@ impl Fault {
         }
     }
 
-    /// Whether `OPONN_CHAOS_FAULT` (unset: every fault) selects this fault.
+    /// Whether `OPONN_CHAOS_FAULT` (unset or empty: every fault) selects this fault.
     fn selected(self) -> bool {
-        std::env::var("OPONN_CHAOS_FAULT").map_or(true, |name| name == self.name())
+        match std::env::var("OPONN_CHAOS_FAULT") {
+            Ok(name) if !name.is_empty() => {
+                let known = Self::ALL.iter().any(|fault| fault.name() == name);
+                assert!(known, "OPONN_CHAOS_FAULT={name:?} names no fault");
+                name == self.name()
+            }
+            _ => true,
+        }
     }
 
     /// Injects the fault and returns once it is over (Redis and both instances up).
@@ -117,7 +131,7 @@ impl Fault {
     /// reads fall back to MongoDB and writes outlast it.
     fn error_bounds(self, settings: WorkloadSettings, faults: usize) -> (usize, usize) {
         match self {
-            Self::InstanceKilled => (settings.readers * faults, settings.writers * faults),
+            Self::InstanceKilled => (settings.readers * faults, settings.all_writers() * faults),
             _ => (0, 0),
         }
     }
@@ -147,12 +161,13 @@ impl Profile {
                 workload: WorkloadSettings {
                     writers: 4,
                     write_interval: Duration::from_millis(200),
+                    listed_writers: 1,
                     readers: 8,
                     requests_per_worker: 50_000,
                 },
                 warm_up: Duration::from_secs(5),
-                recovery: Duration::from_secs(5),
-                faults: 3,
+                recovery: Duration::from_secs(3),
+                faults: 5,
                 reads: 10_000,
                 time_bound: Duration::from_secs(90),
             },
@@ -160,6 +175,7 @@ impl Profile {
                 workload: WorkloadSettings {
                     writers: 3,
                     write_interval: Duration::from_millis(150),
+                    listed_writers: 1,
                     readers: 4,
                     requests_per_worker: 5_000,
                 },
