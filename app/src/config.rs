@@ -42,6 +42,10 @@ pub struct RedisSettings {
     pub url: SecretString,
     /// `OPONN_REDIS_TIMEOUT_MS`: connect and per-command timeout.
     pub timeout: Duration,
+    /// `OPONN_REDIS_WRITE_TIMEOUT_MS`: how long a mutation waits for Redis to take its cache
+    /// write (reconnecting as needed) before it replies with the write pending repair. A
+    /// Redis that refuses connections is not waited for.
+    pub write_timeout: Duration,
     /// `OPONN_REDIS_RETRY_AFTER_MS`: after a Redis failure, how long the cache is bypassed
     /// before Redis is tried again (so a dead Redis costs one timeout, not one per request).
     pub retry_after: Duration,
@@ -176,6 +180,7 @@ impl Settings {
             redis: RedisSettings {
                 url: vars.secret("REDIS_URL")?,
                 timeout: vars.millis("OPONN_REDIS_TIMEOUT_MS", 500)?,
+                write_timeout: vars.millis("OPONN_REDIS_WRITE_TIMEOUT_MS", 5_000)?,
                 retry_after: vars.millis("OPONN_REDIS_RETRY_AFTER_MS", 1_000)?,
             },
             cache: CacheSettings {

@@ -5,7 +5,7 @@
 //! Redis lazily, creates indexes, and wires the routers. [`Application::run_until`] serves until the given future resolves, then stops taking
 //! new connections and lets in-flight requests finish (ECS sends SIGTERM before it kills).
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -27,6 +27,8 @@ pub struct Application {
     ops_router: axum::Router,
     datastore: Datastore,
     metrics: Metrics,
+    /// How long a stopping server keeps trying to hand its pending cache repairs to Redis.
+    settle: Duration,
 }
 
 impl Application {
@@ -62,6 +64,7 @@ impl Application {
             ops_router: ops_router(state),
             datastore,
             metrics,
+            settle: settings.cache.settle,
         })
     }
 
@@ -99,6 +102,7 @@ impl Application {
             ops_listener,
             ops_router,
             datastore,
+            settle,
             ..
         } = self;
         let repairs = tokio::spawn(datastore.cache().clone().run_repairs());
@@ -113,6 +117,15 @@ impl Application {
             .with_graceful_shutdown(shutdown)
             .await;
         repairs.abort();
+        // Pending repairs live in this process: hand them to Redis before it ends, or say
+        // what is left (the records stay right in MongoDB; see `Cache::settle`).
+        match datastore.cache().settle(settle).await {
+            Ok(()) => {}
+            Err(unsettled) => tracing::error!(
+                error = %unsettled,
+                "stopping with cache writes Redis did not take"
+            ),
+        }
         ops.abort();
         tracing::info!("stopped");
         served.context("serving HTTP")

@@ -1,51 +1,39 @@
-//! A `redis-server` a test owns, in its own directory on its own port, that the test kills,
-//! pauses and restarts with real signals.
-//!
-//! It runs with `--save "" --appendonly no`: it writes nothing to disk unless asked
-//! ([`RedisServer::snapshot`]), so a plain restart ([`RedisServer::restart_empty`]) comes back
-//! empty, and a restart from a snapshot ([`RedisServer::restart_from`]) comes back holding what
-//! the snapshot held, as a promoted replica that lagged would. Every restart keeps the port, so
-//! clients reconnect to the same URL.
+//! A `redis-server` of a test's own, to kill, restart, restore from a snapshot and pause: the
+//! faults a shared server must never suffer. It listens on a free 127.0.0.1 port, keeps its
+//! files in a directory of its own, and dies with the value.
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
-
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
 };
 
 use crate::unique_name;
 
-/// How long a start, a `SAVE` or a signal may take before the test fails.
-const BOUND: Duration = Duration::from_secs(10);
-
 pub struct RedisServer {
     port: u16,
-    directory: PathBuf,
-    /// `None` while killed and not yet restarted.
-    process: Option<Child>,
-    /// Numbers the files of successive processes and snapshots, so none overwrites another.
-    generation: u32,
-}
-
-/// An RDB file set aside by [`RedisServer::snapshot`].
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    file: PathBuf,
+    dir: PathBuf,
+    child: Option<Child>,
+    /// The file the running server saves to (and started from).
+    dbfilename: &'static str,
+    snapshots: usize,
 }
 
 impl RedisServer {
-    /// Starts an empty server on a free port of 127.0.0.1, in a new temporary directory.
+    /// Starts an empty server that saves nothing unless asked ([`RedisServer::snapshot`]).
     pub async fn start() -> Self {
-        let directory = std::env::temp_dir().join(unique_name("oponn-redis"));
-        std::fs::create_dir_all(&directory).expect("a temporary directory");
+        let port = free_port();
+        let dir = std::env::temp_dir().join(unique_name("oponn-redis"));
+        std::fs::create_dir_all(&dir).expect("a directory for the Redis server");
         let mut server = Self {
-            port: free_port(),
-            directory,
-            process: None,
-            generation: 0,
+            port,
+            dir,
+            child: None,
+            dbfilename: "dump.rdb",
+            snapshots: 0,
         };
-        server.restart_empty().await;
+        server.launch(None).await;
         server
     }
 
@@ -53,137 +41,124 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// `SAVE`, then a copy of the RDB file under a name no later `SAVE` writes to.
-    pub async fn snapshot(&mut self) -> Snapshot {
-        let save = async {
-            let client = redis::Client::open(self.url())?;
-            let mut connection = client.get_multiplexed_async_connection().await?;
-            redis::cmd("SAVE")
-                .query_async::<()>(&mut connection)
-                .await
-        };
-        tokio::time::timeout(BOUND, save)
+    /// Saves the dataset now (`SAVE`) and returns a copy of it, to restart from later.
+    pub async fn snapshot(&mut self) -> PathBuf {
+        let mut connection = self.connection().await;
+        let _: () = redis::cmd("SAVE")
+            .query_async(&mut connection)
             .await
-            .expect("SAVE within the bound")
-            .expect("SAVE succeeds");
-        let saved = self.live_file();
-        self.generation += 1;
-        let file = self
-            .directory
-            .join(format!("snapshot-{}.rdb", self.generation));
-        std::fs::copy(saved, &file).expect("the RDB file is copied");
-        Snapshot { file }
+            .expect("SAVE");
+        self.snapshots += 1;
+        let copy = self.dir.join(format!("snapshot-{}.rdb", self.snapshots));
+        std::fs::copy(self.dir.join(self.dbfilename), &copy).expect("copy the snapshot");
+        copy
     }
 
-    /// SIGKILL, and waits until the process is gone (so the port is free again).
-    pub async fn kill(&mut self) {
-        let mut process = self.process.take().expect("Redis is running");
-        process.start_kill().expect("SIGKILL is sent");
-        tokio::time::timeout(BOUND, process.wait())
-            .await
-            .expect("Redis exits after SIGKILL")
-            .expect("an exit status");
+    /// SIGKILL: no shutdown, no save.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
-    /// SIGSTOP: the server keeps its connections open but answers nothing.
-    pub async fn pause(&self) {
-        signal(self.pid(), "STOP").await;
+    /// Starts the server again on the same port, empty (after [`RedisServer::kill`]).
+    pub async fn restart_empty(&mut self) {
+        self.kill();
+        self.launch(None).await;
+    }
+
+    /// Starts the server again on the same port with the data of `snapshot`: what a replica
+    /// that lagged behind holds when it is promoted.
+    pub async fn restart_from(&mut self, snapshot: &Path) {
+        self.kill();
+        self.launch(Some(snapshot)).await;
+    }
+
+    /// SIGSTOP: the server keeps its connections and data but answers nothing.
+    pub fn pause(&self) {
+        self.signal("-STOP");
     }
 
     /// SIGCONT after [`RedisServer::pause`].
-    pub async fn resume(&self) {
-        signal(self.pid(), "CONT").await;
+    pub fn resume(&self) {
+        self.signal("-CONT");
     }
 
-    /// Starts a server on the same port with nothing in it.
-    pub async fn restart_empty(&mut self) {
-        self.generation += 1;
-        self.spawn().await;
+    /// A connection of the test's own.
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("a Redis client")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("a connection to the test's Redis")
     }
 
-    /// Starts a server on the same port that loads `snapshot` first.
-    pub async fn restart_from(&mut self, snapshot: &Snapshot) {
-        self.generation += 1;
-        std::fs::copy(&snapshot.file, self.live_file()).expect("the snapshot is copied");
-        self.spawn().await;
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the server runs");
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill {signal} failed");
     }
 
-    fn pid(&self) -> u32 {
-        let process = self.process.as_ref().expect("Redis is running");
-        process.id().expect("Redis has not been reaped")
-    }
-
-    /// The RDB file of the current generation: what it loads at start and `SAVE` writes.
-    fn live_file(&self) -> PathBuf {
-        self.directory.join(format!("live-{}.rdb", self.generation))
-    }
-
-    /// Starts `redis-server` on the live file and waits for it to accept connections.
-    async fn spawn(&mut self) {
-        assert!(self.process.is_none(), "Redis is already running");
-        let file_name = self.live_file();
-        let file_name = file_name.file_name().expect("a file name");
-        let mut process = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+    async fn launch(&mut self, snapshot: Option<&Path>) {
+        let dbfilename = match snapshot {
+            Some(snapshot) => {
+                let name = "restored.rdb";
+                std::fs::copy(snapshot, self.dir.join(name)).expect("stage the snapshot");
+                name
+            }
+            None => {
+                let _ = std::fs::remove_file(self.dir.join("dump.rdb"));
+                "dump.rdb"
+            }
+        };
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&self.directory)
-            .arg("--dbfilename")
-            .arg(file_name)
-            .stdout(Stdio::piped())
+            .args(["--dir", self.dir.to_str().expect("a UTF-8 path")])
+            .args(["--dbfilename", dbfilename])
+            .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .kill_on_drop(true)
             .spawn()
-            .expect("redis-server starts (is it installed?)");
-        let mut logs = BufReader::new(process.stdout.take().expect("stdout")).lines();
-        let ready = async {
-            let mut seen = Vec::new();
-            while let Ok(Some(line)) = logs.next_line().await {
-                if line.contains("Ready to accept connections") {
+            .expect("redis-server starts (scripts/stack installs it)");
+        self.child = Some(child);
+        self.dbfilename = dbfilename;
+        self.wait_until_ready().await;
+    }
+
+    /// Polls `PING` (a fresh server reports readiness only by answering), for at most 10 s.
+    async fn wait_until_ready(&self) {
+        let client = redis::Client::open(self.url()).expect("a Redis client");
+        for _ in 0..200 {
+            if let Ok(mut connection) = client.get_multiplexed_async_connection().await {
+                let pong: redis::RedisResult<String> =
+                    redis::cmd("PING").query_async(&mut connection).await;
+                if pong.is_ok() {
                     return;
                 }
-                seen.push(line);
             }
-            panic!("redis-server exited before it was ready:\n{}", seen.join("\n"));
-        };
-        tokio::time::timeout(BOUND, ready)
-            .await
-            .expect("redis-server is ready within the bound");
-        // Its later log lines must still be read, or a full pipe would block it.
-        tokio::spawn(async move { while let Ok(Some(_)) = logs.next_line().await {} });
-        self.process = Some(process);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server on port {} did not start", self.port);
     }
 }
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        if let Some(mut process) = self.process.take() {
-            // SIGKILL ends a stopped process too.
-            let _ = process.start_kill();
-        }
-        let _ = std::fs::remove_dir_all(&self.directory);
+        // SIGKILL lands on a paused server too.
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-/// A port nothing listens on now. Another process could take it before the caller binds it;
-/// the caller then fails loudly (`Address already in use`), which has not happened in practice.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+/// A port nothing listens on now (the OS picks it; the listener is closed at once).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
         .expect("a free port")
-        .port()
-}
-
-/// Sends `SIG<name>` to `pid` with `kill`.
-pub async fn signal(pid: u32, name: &str) {
-    let status = tokio::time::timeout(
-        BOUND,
-        Command::new("kill")
-            .args(["-s", name, &pid.to_string()])
-            .status(),
-    )
-    .await
-    .expect("kill returns")
-    .expect("kill runs");
-    assert!(status.success(), "kill -s {name} {pid}: {status}");
 }

@@ -98,24 +98,24 @@ impl Fault {
         let sleep = tokio::time::sleep;
         match self {
             Self::RestartEmpty => {
-                deployment.redis.kill().await;
+                deployment.redis.kill();
                 sleep(Duration::from_secs(1)).await;
                 deployment.redis.restart_empty().await;
             }
             Self::OlderSnapshot => {
                 let snapshot = deployment.redis.snapshot().await;
                 sleep(Duration::from_secs(3)).await;
-                deployment.redis.kill().await;
+                deployment.redis.kill();
                 deployment.redis.restart_from(&snapshot).await;
             }
             Self::Pause => {
-                deployment.redis.pause().await;
+                deployment.redis.pause();
                 sleep(Duration::from_millis(1500)).await;
-                deployment.redis.resume().await;
+                deployment.redis.resume();
             }
             Self::InstanceKilled => {
                 let snapshot = deployment.redis.snapshot().await;
-                deployment.redis.kill().await;
+                deployment.redis.kill();
                 sleep(Duration::from_secs(1)).await;
                 deployment.kill_instance(0).await;
                 deployment.redis.restart_from(&snapshot).await;

@@ -14,14 +14,22 @@
 //!   short TTL (no hammering MongoDB with missing ids); a delete leaves a tombstone at the
 //!   deleted version + 1, so a reader that read the record before the delete cannot bring it
 //!   back (its version is lower).
-//! * **Redis is never required.** Any Redis failure becomes a miss for reads (`bypass`), trips
-//!   a short breaker, and turns write-throughs into pending repairs ([`repairs`]) that are
-//!   re-applied when Redis answers; reads of a key with a pending repair skip the cache.
+//! * **No fill crosses a Redis outage.** Every value is stamped with the Redis run (the
+//!   epoch, see [`link`]) that the writer saw before it read or wrote MongoDB, and only values
+//!   of the run that answers are trusted: a restarted server, a snapshot, a promoted replica
+//!   all start with nothing trusted, and a fill that began before the outage lands untrusted.
+//! * **Redis is never required.** Any Redis failure becomes a miss for reads (`bypass`) and
+//!   trips a short breaker. A write-through waits for Redis up to `OPONN_REDIS_WRITE_TIMEOUT_MS`
+//!   (a paused or slow Redis takes it before the mutation replies); only a Redis that refuses
+//!   connections (it is not running: whatever comes back is a new run, trusting nothing) or
+//!   that stays silent past that bound turns it into a pending repair ([`repairs`]), re-applied
+//!   when Redis answers; reads of a key with a pending repair skip the cache.
 //! * **Batches are one round trip**: one `MGET` for lookups, one pipeline for fills.
 
 mod breaker;
 pub mod entry;
 mod error;
+mod link;
 mod repairs;
 pub mod results;
 mod script;
@@ -34,22 +42,21 @@ use std::{
     time::Duration,
 };
 
-use redis::{
-    aio::{ConnectionManager, ConnectionManagerConfig},
-    ErrorKind, RedisResult, Script, ServerErrorKind,
-};
+use redis::{ErrorKind, RedisResult, Script, ServerErrorKind};
 use secrecy::ExposeSecret;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::time::Instant;
 
 use self::{
     breaker::Breaker,
+    link::{Link, Session},
     repairs::{Repairs, VersionedWrite},
     results::ResultScripts,
 };
 pub use self::{
     entry::Entry,
     error::{CacheError, Unsettled},
+    link::Epoch,
 };
 use crate::{
     config::{CacheSettings, RedisSettings},
@@ -68,6 +75,12 @@ pub trait CacheEntity: Serialize + DeserializeOwned + Clone + Send + Sync {
     fn version(&self) -> Version;
 }
 
+/// How long a write-through waits between two attempts to reach Redis.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
+
+/// How often [`Cache::settle`] tries Redis again.
+const SETTLE_PACE: Duration = Duration::from_millis(100);
+
 /// The outcome of looking one id up.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Lookup<T> {
@@ -81,11 +94,12 @@ pub enum Lookup<T> {
 
 /// The Redis entity cache. Share it behind an `Arc`.
 pub struct Cache {
-    connection: ConnectionManager,
+    link: Link,
     set_if_not_older: Script,
     prefix: String,
     lifetimes: CacheSettings,
     timeout: Duration,
+    write_timeout: Duration,
     retry_after: Duration,
     breaker: Breaker,
     repairs: Repairs,
@@ -105,17 +119,13 @@ impl Cache {
         metrics: &Metrics,
     ) -> Result<Self, CacheError> {
         let client = redis::Client::open(redis.url.expose_secret())?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(redis.timeout))
-            .set_response_timeout(Some(redis.timeout))
-            .set_number_of_retries(1);
-        let connection = ConnectionManager::new_lazy_with_config(client, config)?;
         Ok(Self {
-            connection,
+            link: Link::new(client, redis.timeout),
             set_if_not_older: script::set_if_not_older(),
             prefix: lifetimes.key_prefix.clone(),
             lifetimes: lifetimes.clone(),
             timeout: redis.timeout,
+            write_timeout: redis.write_timeout,
             retry_after: redis.retry_after,
             breaker: Breaker::new(redis.retry_after),
             repairs: Repairs::new(),
@@ -131,18 +141,39 @@ impl Cache {
         format!("{}{}_{}", self.prefix, E::COLLECTION, id)
     }
 
-    /// Looks every id up with one `MGET`. Never fails: Redis trouble yields `Bypass`.
+    /// The epoch a reader or writer notes before it reads or writes MongoDB, and then stamps
+    /// its cache writes with: the run of the Redis server in use, connecting if none is (a
+    /// write made while no run is known is stamped [`Epoch::unknown`], trusted by none).
+    pub async fn note(&self) -> Epoch {
+        if let Some(epoch) = self.link.epoch() {
+            return epoch;
+        }
+        match self.session().await {
+            Ok(session) => session.epoch,
+            Err(_) => Epoch::unknown(),
+        }
+    }
+
+    /// Looks every id up with one `MGET`. Never fails: Redis trouble yields `Bypass`. A value
+    /// stamped with another Redis run than the one answering is a miss.
     pub async fn get_many<E: CacheEntity>(&self, ids: &[E::Id]) -> Vec<Lookup<E>> {
         let keys: Vec<String> = ids.iter().map(|id| self.key::<E>(id)).collect();
-        let mut connection = self.connection.clone();
-        let values: Vec<Option<String>> = match self
-            .call(
-                "mget",
-                redis::cmd("MGET").arg(&keys).query_async(&mut connection),
-            )
-            .await
-        {
-            Ok(values) => values,
+        let looked_up = match self.session().await {
+            Ok(session) => {
+                let mut connection = session.connection.clone();
+                self.call(
+                    "mget",
+                    &session,
+                    self.timeout,
+                    redis::cmd("MGET").arg(&keys).query_async(&mut connection),
+                )
+                .await
+                .map(|values: Vec<Option<String>>| (session.epoch, values))
+            }
+            Err(error) => Err(error),
+        };
+        let (epoch, values) = match looked_up {
+            Ok(looked_up) => looked_up,
             Err(error) => {
                 self.count_lookups::<E>("bypass", keys.len());
                 if !matches!(error, CacheError::Bypassed) {
@@ -153,11 +184,16 @@ impl Cache {
         };
         keys.iter()
             .zip(values)
-            .map(|(key, value)| self.classify::<E>(key, value))
+            .map(|(key, value)| self.classify::<E>(&epoch, key, value))
             .collect()
     }
 
-    fn classify<E: CacheEntity>(&self, key: &str, value: Option<String>) -> Lookup<E> {
+    fn classify<E: CacheEntity>(
+        &self,
+        epoch: &Epoch,
+        key: &str,
+        value: Option<String>,
+    ) -> Lookup<E> {
         if self.repairs.contains(key) {
             self.count_lookups::<E>("bypass", 1);
             return Lookup::Bypass;
@@ -167,9 +203,15 @@ impl Cache {
             return Lookup::Miss;
         };
         match Entry::decode(&raw) {
-            Ok(entry) => {
+            Ok((stamp, entry)) if stamp == epoch.as_str() => {
                 self.count_lookups::<E>("hit", 1);
                 Lookup::Hit(entry)
+            }
+            Ok(_) => {
+                // Written for another run of Redis (a restart, a snapshot, a failover): the
+                // run that answers never saw the writes made since, so it is not trusted.
+                self.count_lookups::<E>("other_epoch", 1);
+                Lookup::Miss
             }
             Err(error) => {
                 // Treated as a miss: the fill's compare-and-set overwrites what it cannot parse.
@@ -180,14 +222,29 @@ impl Cache {
         }
     }
 
-    /// Caches what MongoDB returned after a miss. Best effort: a failure only costs a later
-    /// miss, and an entry older than the cached one is refused by the compare-and-set.
-    pub async fn fill_many<E: CacheEntity>(&self, entries: &[(E::Id, Entry<E>)]) {
+    /// Caches what MongoDB returned after a miss; `noted` is the epoch noted before MongoDB
+    /// was read. Best effort: a failure only costs a later miss, an entry older than the cached
+    /// one is refused by the compare-and-set, and nothing is filled into another Redis run than
+    /// the noted one.
+    pub async fn fill_many<E: CacheEntity>(&self, noted: &Epoch, entries: &[(E::Id, Entry<E>)]) {
         if entries.is_empty() {
             return;
         }
-        let writes = self.versioned_writes(entries);
-        match self.set_many(&writes).await {
+        let writes = self.versioned_writes(noted, entries);
+        let stored = match self.session().await {
+            Ok(session) if session.epoch == *noted => {
+                self.set_many(&session, self.timeout, &writes).await
+            }
+            Ok(_) => {
+                self.metrics
+                    .cache_fills
+                    .with_label_values(&[E::COLLECTION, "other_epoch"])
+                    .inc_by(writes.len() as u64);
+                return;
+            }
+            Err(error) => Err(error),
+        };
+        match stored {
             Ok(stored) => {
                 let fresh = stored.iter().filter(|stored| **stored).count();
                 let fills = &self.metrics.cache_fills;
@@ -204,19 +261,50 @@ impl Cache {
         }
     }
 
-    /// Caches what a committed write produced. Never fails the write: if Redis cannot take it
-    /// now, it becomes a pending repair (see [`repairs`]).
-    pub async fn write_through<E: CacheEntity>(&self, entries: &[(E::Id, Entry<E>)]) {
+    /// Caches what a committed write produced, stamped with the epoch `noted` before the write
+    /// reached MongoDB. Never fails the write. It waits for Redis (past the breaker) up to the
+    /// write timeout, reconnecting as needed, so a Redis that is only slow or paused takes it
+    /// before the mutation replies; a Redis that refuses connections is not running, and
+    /// whatever answers next is a new run that trusts nothing older, so the write becomes a
+    /// pending repair at once (see [`repairs`]), as it does past the timeout.
+    pub async fn write_through<E: CacheEntity>(
+        &self,
+        noted: &Epoch,
+        entries: &[(E::Id, Entry<E>)],
+    ) {
         if entries.is_empty() {
             return;
         }
-        let writes = self.versioned_writes(entries);
-        if let Err(error) = self.set_many(&writes).await {
+        let writes = self.versioned_writes(noted, entries);
+        if let Err(error) = self.write_within_timeout(&writes).await {
             tracing::warn!(%error, entity = E::COLLECTION, "write-through failed; will repair when Redis answers");
             self.repairs.record(&writes);
             self.metrics
                 .cache_pending_repairs
                 .set(self.repairs.len() as i64);
+        }
+    }
+
+    async fn write_within_timeout(&self, writes: &[VersionedWrite]) -> Result<(), CacheError> {
+        let deadline = Instant::now() + self.write_timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let attempt = match self.link.session().await {
+                Ok(session) => self.set_many(&session, left, writes).await.map(|_| ()),
+                Err(error) => Err(self.connect_failed(error)),
+            };
+            match attempt {
+                Ok(()) => return Ok(()),
+                Err(CacheError::Redis(error)) if error.is_connection_refusal() => {
+                    return Err(CacheError::Redis(error))
+                }
+                Err(error) if Instant::now() >= deadline => return Err(error),
+                Err(_) => {
+                    // Reconnect (the failed session was dropped) after a short pause.
+                    let pause = self.timeout.min(RECONNECT_PAUSE);
+                    tokio::time::sleep(pause.min(deadline - Instant::now())).await;
+                }
+            }
         }
     }
 
@@ -233,11 +321,24 @@ impl Cache {
         if self.breaker.allows() {
             self.trim_results().await;
         }
+        if self.breaker.allows() {
+            self.apply_repairs().await;
+        }
+    }
+
+    /// Re-applies every pending repair, each stamped with the epoch its write noted: under
+    /// the same Redis run it restores what the write-through missed; under a new run it lands
+    /// untrusted, a version fence for older fills, since that run never saw the write.
+    async fn apply_repairs(&self) {
         let writes = self.repairs.snapshot();
-        if writes.is_empty() || !self.breaker.allows() {
+        if writes.is_empty() {
             return;
         }
-        match self.set_many(&writes).await {
+        let applied = match self.link.session().await {
+            Ok(session) => self.set_many(&session, self.timeout, &writes).await,
+            Err(error) => Err(self.connect_failed(error)),
+        };
+        match applied {
             Ok(_) => {
                 tracing::info!(repaired = writes.len(), "pending cache writes applied");
                 self.repairs.settle(&writes);
@@ -259,14 +360,16 @@ impl Cache {
         self.repairs.drained().await
     }
 
-    /// Applies pending repairs and drops unreconciled results until none is left, trying every
-    /// `retry_after` for at most `within`. For a process about to exit (`oponn ingest`, `oponn
-    /// seed`): its repairs die with it, and a cached older version would then be served by
-    /// every other instance until its TTL ends, breaking invariant 1. Writes go through the
-    /// same versioned compare-and-set as every repair.
+    /// Applies pending repairs and drops unreconciled results until none is left, trying
+    /// every [`SETTLE_PACE`] (whatever the breaker says) for at most `within`. For a process
+    /// about to exit (`oponn ingest`, `oponn seed`, a `serve` that received SIGTERM): its
+    /// repairs die with it, and a cached older version would then be served by every other
+    /// instance until its TTL ends, breaking invariant 1. Writes go through the same
+    /// versioned compare-and-set as every repair.
     pub async fn settle(&self, within: Duration) -> Result<(), Unsettled> {
         let deadline = Instant::now() + within;
         loop {
+            self.breaker.reset();
             self.repair_once().await;
             let unsettled = Unsettled {
                 records: self.repairs.len(),
@@ -279,30 +382,34 @@ impl Cache {
             if now >= deadline {
                 return Err(unsettled);
             }
-            tokio::time::sleep(self.retry_after.min(deadline - now)).await;
+            tokio::time::sleep(SETTLE_PACE.min(deadline - now)).await;
         }
     }
 
     /// One round trip to Redis, regardless of the breaker; a success closes the breaker.
     pub async fn ping(&self) -> Result<Duration, CacheError> {
         let started = Instant::now();
-        let mut connection = self.connection.clone();
-        let pong: RedisResult<String> = match tokio::time::timeout(
-            self.timeout,
-            redis::cmd("PING").query_async(&mut connection),
-        )
-        .await
-        {
-            Ok(result) => result,
-            Err(_) => return Err(CacheError::Timeout(self.timeout)),
-        };
-        pong?;
+        let session = self
+            .link
+            .session()
+            .await
+            .map_err(|error| self.connect_failed(error))?;
+        let mut connection = session.connection.clone();
+        let _: String = self
+            .call(
+                "ping",
+                &session,
+                self.timeout,
+                redis::cmd("PING").query_async(&mut connection),
+            )
+            .await?;
         self.breaker.reset();
         Ok(started.elapsed())
     }
 
     fn versioned_writes<E: CacheEntity>(
         &self,
+        epoch: &Epoch,
         entries: &[(E::Id, Entry<E>)],
     ) -> Vec<VersionedWrite> {
         entries
@@ -310,7 +417,7 @@ impl Cache {
             .map(|(id, entry)| VersionedWrite {
                 key: self.key::<E>(id),
                 version: entry.version,
-                value: entry.encode(),
+                value: entry.encode(epoch),
                 ttl_ms: self.lifetime(entry).as_millis() as u64,
             })
             .collect()
@@ -326,8 +433,14 @@ impl Cache {
         }
     }
 
-    /// Runs the compare-and-set for every write in one pipeline; `true` where it stored.
-    async fn set_many(&self, writes: &[VersionedWrite]) -> Result<Vec<bool>, CacheError> {
+    /// Runs the compare-and-set for every write in one pipeline, on `session`, within
+    /// `within`; `true` where it stored.
+    async fn set_many(
+        &self,
+        session: &Session,
+        within: Duration,
+        writes: &[VersionedWrite],
+    ) -> Result<Vec<bool>, CacheError> {
         let mut pipeline = redis::pipe();
         for write in writes {
             pipeline
@@ -339,44 +452,78 @@ impl Cache {
                 .arg(&write.value)
                 .arg(write.ttl_ms);
         }
-        let mut connection = self.connection.clone();
+        let mut connection = session.connection.clone();
         let stored: Result<Vec<i64>, CacheError> = self
-            .call("set_if_not_older", pipeline.query_async(&mut connection))
+            .call(
+                "set_if_not_older",
+                session,
+                within,
+                pipeline.query_async(&mut connection),
+            )
             .await;
         let stored = match stored {
             Err(CacheError::Redis(error))
                 if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) =>
             {
-                // Redis restarted or flushed its scripts: load ours and run the batch again.
+                // A new connection to a new run, or flushed scripts: load ours, run again.
                 self.call(
                     "script_load",
+                    session,
+                    within,
                     self.set_if_not_older
                         .prepare_invoke()
                         .load_async(&mut connection),
                 )
                 .await?;
-                self.call("set_if_not_older", pipeline.query_async(&mut connection))
-                    .await?
+                self.call(
+                    "set_if_not_older",
+                    session,
+                    within,
+                    pipeline.query_async(&mut connection),
+                )
+                .await?
             }
             other => other?,
         };
         Ok(stored.into_iter().map(|stored| stored == 1).collect())
     }
 
-    /// Runs one Redis round trip under the timeout and the breaker, with metrics.
-    async fn call<T>(
-        &self,
-        operation: &'static str,
-        call: impl Future<Output = RedisResult<T>>,
-    ) -> Result<T, CacheError> {
+    /// The session for a read or a fill: none while the breaker is open.
+    async fn session(&self) -> Result<Session, CacheError> {
         if !self.breaker.allows() {
             return Err(CacheError::Bypassed);
         }
+        self.link
+            .session()
+            .await
+            .map_err(|error| self.connect_failed(error))
+    }
+
+    /// Counts a failed connection (or reading its run) and trips the breaker.
+    fn connect_failed(&self, error: redis::RedisError) -> CacheError {
+        self.metrics
+            .cache_errors
+            .with_label_values(&["connect"])
+            .inc();
+        self.breaker.trip();
+        CacheError::Redis(error)
+    }
+
+    /// Runs one Redis round trip on `session` within `within`, with metrics. A failure other
+    /// than an error reply trips the breaker and drops the session: the next call connects
+    /// again and learns which run of Redis it reaches.
+    async fn call<T>(
+        &self,
+        operation: &'static str,
+        session: &Session,
+        within: Duration,
+        call: impl Future<Output = RedisResult<T>>,
+    ) -> Result<T, CacheError> {
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.timeout, call).await {
+        let result = match tokio::time::timeout(within, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => Err(CacheError::Redis(error)),
-            Err(_) => Err(CacheError::Timeout(self.timeout)),
+            Err(_) => Err(CacheError::Timeout(within)),
         };
         self.metrics
             .redis_duration
@@ -385,12 +532,16 @@ impl Cache {
         match &result {
             Err(CacheError::Redis(error))
                 if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {}
-            Err(_) => {
+            Err(error) => {
                 self.metrics
                     .cache_errors
                     .with_label_values(&[operation])
                     .inc();
                 self.breaker.trip();
+                if !matches!(error, CacheError::Redis(error) if matches!(error.kind(), ErrorKind::Server(_)))
+                {
+                    self.link.drop_session(session);
+                }
             }
             Ok(_) => {}
         }

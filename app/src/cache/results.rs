@@ -6,7 +6,7 @@
 //!
 //! | key | type | holds |
 //! |-----|------|-------|
-//! | `{<prefix>q}r:<digest>` | string | `<rev> <stamp> <json>`: a [`CachedResult`] (spec, members, complete) and its expiry |
+//! | `{<prefix>q}r:<digest>` | string | `<rev> <stamp> <epoch> <json>`: a [`CachedResult`] (spec, members, complete), its expiry, and the Redis run it was computed for (a result of another run is a miss, as for records) |
 //! | `{<prefix>q}tables` | sorted set, all scores 0 | `<range><stamp><digest>`, one per range a result reads: a range is `<collection>:<field>=<token>:` (an equality value) or `<collection>::` (no equality term); `<stamp>` is the result's expiry, 13 digits of epoch milliseconds |
 //! | `{<prefix>q}expiry` | sorted set, scored by expiry | the same members as `tables` |
 //! | `{<prefix>q}gens:<collection>` | hash | range -> generation, bumped by every write that visits the range |
@@ -45,7 +45,7 @@ use std::collections::BTreeSet;
 
 use redis::Script;
 
-use super::{Cache, CacheError};
+use super::{Cache, CacheError, Epoch};
 use crate::{
     domain::Version,
     query::{visited_ranges, CachedResult, Change, Spec, Written},
@@ -61,10 +61,18 @@ pub enum ResultLookup {
     Bypass,
 }
 
-/// The generations of a result's ranges when its computation started.
+/// The generations of a result's ranges, and the Redis run, when its computation started.
 #[derive(Debug)]
 pub struct FillGuard {
     generations: Vec<String>,
+    epoch: Epoch,
+}
+
+impl FillGuard {
+    /// The epoch noted before the result was computed: the stamp of the records it fills.
+    pub fn epoch(&self) -> &Epoch {
+        &self.epoch
+    }
 }
 
 /// One record a write changed, and the version the write produced.
@@ -330,12 +338,22 @@ impl Cache {
                     .arg(range);
             }
         }
-        let mut connection = self.connection.clone();
-        let values: Vec<Option<String>> = match self
-            .call("result_lookup", pipeline.query_async(&mut connection))
-            .await
-        {
-            Ok(values) => values,
+        let looked_up = match self.session().await {
+            Ok(session) => {
+                let mut connection = session.connection.clone();
+                self.call(
+                    "result_lookup",
+                    &session,
+                    self.timeout,
+                    pipeline.query_async(&mut connection),
+                )
+                .await
+                .map(|values: Vec<Option<String>>| (session.epoch, values))
+            }
+            Err(error) => Err(error),
+        };
+        let (epoch, values) = match looked_up {
+            Ok(looked_up) => looked_up,
             Err(error) => {
                 if !matches!(error, CacheError::Bypassed) {
                     tracing::warn!(%error, "result lookup failed");
@@ -348,24 +366,26 @@ impl Cache {
             .iter()
             .zip(&ranges)
             .map(|(spec, ranges)| {
-                let cached = values
-                    .next()
-                    .flatten()
-                    .and_then(|raw| decode_result(&raw).map(|(_, result)| result));
+                let cached = values.next().flatten().and_then(|raw| decode_result(&raw));
                 let generations = values
                     .by_ref()
                     .take(ranges.len())
                     .map(Option::unwrap_or_default)
                     .collect();
+                let miss = |outcome| {
+                    self.count_results(&spec.name, outcome);
+                    ResultLookup::Miss(FillGuard {
+                        generations,
+                        epoch: epoch.clone(),
+                    })
+                };
                 match cached {
-                    Some(result) if result.spec == *spec => {
+                    Some(stored) if stored.epoch != epoch.as_str() => miss("other_epoch"),
+                    Some(stored) if stored.result.spec == *spec => {
                         self.count_results(&spec.name, "hit");
-                        ResultLookup::Hit(result)
+                        ResultLookup::Hit(stored.result)
                     }
-                    _ => {
-                        self.count_results(&spec.name, "miss");
-                        ResultLookup::Miss(FillGuard { generations })
-                    }
+                    _ => miss("miss"),
                 }
             })
             .collect()
@@ -387,7 +407,7 @@ impl Cache {
         }
         invocation
             .arg(self.lifetimes.result_ttl.as_millis() as u64)
-            .arg(serde_json::to_string(result).expect("a result serialises"))
+            .arg(stamped(&guard.epoch, result))
             .arg(self.result_prefix())
             .arg(&digest)
             .arg(self.lifetimes.results_per_range)
@@ -395,10 +415,17 @@ impl Cache {
         for (range, generation) in ranges.iter().zip(&guard.generations) {
             invocation.arg(range).arg(generation);
         }
-        let mut connection = self.connection.clone();
+        let session = match self.session().await {
+            Ok(session) if session.epoch == guard.epoch => session,
+            Ok(_) => return self.count_results(&spec.name, "refused"),
+            Err(error) => return tracing::warn!(%error, query = spec.name, "result fill failed"),
+        };
+        let mut connection = session.connection.clone();
         match self
             .call(
                 "result_fill",
+                &session,
+                self.timeout,
                 invocation.invoke_async::<(i64, u64)>(&mut connection),
             )
             .await
@@ -421,15 +448,21 @@ impl Cache {
 
     /// Deletes a result (its index entries go lazily).
     pub async fn drop_result(&self, spec: &Spec) {
-        let mut connection = self.connection.clone();
-        let dropped: Result<(), _> = self
-            .call(
-                "result_drop",
-                redis::cmd("DEL")
-                    .arg(self.result_key(spec))
-                    .query_async(&mut connection),
-            )
-            .await;
+        let dropped: Result<(), _> = match self.session().await {
+            Ok(session) => {
+                let mut connection = session.connection.clone();
+                self.call(
+                    "result_drop",
+                    &session,
+                    self.timeout,
+                    redis::cmd("DEL")
+                        .arg(self.result_key(spec))
+                        .query_async(&mut connection),
+                )
+                .await
+            }
+            Err(error) => Err(error),
+        };
         if let Err(error) = dropped {
             tracing::warn!(%error, query = spec.name, "result drop failed");
         }
@@ -466,7 +499,8 @@ impl Cache {
         ranges: &[String],
         writes: &[Reconcile],
     ) -> Result<(), CacheError> {
-        let mut connection = self.connection.clone();
+        let session = self.session().await?;
+        let mut connection = session.connection.clone();
         let mut begin = self.results.begin.prepare_invoke();
         begin
             .key(self.tables_key())
@@ -477,7 +511,12 @@ impl Cache {
             begin.arg(range);
         }
         let found: Vec<String> = self
-            .call("result_begin", begin.invoke_async(&mut connection))
+            .call(
+                "result_begin",
+                &session,
+                self.timeout,
+                begin.invoke_async(&mut connection),
+            )
             .await?;
 
         let mut commit = self.results.commit.prepare_invoke();
@@ -494,7 +533,12 @@ impl Cache {
         }
         for pair in found.chunks_exact(2) {
             let (key, raw) = (&pair[0], &pair[1]);
-            let Some((rev, mut result)) = decode_result(raw) else {
+            let Some(StoredResult {
+                rev,
+                epoch,
+                mut result,
+            }) = decode_result(raw)
+            else {
                 commit.arg(key).arg("").arg("d").arg("").arg(0);
                 continue;
             };
@@ -512,10 +556,8 @@ impl Cache {
             let members = result.spec.index_members();
             let (action, value) = match change {
                 Change::Unchanged => continue,
-                Change::Updated => (
-                    "s",
-                    serde_json::to_string(&result).expect("a result serialises"),
-                ),
+                // An update keeps the run the result was computed for.
+                Change::Updated => ("s", format!("{epoch} {}", to_json(&result))),
                 Change::Drop => ("d", String::new()),
             };
             self.count_results(
@@ -533,7 +575,12 @@ impl Cache {
             }
         }
         let _: (i64, i64) = self
-            .call("result_commit", commit.invoke_async(&mut connection))
+            .call(
+                "result_commit",
+                &session,
+                self.timeout,
+                commit.invoke_async(&mut connection),
+            )
             .await?;
         Ok(())
     }
@@ -565,14 +612,20 @@ impl Cache {
         for range in &ranges {
             invocation.arg(range);
         }
-        let mut connection = self.connection.clone();
-        match self
-            .call(
-                "result_drop_ranges",
-                invocation.invoke_async::<i64>(&mut connection),
-            )
-            .await
-        {
+        let dropped = match self.session().await {
+            Ok(session) => {
+                let mut connection = session.connection.clone();
+                self.call(
+                    "result_drop_ranges",
+                    &session,
+                    self.timeout,
+                    invocation.invoke_async::<i64>(&mut connection),
+                )
+                .await
+            }
+            Err(error) => Err(error),
+        };
+        match dropped {
             Ok(_) => {
                 let mut dirty = self.dirty_ranges();
                 for range in &ranges {
@@ -598,14 +651,20 @@ impl Cache {
                 .key(self.tables_key())
                 .key(self.expiry_key())
                 .arg(TRIM_BATCH);
-            let mut connection = self.connection.clone();
-            match self
-                .call(
-                    "result_trim",
-                    invocation.invoke_async::<usize>(&mut connection),
-                )
-                .await
-            {
+            let trimmed = match self.session().await {
+                Ok(session) => {
+                    let mut connection = session.connection.clone();
+                    self.call(
+                        "result_trim",
+                        &session,
+                        self.timeout,
+                        invocation.invoke_async::<usize>(&mut connection),
+                    )
+                    .await
+                }
+                Err(error) => Err(error),
+            };
+            match trimmed {
                 Ok(count) => {
                     removed += count;
                     if count < TRIM_BATCH {
@@ -635,15 +694,40 @@ impl Cache {
     }
 }
 
-/// `<rev> <stamp> <json>` -> (rev, result).
-fn decode_result(raw: &str) -> Option<(String, CachedResult)> {
-    let (rev, rest) = raw.split_once(' ')?;
-    let (_stamp, json) = rest.split_once(' ')?;
+/// A cached result as stored: its revision, the run it was computed for, the result.
+struct StoredResult {
+    rev: String,
+    epoch: String,
+    result: CachedResult,
+}
+
+/// `<rev> <stamp> <epoch> <json>`.
+fn decode_result(raw: &str) -> Option<StoredResult> {
+    let mut parts = raw.splitn(4, ' ');
+    let (Some(rev), Some(_stamp), Some(epoch), Some(json)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        tracing::warn!("ignoring a malformed cached result");
+        return None;
+    };
     match serde_json::from_str(json) {
-        Ok(result) => Some((rev.to_owned(), result)),
+        Ok(result) => Some(StoredResult {
+            rev: rev.to_owned(),
+            epoch: epoch.to_owned(),
+            result,
+        }),
         Err(error) => {
             tracing::warn!(%error, "ignoring a malformed cached result");
             None
         }
     }
+}
+
+/// `<epoch> <json>`: what a fill hands the script, which puts the revision and stamp first.
+fn stamped(epoch: &Epoch, result: &CachedResult) -> String {
+    format!("{epoch} {}", to_json(result))
+}
+
+fn to_json(result: &CachedResult) -> String {
+    serde_json::to_string(result).expect("a result serialises")
 }

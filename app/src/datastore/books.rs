@@ -42,6 +42,7 @@ impl Datastore {
     /// Creates a book at version 1 and caches it.
     #[tracing::instrument(skip_all, fields(source_key = %new.source_key.as_str()))]
     pub async fn create_book(&self, new: NewBook) -> Result<Book, DatastoreError> {
+        let noted = self.cache.note().await;
         let book = match self.store.books().insert(&new).await {
             Err(StoreError::Duplicate) => {
                 return Err(DatastoreError::Conflict(format!(
@@ -51,7 +52,7 @@ impl Datastore {
             }
             other => other?,
         };
-        self.cache_written(&book).await;
+        self.cache_written(&noted, &book).await;
         self.reconcile(&[(None, Some(&book))]).await;
         Ok(book)
     }
@@ -70,9 +71,10 @@ impl Datastore {
                 "the update changes nothing: give at least one field".into(),
             ));
         }
+        let noted = self.cache.note().await;
         match self.store.books().update(id, &changes, expected).await? {
             UpdateOutcome::Updated { before, after } => {
-                self.cache_written(&after).await;
+                self.cache_written(&noted, &after).await;
                 self.reconcile(&[(Some(&before), Some(&after))]).await;
                 Ok(after)
             }
@@ -88,13 +90,14 @@ impl Datastore {
     /// book before the delete cannot cache it again.
     #[tracing::instrument(skip(self), fields(book_id = %id))]
     pub async fn delete_book(&self, id: BookId) -> Result<Book, DatastoreError> {
+        let noted = self.cache.note().await;
         let book = self
             .store
             .books()
             .delete(id)
             .await?
             .ok_or_else(|| not_found(id))?;
-        self.cache_deleted(&book).await;
+        self.cache_deleted(&noted, &book).await;
         self.reconcile(&[(Some(&book), None)]).await;
         Ok(book)
     }
@@ -117,6 +120,7 @@ impl Datastore {
         books: &[NewBook],
         store: Option<BookstoreId>,
     ) -> Result<(UpsertSummary, Vec<BookId>), DatastoreError> {
+        let noted = self.cache.note().await;
         let upserted = self
             .store
             .books()
@@ -127,7 +131,7 @@ impl Datastore {
             .iter()
             .map(|(_, book)| (book.id, Entry::present(book.version, book.clone())))
             .collect();
-        self.cache.write_through(&entries).await;
+        self.cache.write_through(&noted, &entries).await;
         // Reconcile the writes this batch made; a record another writer changed meanwhile is
         // that writer's to reconcile.
         let changes: Vec<(Option<&Book>, Option<&Book>)> = upserted

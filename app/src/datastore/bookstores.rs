@@ -78,11 +78,12 @@ impl Datastore {
 
     #[tracing::instrument(skip_all, fields(name = %new.name.as_str()))]
     pub async fn create_bookstore(&self, new: NewBookstore) -> Result<Bookstore, DatastoreError> {
+        let noted = self.cache.note().await;
         let created = match self.store.bookstores().insert(&new).await {
             Err(StoreError::Duplicate) => return Err(self.name_taken(&new.name).await),
             other => other?,
         };
-        self.cache_written(&created).await;
+        self.cache_written(&noted, &created).await;
         self.reconcile(&[(None, Some(&created))]).await;
         Ok(created)
     }
@@ -99,6 +100,7 @@ impl Datastore {
                 "the update changes nothing: give at least one field".into(),
             ));
         }
+        let noted = self.cache.note().await;
         let written = match self.store.bookstores().update(id, &changes, expected).await {
             Err(StoreError::Duplicate) => {
                 let name = changes.name.as_ref().expect("only a rename can clash");
@@ -107,7 +109,7 @@ impl Datastore {
             other => other?,
         };
         let (before, after) = settled(written, id, expected)?;
-        self.cache_written(&after).await;
+        self.cache_written(&noted, &after).await;
         self.reconcile(&[(Some(&before), Some(&after))]).await;
         Ok(after)
     }
@@ -158,12 +160,13 @@ impl Datastore {
             }
             HeldBooks::Delete => self.empty_store(id, None).await?,
         }
+        let noted = self.cache.note().await;
         let deleted = settled(
             self.store.bookstores().delete(id, expected).await?,
             id,
             expected,
         )?;
-        self.cache_deleted(&deleted).await;
+        self.cache_deleted(&noted, &deleted).await;
         self.reconcile(&[(Some(&deleted), None)]).await;
         Ok(deleted)
     }
@@ -174,6 +177,7 @@ impl Datastore {
         from: BookstoreId,
         to: Option<BookstoreId>,
     ) -> Result<(), DatastoreError> {
+        let noted = self.cache.note().await;
         let changed = self.store.books().empty_store(from, to).await?;
         let entries: Vec<(BookId, Entry<Book>)> = changed
             .iter()
@@ -182,7 +186,7 @@ impl Datastore {
                 None => (before.id, Entry::absent(before.version + 1)),
             })
             .collect();
-        self.cache.write_through(&entries).await;
+        self.cache.write_through(&noted, &entries).await;
         let pairs: Vec<(Option<&Book>, Option<&Book>)> = changed
             .iter()
             .map(|(before, after)| (Some(before), after.as_ref()))
@@ -210,9 +214,10 @@ impl Datastore {
             bookstore_id: Some(to),
             ..BookChanges::default()
         };
+        let noted = self.cache.note().await;
         match self.store.books().update(book, &changes, expected).await? {
             UpdateOutcome::Updated { before, after } => {
-                self.cache_written(&after).await;
+                self.cache_written(&noted, &after).await;
                 self.reconcile(&[(Some(&before), Some(&after))]).await;
                 Ok(after)
             }

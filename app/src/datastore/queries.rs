@@ -214,6 +214,10 @@ impl Datastore {
         spec: Spec,
         guard: Option<FillGuard>,
     ) -> Result<Page<E>, DatastoreError> {
+        let noted = match &guard {
+            Some(guard) => guard.epoch().clone(),
+            None => self.cache.note().await,
+        };
         let per_source = self.store.run_spec(&spec).await?;
         let mut stored: HashMap<Scalar, Document> = per_source
             .iter()
@@ -231,7 +235,7 @@ impl Datastore {
             .iter()
             .map(|r| (r.id(), Entry::present(r.version(), r.clone())))
             .collect();
-        self.cache.fill_many(&entries).await;
+        self.cache.fill_many(&noted, &entries).await;
         if let Some(guard) = guard {
             self.checkpoints.before_result_fill().await;
             self.cache.fill_result(&result, guard).await;

@@ -8,7 +8,7 @@ use std::{
 
 use super::{Datastore, DatastoreError};
 use crate::{
-    cache::{CacheEntity, Entry, Lookup},
+    cache::{CacheEntity, Entry, Epoch, Lookup},
     store::StoreError,
 };
 
@@ -34,7 +34,8 @@ impl Datastore {
         let mut found: HashMap<E::Id, Option<E>> = HashMap::with_capacity(unique.len());
         let mut to_read = Vec::new();
         let mut to_fill = HashSet::new();
-        for (id, lookup) in unique.iter().zip(self.cache.get_many::<E>(&unique).await) {
+        let lookups = self.cache.get_many::<E>(&unique).await;
+        for (id, lookup) in unique.iter().zip(lookups) {
             match lookup {
                 Lookup::Hit(entry) => {
                     found.insert(*id, entry.value);
@@ -48,6 +49,8 @@ impl Datastore {
         }
 
         if !to_read.is_empty() {
+            // Noted before MongoDB is read: the fills carry it (see `cache::link`).
+            let noted = self.cache.note().await;
             let mut read: HashMap<E::Id, E> = fetch(to_read.clone())
                 .await?
                 .into_iter()
@@ -63,7 +66,7 @@ impl Datastore {
                     None => (*id, Entry::absent(0)),
                 })
                 .collect();
-            self.cache.fill_many(&fills).await;
+            self.cache.fill_many(&noted, &fills).await;
             for id in to_read {
                 found.insert(id, read.remove(&id));
             }
@@ -74,21 +77,27 @@ impl Datastore {
             .collect())
     }
 
-    /// Caches a record a committed write produced.
-    pub(super) async fn cache_written<E: CacheEntity>(&self, record: &E) {
+    /// Caches a record a committed write produced; `noted` before the write.
+    pub(super) async fn cache_written<E: CacheEntity>(&self, noted: &Epoch, record: &E) {
         self.cache
-            .write_through(&[(
-                record.id(),
-                Entry::present(record.version(), record.clone()),
-            )])
+            .write_through(
+                noted,
+                &[(
+                    record.id(),
+                    Entry::present(record.version(), record.clone()),
+                )],
+            )
             .await;
     }
 
     /// Caches the tombstone of a deleted record: its last version + 1, so that a read that
     /// fetched the record before the delete cannot cache it again.
-    pub(super) async fn cache_deleted<E: CacheEntity>(&self, record: &E) {
+    pub(super) async fn cache_deleted<E: CacheEntity>(&self, noted: &Epoch, record: &E) {
         self.cache
-            .write_through(&[(record.id(), Entry::<E>::absent(record.version() + 1))])
+            .write_through(
+                noted,
+                &[(record.id(), Entry::<E>::absent(record.version() + 1))],
+            )
             .await;
     }
 }

@@ -91,19 +91,26 @@ async fn a_create_after_a_cached_absence_is_visible_at_once() {
     // compare-and-set, so the stale absence cannot hide the new record.
     let app = TestApp::spawn().await;
     let book = app.insert_uncached("Later").await;
+    let epoch = app.datastore.cache().note().await;
     app.datastore
         .cache()
-        .fill_many(&[(
-            book.id,
-            oponn::cache::Entry::<oponn::domain::Book>::absent(0),
-        )])
+        .fill_many(
+            &epoch,
+            &[(
+                book.id,
+                oponn::cache::Entry::<oponn::domain::Book>::absent(0),
+            )],
+        )
         .await;
     app.datastore
         .cache()
-        .write_through(&[(
-            book.id,
-            oponn::cache::Entry::present(book.version, book.clone()),
-        )])
+        .write_through(
+            &epoch,
+            &[(
+                book.id,
+                oponn::cache::Entry::present(book.version, book.clone()),
+            )],
+        )
         .await;
     let read = app
         .graphql(BOOK, json!({ "id": book.id.to_string() }))

@@ -30,6 +30,8 @@ pub struct TestApp {
     pub metrics: Metrics,
     pub database: String,
     pub key_prefix: String,
+    /// The Redis of the test's own, when it has one (`Options::redis_url`).
+    pub own_redis: Option<String>,
     pub redis_proxy: Option<TcpProxy>,
     pub mongo_proxy: Option<TcpProxy>,
     stack: Stack,
@@ -48,6 +50,8 @@ pub struct Options {
     pub proxy_mongo: bool,
     /// Share another app's database and key prefix (for multi-instance tests).
     pub share_with: Option<(String, String)>,
+    /// Talk to this Redis (a test's own [`oponn_tests::RedisServer`]) instead of the stack's.
+    pub redis_url: Option<String>,
     /// Extra settings, as environment variables.
     pub settings: Vec<(&'static str, String)>,
 }
@@ -71,9 +75,12 @@ impl TestApp {
             true => Some(proxy_to(&stack.mongodb_address()).await),
             false => None,
         };
-        let redis_url = redis_proxy.as_ref().map_or(stack.redis_url.clone(), |p| {
-            format!("redis://{}", p.address())
-        });
+        let own_redis = options.redis_url.clone();
+        let redis_url = match (&redis_proxy, &own_redis) {
+            (Some(proxy), _) => format!("redis://{}", proxy.address()),
+            (None, Some(url)) => url.clone(),
+            (None, None) => stack.redis_url.clone(),
+        };
         let mongodb_uri = mongo_proxy.as_ref().map_or(stack.mongodb_uri.clone(), |p| {
             format!("mongodb://{}/?directConnection=true", p.address())
         });
@@ -113,6 +120,7 @@ impl TestApp {
             metrics,
             database,
             key_prefix,
+            own_redis,
             redis_proxy,
             mongo_proxy,
             stack,
@@ -135,6 +143,7 @@ impl TestApp {
     pub async fn spawn_sibling(&self) -> Self {
         Self::spawn_with(Options {
             share_with: Some((self.database.clone(), self.key_prefix.clone())),
+            redis_url: self.own_redis.clone(),
             ..Options::default()
         })
         .await
@@ -327,11 +336,22 @@ impl TestApp {
     /// A connection to the stack's Redis (not through any proxy), for reading what the app
     /// stored.
     pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.stack.redis_url.as_str())
+        redis::Client::open(self.own_redis.as_deref().unwrap_or(&self.stack.redis_url))
             .expect("a Redis client")
             .get_multiplexed_async_connection()
             .await
             .expect("a Redis connection")
+    }
+
+    /// Pings Redis until this app's cache reaches it again after an outage (its old connection
+    /// fails once, the next one is new), at most 20 times.
+    pub async fn reconnect_redis(&self) {
+        for _ in 0..20 {
+            if self.datastore.cache().ping().await.is_ok() {
+                return;
+            }
+        }
+        panic!("the app does not reach Redis again");
     }
 
     /// The key of the query-result cache's key named `name` (`tables`, `expiry`...).

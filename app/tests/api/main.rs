@@ -18,4 +18,5 @@ mod limits;
 mod model;
 mod over_http;
 mod queries;
+mod redis_runs;
 mod schema_walk;

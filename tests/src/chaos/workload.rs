@@ -32,13 +32,31 @@ const LIST: &str = "query($author: String!) { \
 /// How many workers, how fast writers write, and how many requests each may send at most.
 #[derive(Debug, Clone, Copy)]
 pub struct WorkloadSettings {
+    /// Writers over the whole hot set, each starting one write per `write_interval` (or as soon
+    /// as its previous write returned, if that is later). Writes slower than reads leave a stale
+    /// record in the cache time to be read before the next write replaces it, as in a
+    /// read-heavy service.
     pub writers: usize,
-    /// Each writer starts one write per interval (or as soon as the previous one returned, if
-    /// that is later). Writes slower than reads leave a stale record in the cache time to be
-    /// read before the next write to it replaces it, as in a read-heavy service.
     pub write_interval: Duration,
+    /// Writers over the listed books only, back to back: many writes racing many fills and
+    /// reconciliations on a few records.
+    pub listed_writers: usize,
     pub readers: usize,
     pub requests_per_worker: usize,
+}
+
+impl WorkloadSettings {
+    pub fn all_writers(&self) -> usize {
+        self.writers + self.listed_writers
+    }
+}
+
+/// What one writer writes: the first `records` hot books, one write per `interval` if any.
+#[derive(Debug, Clone, Copy)]
+struct Writes {
+    records: usize,
+    interval: Option<Duration>,
+    bound: usize,
 }
 
 /// What the workload reads and writes, and where.
@@ -207,9 +225,15 @@ impl Workload {
         let (read_count, reads) = watch::channel(0);
         let read_count = Arc::new(read_count);
         let mut workers = JoinSet::new();
-        for writer in 0..settings.writers {
+        for writer in 0..settings.all_writers() {
+            let paced = writer < settings.writers;
+            let writes = Writes {
+                records: if paced { target.ids.len() } else { target.listed },
+                interval: paced.then_some(settings.write_interval),
+                bound: settings.requests_per_worker,
+            };
             let (target, stopped) = (target.clone(), stopped.clone());
-            workers.spawn(async move { write_loop(target, writer, settings, stopped).await });
+            workers.spawn(async move { write_loop(target, writer, writes, stopped).await });
         }
         for reader in 0..settings.readers {
             let (target, stopped) = (target.clone(), stopped.clone());
@@ -247,23 +271,26 @@ impl Workload {
     }
 }
 
-/// Writer `writer`: updates hot books in turn, through the instances alternately, one per
-/// interval.
+/// Writer `writer`: updates books in turn, through the instances alternately.
 async fn write_loop(
     target: Target,
     writer: usize,
-    settings: WorkloadSettings,
+    writes: Writes,
     stopped: watch::Receiver<bool>,
 ) -> Log {
     let mut log = Log::default();
-    let mut pace = tokio::time::interval(settings.write_interval);
-    pace.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    for request in 0..settings.requests_per_worker {
-        pace.tick().await;
+    let mut pace = writes.interval.map(tokio::time::interval);
+    if let Some(pace) = &mut pace {
+        pace.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    }
+    for request in 0..writes.bound {
+        if let Some(pace) = &mut pace {
+            pace.tick().await;
+        }
         if *stopped.borrow() {
             break;
         }
-        let id = &target.ids[spread(writer, request, target.ids.len())];
+        let id = &target.ids[spread(writer, request, writes.records)];
         // Every write changes the record; the year only varies so that it visibly does.
         let year = 1000 + (request % 1000) as i64;
         match target.write(writer + request, id, year).await {
@@ -301,8 +328,8 @@ async fn read_loop(
     log
 }
 
-/// The hot record worker `worker` picks for its `request`th request: every record in turn (for
-/// a hot set of 16, which 7 is prime to), each worker from another place.
+/// Which of `records` records worker `worker` picks for its `request`th request: every record
+/// in turn (for 8 or 16 records, which 7 is prime to), each worker from another place.
 fn spread(worker: usize, request: usize, records: usize) -> usize {
     (request * 7 + worker * 3) % records
 }
