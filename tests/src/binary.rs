@@ -195,7 +195,11 @@ impl Server {
     /// only the public address, so this is the other port the process listens on, from `/proc`.
     pub fn ops_base(&self) -> String {
         let pid = self.child.id().expect("the server is running");
-        let public_port = self.base.rsplit(':').next().and_then(|port| port.parse().ok());
+        let public_port = self
+            .base
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.parse().ok());
         let port = listening_ports(pid)
             .into_iter()
             .find(|port| Some(*port) != public_port)
@@ -228,7 +232,12 @@ fn listening_ports(pid: u32) -> Vec<u16> {
         .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
         .filter_map(|target| {
             let target = target.to_str()?;
-            Some(target.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_owned(),
+            )
         })
         .collect();
     let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).expect("the TCP table");

@@ -40,8 +40,7 @@ async fn redis_restarted_empty_serves_no_read_older_than_an_acknowledged_write()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn redis_failed_over_to_an_older_snapshot_serves_no_read_older_than_an_acknowledged_write()
-{
+async fn redis_failed_over_to_an_older_snapshot_serves_no_read_older_than_an_acknowledged_write() {
     run(Fault::OlderSnapshot).await;
 }
 
@@ -229,7 +228,12 @@ async fn run(fault: Fault) {
     report.print_details(started);
     let (read_bound, write_bound) = fault.error_bounds(profile.workload, profile.faults);
     let failures = report.failures(read_bound, write_bound, LISTED_BOOKS);
-    assert!(failures.is_empty(), "{}: {}", fault.name(), failures.join("; "));
+    assert!(
+        failures.is_empty(),
+        "{}: {}",
+        fault.name(),
+        failures.join("; ")
+    );
 }
 
 /// What one run saw.
@@ -325,9 +329,11 @@ impl Report<'_> {
                 failures.push(format!("no {kind:?} read succeeded"));
             }
         }
-        let full_page = self.log.reads.iter().any(|read| {
-            read.kind == ReadKind::List && read.versions.len() == listed
-        });
+        let full_page = self
+            .log
+            .reads
+            .iter()
+            .any(|read| read.kind == ReadKind::List && read.versions.len() == listed);
         if !full_page {
             failures.push("no list page held every listed book".to_owned());
         }

@@ -92,7 +92,10 @@ impl Deployment {
 
     /// Starts instance `index` (again) and routes requests to it.
     pub async fn start_instance(&mut self, index: usize) {
-        assert!(self.instances[index].is_none(), "instance {index} is running");
+        assert!(
+            self.instances[index].is_none(),
+            "instance {index} is running"
+        );
         let mut command = self.environment.command(&["serve"]);
         command.envs(INSTANCE_SETTINGS);
         let mut server = Server::spawn(command).await;

@@ -76,7 +76,10 @@ impl History {
                 acks.sort_by_key(|(at, _)| *at);
                 let mut timeline = Timeline::default();
                 for (at, version) in acks {
-                    let newest = timeline.newest.last().map_or(version, |n| (*n).max(version));
+                    let newest = timeline
+                        .newest
+                        .last()
+                        .map_or(version, |n| (*n).max(version));
                     timeline.acknowledged_at.push(at);
                     timeline.newest.push(newest);
                 }
@@ -173,7 +176,12 @@ mod tests {
         let start = Instant::now();
         let history = History::new(&[ack("a", 5, at(start, 10)), ack("a", 4, at(start, 20))]);
         assert_eq!(history.acknowledged_before("a", at(start, 30)), Some(5));
-        assert_eq!(history.stale_reads(&[read(at(start, 30), &[("a", 4)])]).len(), 1);
+        assert_eq!(
+            history
+                .stale_reads(&[read(at(start, 30), &[("a", 4)])])
+                .len(),
+            1
+        );
     }
 
     #[test]

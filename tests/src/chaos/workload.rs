@@ -90,7 +90,10 @@ pub struct Workload {
 
 impl Target {
     pub fn new(routes: Arc<Routes>, ids: Vec<String>, listed: usize, author: &str) -> Self {
-        assert!(listed <= ids.len().min(20), "the listed books fit one list page");
+        assert!(
+            listed <= ids.len().min(20),
+            "the listed books fit one list page"
+        );
         Self {
             routes,
             ids: Arc::new(ids),
@@ -189,7 +192,9 @@ impl Target {
                 let version = record["version"].as_i64();
                 id.zip(version)
                     .map(|(id, version)| (id.to_owned(), version))
-                    .ok_or_else(|| format!("instance {instance}: a record without id or version in {data}"))
+                    .ok_or_else(|| {
+                        format!("instance {instance}: a record without id or version in {data}")
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         if versions.is_empty() {
@@ -228,7 +233,11 @@ impl Workload {
         for writer in 0..settings.all_writers() {
             let paced = writer < settings.writers;
             let writes = Writes {
-                records: if paced { target.ids.len() } else { target.listed },
+                records: if paced {
+                    target.ids.len()
+                } else {
+                    target.listed
+                },
                 interval: paced.then_some(settings.write_interval),
                 bound: settings.requests_per_worker,
             };
@@ -238,7 +247,8 @@ impl Workload {
         for reader in 0..settings.readers {
             let (target, stopped) = (target.clone(), stopped.clone());
             let (bound, read_count) = (settings.requests_per_worker, read_count.clone());
-            workers.spawn(async move { read_loop(target, reader, bound, stopped, read_count).await });
+            workers
+                .spawn(async move { read_loop(target, reader, bound, stopped, read_count).await });
         }
         Self {
             stop,
