@@ -81,6 +81,14 @@ pub struct Log {
     pub write_errors: Vec<String>,
 }
 
+/// A GraphQL answer with data: which instance gave it, and when its request left (never later
+/// than the read it carries began).
+struct Answer {
+    instance: usize,
+    sent: Instant,
+    data: Value,
+}
+
 /// Running writers and readers.
 pub struct Workload {
     stop: watch::Sender<bool>,
@@ -106,16 +114,15 @@ impl Target {
         }
     }
 
-    /// Sends one GraphQL request to instance `preferred` (or another if it is down); its `data`,
-    /// or why it is an error: no instance up, a transport failure, a non-200, GraphQL errors.
-    /// `sent` is set just before the request leaves.
+    /// Sends one GraphQL request to instance `preferred` (or another if it is down); its
+    /// answer, or why it is an error: no instance up, a transport failure, a non-200, GraphQL
+    /// errors.
     async fn call(
         &self,
         preferred: usize,
         query: &str,
         variables: Value,
-        sent: &mut Instant,
-    ) -> Result<(usize, Value), String> {
+    ) -> Result<Answer, String> {
         let (instance, base) = self
             .routes
             .pick(preferred)
@@ -125,7 +132,7 @@ impl Target {
             .post(format!("{base}/graphql"))
             .bearer_auth(TOKEN)
             .json(&json!({ "query": query, "variables": variables }));
-        *sent = Instant::now();
+        let sent = Instant::now();
         let failed = |error: reqwest::Error| format!("instance {instance}: {error}");
         let response = request.send().await.map_err(failed)?;
         let status = response.status();
@@ -133,7 +140,11 @@ impl Target {
         if status != 200 || body.get("errors").is_some() {
             return Err(format!("instance {instance}: HTTP {status}: {body}"));
         }
-        Ok((instance, body["data"].clone()))
+        Ok(Answer {
+            instance,
+            sent,
+            data: body["data"].clone(),
+        })
     }
 
     /// The listed books: the ones the list page returns.
@@ -148,15 +159,9 @@ impl Target {
         } else {
             json!({ "firstPublishYear": year })
         };
-        let mut sent = Instant::now();
-        let (_, data) = self
-            .call(
-                preferred,
-                UPDATE,
-                json!({ "id": id, "input": input }),
-                &mut sent,
-            )
-            .await?;
+        let variables = json!({ "id": id, "input": input });
+        let Answer { data, .. } = self.call(preferred, UPDATE, variables).await?;
+        // After the whole answer arrived: never earlier than the acknowledgement.
         let at = Instant::now();
         let version = data["updateBook"]["version"]
             .as_i64()
@@ -175,8 +180,11 @@ impl Target {
             ReadKind::BooksByIds => (BOOKS_BY_IDS, json!({ "ids": *self.ids })),
             ReadKind::List => (LIST, json!({ "author": self.author })),
         };
-        let mut began = Instant::now();
-        let (instance, data) = self.call(preferred, query, variables, &mut began).await?;
+        let Answer {
+            instance,
+            sent: began,
+            data,
+        } = self.call(preferred, query, variables).await?;
         let records = match kind {
             ReadKind::Book => vec![data["book"].clone()],
             ReadKind::BooksByIds => data["booksByIds"].as_array().cloned().unwrap_or_default(),
