@@ -227,7 +227,15 @@ async fn run(fault: Fault) {
     println!("{}", report.figures());
     report.print_details(started);
     let (read_bound, write_bound) = fault.error_bounds(profile.workload, profile.faults);
-    let failures = report.failures(read_bound, write_bound, LISTED_BOOKS);
+    let mut failures = report.failures(read_bound, write_bound, LISTED_BOOKS);
+    if log.reads.len() < profile.reads {
+        failures.push(format!(
+            "{} reads checked, fewer than the profile's {} within {:?}",
+            log.reads.len(),
+            profile.reads,
+            profile.time_bound
+        ));
+    }
     assert!(
         failures.is_empty(),
         "{}: {}",
