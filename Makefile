@@ -41,6 +41,18 @@ test: stack-up lint infra-check ## Run every check and every test (unit, integra
 	@$(STACK_ENV); LOADTEST_PROFILE=smoke LOADTEST_BIN="$$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug" \
 	  scripts/timed "[test] load test smoke run (every artillery scenario for seconds; fails on any GraphQL error)" loadtest/run
 
+# One chaos fault only: `make chaos FAULT=older-snapshot` (restart-empty, older-snapshot, pause,
+# instance-killed); empty runs all four.
+FAULT ?=
+
+.PHONY: chaos
+chaos: stack-up ## Chaos suite, full profile: Redis killed, rolled back, paused, an instance killed under load; fails on any stale read
+	@scripts/timed "[chaos] building the binary it runs (the first time: about 3 minutes on 2 cores)" \
+	  cargo build -q -p oponn
+	@$(STACK_ENV); export OPONN_CHAOS_PROFILE=full OPONN_CHAOS_FAULT=$(FAULT); \
+	  scripts/timed "[chaos] four faults one after another (about 2 minutes)" \
+	  cargo test -p oponn-tests --test chaos -- --nocapture --test-threads=1
+
 .PHONY: infra-check
 infra-check: ## cfn-lint and cfn-guard on the templates (and a fixture every rule must reject), hadolint on the Dockerfile (offline)
 	@scripts/infra-check
