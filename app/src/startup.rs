@@ -106,13 +106,18 @@ impl Application {
             ..
         } = self;
         let repairs = tokio::spawn(datastore.cache().clone().run_repairs());
+        let ops_address = ops_listener.local_addr()?;
         // The operations server lives as long as the public one; it needs no draining.
         let ops = tokio::spawn(async move {
             if let Err(error) = axum::serve(ops_listener, ops_router).await {
                 tracing::error!(%error, "the operations server stopped");
             }
         });
-        tracing::info!(address = %listener.local_addr()?, "serving");
+        tracing::info!(
+            address = %listener.local_addr()?,
+            %ops_address,
+            "serving"
+        );
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await;

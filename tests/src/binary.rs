@@ -3,7 +3,7 @@
 //!
 //! Processes are started with `kill_on_drop`, so a failing test leaves none behind.
 
-use std::{collections::HashSet, process::Stdio, time::Duration};
+use std::{process::Stdio, time::Duration};
 
 use serde_json::{json, Value};
 use tokio::{
@@ -143,6 +143,7 @@ pub struct Server {
     logs: Option<Lines<BufReader<ChildStdout>>>,
     /// `http://<address>` of the public server.
     pub base: String,
+    ops_base: String,
 }
 
 impl Server {
@@ -157,11 +158,18 @@ impl Server {
         let mut child = command.spawn().expect("serve starts");
         let mut logs = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let serving = wait_for_log(&mut logs, "serving").await;
-        let address = serving["address"].as_str().expect("address").to_owned();
+        let address = |field: &str| {
+            let address = serving[field].as_str();
+            format!(
+                "http://{}",
+                address.unwrap_or_else(|| panic!("{field} in {serving}"))
+            )
+        };
         Self {
             child,
             logs: Some(logs),
-            base: format!("http://{address}"),
+            base: address("address"),
+            ops_base: address("ops_address"),
         }
     }
 
@@ -191,20 +199,9 @@ impl Server {
         }
     }
 
-    /// `http://<address>` of the operations server (`/readyz`, `/metrics`). The binary logs
-    /// only the public address, so this is the other port the process listens on, from `/proc`.
-    pub fn ops_base(&self) -> String {
-        let pid = self.child.id().expect("the server is running");
-        let public_port = self
-            .base
-            .rsplit(':')
-            .next()
-            .and_then(|port| port.parse().ok());
-        let port = listening_ports(pid)
-            .into_iter()
-            .find(|port| Some(*port) != public_port)
-            .expect("the server listens on an operations port");
-        format!("http://127.0.0.1:{port}")
+    /// `http://<address>` of the operations server (`/readyz`, `/metrics`).
+    pub fn ops_base(&self) -> &str {
+        &self.ops_base
     }
 }
 
@@ -222,34 +219,4 @@ pub async fn wait_for_log(logs: &mut Lines<BufReader<ChildStdout>>, message: &st
     })
     .await
     .unwrap_or_else(|_| panic!("no {message:?} log line within 30 s"))
-}
-
-/// The TCP ports process `pid` listens on (Linux): its socket inodes from `/proc/<pid>/fd`,
-/// matched against the listening sockets of its network namespace in `/proc/<pid>/net/tcp`.
-fn listening_ports(pid: u32) -> Vec<u16> {
-    let sockets: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("the process's descriptors")
-        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
-        .filter_map(|target| {
-            let target = target.to_str()?;
-            Some(
-                target
-                    .strip_prefix("socket:[")?
-                    .strip_suffix(']')?
-                    .to_owned(),
-            )
-        })
-        .collect();
-    let table = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).expect("the TCP table");
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            // `sl local_address rem_address st ... inode`: `<hex ip>:<hex port>`, `0A` is LISTEN.
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (_, port) = fields.get(1)?.split_once(':')?;
-            let listening = *fields.get(3)? == "0A" && sockets.contains(*fields.get(9)?);
-            listening.then(|| u16::from_str_radix(port, 16).ok())?
-        })
-        .collect()
 }
