@@ -44,6 +44,8 @@ impl Queryable for Bookstore {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {
     pub items: Vec<T>,
+    /// Each item's cursor, in the same order: pass one as `after` to read on from that item.
+    pub cursors: Vec<String>,
     /// Whether records exist after the last item.
     pub has_next: bool,
     /// The cursor of the last item: pass it as `after` for the next page.
@@ -175,10 +177,7 @@ impl Datastore {
                         .map(|r| r.as_ref().map(Queryable::document))
                         .collect();
                     if result.describes(&documents) {
-                        answered.push(Answer::Cached(page_of(
-                            &result,
-                            members.into_iter().flatten().collect(),
-                        )));
+                        answered.push(Answer::Cached(page_of(&result, members)));
                         continue;
                     }
                     tracing::warn!(
@@ -228,11 +227,11 @@ impl Datastore {
         let items = result
             .members
             .iter()
-            .filter_map(|m| stored.remove(&m.id))
-            .map(E::from_stored)
-            .collect::<Result<Vec<E>, _>>()?;
+            .map(|m| stored.remove(&m.id).map(E::from_stored).transpose())
+            .collect::<Result<Vec<Option<E>>, _>>()?;
         let entries: Vec<(E::Id, Entry<E>)> = items
             .iter()
+            .flatten()
             .map(|r| (r.id(), Entry::present(r.version(), r.clone())))
             .collect();
         self.cache.fill_many(&noted, &entries).await;
@@ -337,9 +336,17 @@ fn page_spec<E: Queryable>(
     }
 }
 
-fn page_of<T>(result: &CachedResult, items: Vec<T>) -> Page<T> {
+/// The page of `result`, given the record of each of its members (`None`: gone since).
+fn page_of<T>(result: &CachedResult, records: Vec<Option<T>>) -> Page<T> {
+    let (cursors, items) = result
+        .members
+        .iter()
+        .zip(records)
+        .filter_map(|(member, record)| Some((member.cursor().encode(), record?)))
+        .unzip();
     Page {
         items,
+        cursors,
         has_next: !result.complete,
         end_cursor: result.members.last().map(|m| m.cursor().encode()),
     }

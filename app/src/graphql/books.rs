@@ -17,8 +17,10 @@ use crate::{
 /// A book, as clients see it.
 pub struct BookObject(pub Book);
 
+/// A book: a work of the outside catalogue, stocked by at most one bookstore.
 #[Object(name = "Book")]
 impl BookObject {
+    /// The book's id (24 hexadecimal digits).
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
@@ -28,18 +30,22 @@ impl BookObject {
         self.0.source_key.as_str()
     }
 
+    /// The title.
     async fn title(&self) -> &str {
         self.0.title.as_str()
     }
 
+    /// The authors' names, in the source's order.
     async fn authors(&self) -> Vec<&str> {
         self.0.authors.iter().map(|label| label.as_str()).collect()
     }
 
+    /// The year the work was first published, when known.
     async fn first_publish_year(&self) -> Option<i32> {
         self.0.first_publish_year.map(PublishYear::get)
     }
 
+    /// The subjects the source files the work under.
     async fn subjects(&self) -> Vec<&str> {
         self.0.subjects.iter().map(|label| label.as_str()).collect()
     }
@@ -63,6 +69,7 @@ impl BookObject {
         self.0.version
     }
 
+    /// When the book was last written (UTC).
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
@@ -74,7 +81,11 @@ pub struct BookQuery;
 #[Object]
 impl BookQuery {
     /// One book by id; `null` when no book has that id.
-    async fn book(&self, ctx: &Context<'_>, id: ID) -> Result<Option<BookObject>> {
+    async fn book(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The book's id.")] id: ID,
+    ) -> Result<Option<BookObject>> {
         let id = parse_id(&id)?;
         let book = datastore(ctx).book(id).await.map_err(datastore_error)?;
         Ok(book.map(BookObject))
@@ -86,6 +97,7 @@ impl BookQuery {
     async fn books_by_ids(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The books' ids (at most `OPONN_MAX_BATCH_IDS`, 1,000 by default).")]
         ids: Vec<ID>,
     ) -> Result<Vec<Option<BookObject>>> {
         let limit = ctx.data_unchecked::<Limits>().max_batch_ids;
@@ -106,10 +118,14 @@ impl BookQuery {
 struct CreateBookInput {
     /// The outside source's key; unique.
     source_key: String,
+    /// The title (1 to 500 characters).
     title: String,
+    /// The authors' names.
     #[graphql(default)]
     authors: Vec<String>,
+    /// The year the work was first published.
     first_publish_year: Option<i32>,
+    /// The subjects the work is filed under.
     #[graphql(default)]
     subjects: Vec<String>,
 }
@@ -117,9 +133,13 @@ struct CreateBookInput {
 /// Fields to change; omitted fields stay as they are, `firstPublishYear: null` clears it.
 #[derive(InputObject)]
 struct UpdateBookInput {
+    /// A new title.
     title: Option<String>,
+    /// The new list of authors (replaces the old one).
     authors: Option<Vec<String>>,
+    /// A new year of first publication; `null` clears it.
     first_publish_year: MaybeUndefined<i32>,
+    /// The new list of subjects (replaces the old one).
     subjects: Option<Vec<String>>,
 }
 
@@ -182,7 +202,11 @@ pub struct BookMutation;
 #[Object]
 impl BookMutation {
     /// Creates a book at version 1. `CONFLICT` if a book has the same `sourceKey`.
-    async fn create_book(&self, ctx: &Context<'_>, input: CreateBookInput) -> Result<BookObject> {
+    async fn create_book(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The book to create.")] input: CreateBookInput,
+    ) -> Result<BookObject> {
         let new = NewBook::try_from(input)?;
         let book = datastore(ctx)
             .create_book(new)
@@ -196,8 +220,9 @@ impl BookMutation {
     async fn update_book(
         &self,
         ctx: &Context<'_>,
-        id: ID,
-        input: UpdateBookInput,
+        #[graphql(desc = "The book's id.")] id: ID,
+        #[graphql(desc = "The fields to change.")] input: UpdateBookInput,
+        #[graphql(desc = "Change the book only if it is still at this version.")]
         expected_version: Option<i64>,
     ) -> Result<BookObject> {
         let id = parse_id(&id)?;
@@ -210,7 +235,11 @@ impl BookMutation {
     }
 
     /// Deletes a book and returns it as it was. `NOT_FOUND` for an unknown id.
-    async fn delete_book(&self, ctx: &Context<'_>, id: ID) -> Result<BookObject> {
+    async fn delete_book(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The book's id.")] id: ID,
+    ) -> Result<BookObject> {
         let id = parse_id(&id)?;
         let book = datastore(ctx)
             .delete_book(id)

@@ -16,8 +16,10 @@ use crate::domain::{Bookstore, BookstoreChanges, BookstoreId, BookstoreName, Lab
 /// A bookstore, as clients see it.
 pub struct BookstoreObject(pub Bookstore);
 
+/// A bookstore: a named shop in a city that stocks books.
 #[Object(name = "Bookstore")]
 impl BookstoreObject {
+    /// The bookstore's id (24 hexadecimal digits).
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
@@ -28,14 +30,17 @@ impl BookstoreObject {
         self.0.name.as_str()
     }
 
+    /// The city the store is in.
     async fn city(&self) -> &str {
         self.0.city.as_str()
     }
 
+    /// Incremented by every write; pass it as `expectedVersion` to update safely.
     async fn version(&self) -> i64 {
         self.0.version
     }
 
+    /// When the bookstore was last written (UTC).
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
@@ -45,8 +50,10 @@ impl BookstoreObject {
     async fn books(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "Only the books that match (its `bookstoreId` is ignored).")]
         filter: Option<BookFilter>,
-        #[graphql(default = 20)] first: Option<i32>,
+        #[graphql(default = 20, desc = "How many books, 1 to 100.")] first: Option<i32>,
+        #[graphql(desc = "Read on after this cursor (`endCursor` or an edge's `cursor`).")]
         after: Option<String>,
     ) -> Result<BookConnection> {
         lists::bookstore_books(ctx, self.0.id, filter, lists::page_size(first), after).await
@@ -59,7 +66,11 @@ pub struct BookstoreQuery;
 #[Object]
 impl BookstoreQuery {
     /// One bookstore by id; `null` when none has that id.
-    async fn bookstore(&self, ctx: &Context<'_>, id: ID) -> Result<Option<BookstoreObject>> {
+    async fn bookstore(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The bookstore's id.")] id: ID,
+    ) -> Result<Option<BookstoreObject>> {
         let id = parse_bookstore_id(&id)?;
         let store = datastore(ctx)
             .bookstore(id)
@@ -72,7 +83,7 @@ impl BookstoreQuery {
     async fn bookstore_by_name(
         &self,
         ctx: &Context<'_>,
-        name: String,
+        #[graphql(desc = "The name, in any case, width or spacing.")] name: String,
     ) -> Result<Option<BookstoreObject>> {
         let name = BookstoreName::parse(&name).map_err(bad_input)?;
         let store = datastore(ctx)
@@ -88,6 +99,7 @@ impl BookstoreQuery {
     async fn bookstores_for_books(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The books' ids (at most `OPONN_MAX_BATCH_IDS`, 1,000 by default).")]
         book_ids: Vec<ID>,
     ) -> Result<Vec<Option<BookstoreObject>>> {
         let limit = ctx.data_unchecked::<Limits>().max_batch_ids;
@@ -106,14 +118,18 @@ impl BookstoreQuery {
 /// A bookstore to create.
 #[derive(InputObject)]
 struct CreateBookstoreInput {
+    /// The name (1 to 200 characters), unique after normalisation.
     name: String,
+    /// The city.
     city: String,
 }
 
 /// Fields to change; omitted fields stay as they are.
 #[derive(InputObject)]
 struct UpdateBookstoreInput {
+    /// A new name, unique after normalisation.
     name: Option<String>,
+    /// A new city.
     city: Option<String>,
 }
 
@@ -126,7 +142,7 @@ impl BookstoreMutation {
     async fn create_bookstore(
         &self,
         ctx: &Context<'_>,
-        input: CreateBookstoreInput,
+        #[graphql(desc = "The bookstore to create.")] input: CreateBookstoreInput,
     ) -> Result<BookstoreObject> {
         let new = NewBookstore {
             name: BookstoreName::parse(&input.name).map_err(bad_input)?,
@@ -143,8 +159,9 @@ impl BookstoreMutation {
     async fn update_bookstore(
         &self,
         ctx: &Context<'_>,
-        id: ID,
-        input: UpdateBookstoreInput,
+        #[graphql(desc = "The bookstore's id.")] id: ID,
+        #[graphql(desc = "The fields to change.")] input: UpdateBookstoreInput,
+        #[graphql(desc = "Change the bookstore only if it is still at this version.")]
         expected_version: Option<i64>,
     ) -> Result<BookstoreObject> {
         let id = parse_bookstore_id(&id)?;
@@ -174,7 +191,8 @@ impl BookstoreMutation {
     async fn delete_bookstore(
         &self,
         ctx: &Context<'_>,
-        id: ID,
+        #[graphql(desc = "The bookstore's id.")] id: ID,
+        #[graphql(desc = "Delete the bookstore only if it is still at this version.")]
         expected_version: Option<i64>,
         #[graphql(desc = "Move the store's books to this store first.")] move_books_to: Option<ID>,
         #[graphql(desc = "Delete the store's books with it.")] delete_books: Option<bool>,
@@ -199,8 +217,9 @@ impl BookstoreMutation {
     async fn move_book(
         &self,
         ctx: &Context<'_>,
-        book_id: ID,
-        bookstore_id: Option<ID>,
+        #[graphql(desc = "The book's id.")] book_id: ID,
+        #[graphql(desc = "The bookstore to put it in; `null` for none.")] bookstore_id: Option<ID>,
+        #[graphql(desc = "Move the book only if it is still at this version.")]
         expected_version: Option<i64>,
     ) -> Result<BookObject> {
         let book = parse_id(&book_id)?;

@@ -176,34 +176,143 @@ impl BookstoreFilter {
     }
 }
 
-/// Where a page ends.
+/// Where a page starts and ends (Relay's `PageInfo`). Lists page forward only, with `first` and
+/// `after`.
 #[derive(SimpleObject)]
 pub struct PageInfo {
     /// Whether more records follow this page.
     has_next_page: bool,
+    /// Always `false`: lists page forward only (Relay allows `false` when paging with `first`).
+    has_previous_page: bool,
+    /// The cursor of the page's first record; `null` on an empty page.
+    start_cursor: Option<String>,
     /// Pass as `after` to read the next page; `null` on an empty page.
     end_cursor: Option<String>,
-}
-
-/// A page of books.
-#[derive(SimpleObject)]
-pub struct BookConnection {
-    nodes: Vec<BookObject>,
-    page_info: PageInfo,
-}
-
-/// A page of bookstores.
-#[derive(SimpleObject)]
-pub struct BookstoreConnection {
-    nodes: Vec<BookstoreObject>,
-    page_info: PageInfo,
 }
 
 fn page_info<T>(page: &Page<T>) -> PageInfo {
     PageInfo {
         has_next_page: page.has_next,
+        has_previous_page: false,
+        start_cursor: page.cursors.first().cloned(),
         end_cursor: page.end_cursor.clone(),
     }
+}
+
+/// A page of records, as `nodes` or as Relay `edges`: both are resolved from one page, so
+/// asking for either (or both) reads the same records once.
+pub struct Connection<T> {
+    nodes: Vec<T>,
+    cursors: Vec<String>,
+    page_info: PageInfo,
+}
+
+impl<T> Connection<T> {
+    fn of<R>(page: Page<R>, wrap: impl Fn(R) -> T) -> Self {
+        Self {
+            page_info: page_info(&page),
+            cursors: page.cursors,
+            nodes: page.items.into_iter().map(wrap).collect(),
+        }
+    }
+
+    fn with_cursors(&self) -> Vec<Edge<'_, T>> {
+        self.cursors
+            .iter()
+            .zip(&self.nodes)
+            .map(|(cursor, node)| Edge { cursor, node })
+            .collect()
+    }
+}
+
+/// A record of a page and its cursor.
+pub struct Edge<'a, T> {
+    cursor: &'a str,
+    node: &'a T,
+}
+
+/// A page of books.
+pub type BookConnection = Connection<BookObject>;
+
+/// A page of bookstores.
+pub type BookstoreConnection = Connection<BookstoreObject>;
+
+/// A page of books.
+#[Object(name = "BookConnection")]
+impl Connection<BookObject> {
+    /// The books of the page, in order.
+    async fn nodes(&self) -> &[BookObject] {
+        &self.nodes
+    }
+
+    /// The same books with their cursors (Relay connections).
+    async fn edges(&self) -> Vec<Edge<'_, BookObject>> {
+        self.with_cursors()
+    }
+
+    /// Where the page starts and ends.
+    async fn page_info(&self) -> &PageInfo {
+        &self.page_info
+    }
+}
+
+/// A page of bookstores.
+#[Object(name = "BookstoreConnection")]
+impl Connection<BookstoreObject> {
+    /// The bookstores of the page, in order.
+    async fn nodes(&self) -> &[BookstoreObject] {
+        &self.nodes
+    }
+
+    /// The same bookstores with their cursors (Relay connections).
+    async fn edges(&self) -> Vec<Edge<'_, BookstoreObject>> {
+        self.with_cursors()
+    }
+
+    /// Where the page starts and ends.
+    async fn page_info(&self) -> &PageInfo {
+        &self.page_info
+    }
+}
+
+/// A book of a page and its cursor.
+#[Object(name = "BookEdge")]
+impl Edge<'_, BookObject> {
+    /// Pass as `after` to read the books that follow this one.
+    async fn cursor(&self) -> &str {
+        self.cursor
+    }
+
+    /// The book.
+    async fn node(&self) -> &BookObject {
+        self.node
+    }
+}
+
+/// A bookstore of a page and its cursor.
+#[Object(name = "BookstoreEdge")]
+impl Edge<'_, BookstoreObject> {
+    /// Pass as `after` to read the bookstores that follow this one.
+    async fn cursor(&self) -> &str {
+        self.cursor
+    }
+
+    /// The bookstore.
+    async fn node(&self) -> &BookstoreObject {
+        self.node
+    }
+}
+
+/// Whether the selection asks for `field` of the records of a connection, as `nodes { field }`
+/// or as `edges { node { field } }`.
+fn selects_in_records(ctx: &Context<'_>, field: &str) -> bool {
+    let look_ahead = ctx.look_ahead();
+    look_ahead.field("nodes").field(field).exists()
+        || look_ahead
+            .field("edges")
+            .field("node")
+            .field(field)
+            .exists()
 }
 
 fn page_args(first: i32, after: Option<String>) -> Result<(usize, Option<Cursor>)> {
@@ -245,14 +354,10 @@ pub async fn books_page(
     let page = load_books_page(ctx, spec)
         .await?
         .expect("the loader answers every spec it is given");
-    // The selection is `nodes { bookstore }` one level down.
-    if ctx.look_ahead().field("nodes").field("bookstore").exists() {
+    if selects_in_records(ctx, "bookstore") {
         prefetch_bookstores(ctx, page.items.iter()).await?;
     }
-    Ok(BookConnection {
-        page_info: page_info(&page),
-        nodes: page.items.into_iter().map(BookObject).collect(),
-    })
+    Ok(Connection::of(page, BookObject))
 }
 
 #[derive(Default)]
@@ -265,8 +370,11 @@ impl ListQuery {
     async fn books(
         &self,
         ctx: &Context<'_>,
-        filter: Option<BookFilter>,
-        #[graphql(default = 20)] first: Option<i32>,
+        #[graphql(desc = "Only the books that match every field given.")] filter: Option<
+            BookFilter,
+        >,
+        #[graphql(default = 20, desc = "How many books, 1 to 100.")] first: Option<i32>,
+        #[graphql(desc = "Read on after this cursor (`endCursor` or an edge's `cursor`).")]
         after: Option<String>,
     ) -> Result<BookConnection> {
         let filter = filter.unwrap_or_default().compile()?;
@@ -278,8 +386,11 @@ impl ListQuery {
     async fn bookstores(
         &self,
         ctx: &Context<'_>,
-        filter: Option<BookstoreFilter>,
-        #[graphql(default = 20)] first: Option<i32>,
+        #[graphql(desc = "Only the bookstores that match every field given.")] filter: Option<
+            BookstoreFilter,
+        >,
+        #[graphql(default = 20, desc = "How many bookstores, 1 to 100.")] first: Option<i32>,
+        #[graphql(desc = "Read on after this cursor (`endCursor` or an edge's `cursor`).")]
         after: Option<String>,
     ) -> Result<BookstoreConnection> {
         let (first, after) = page_args(page_size(first), after)?;
@@ -289,10 +400,7 @@ impl ListQuery {
             .await
             .map_err(datastore_error)?;
         prefetch_store_books(ctx, &page.items).await?;
-        Ok(BookstoreConnection {
-            page_info: page_info(&page),
-            nodes: page.items.into_iter().map(BookstoreObject).collect(),
-        })
+        Ok(Connection::of(page, BookstoreObject))
     }
 }
 
@@ -323,11 +431,13 @@ async fn prefetch_store_books(
     stores: &[crate::domain::Bookstore],
 ) -> Result<()> {
     let mut specs = Vec::new();
-    for field in ctx
-        .look_ahead()
-        .field("nodes")
-        .field("books")
+    let look_ahead = ctx.look_ahead();
+    let as_nodes = look_ahead.field("nodes").field("books");
+    let as_edges = look_ahead.field("edges").field("node").field("books");
+    for field in as_nodes
         .selection_fields()
+        .into_iter()
+        .chain(as_edges.selection_fields())
     {
         let Ok(arguments) = field.arguments() else {
             continue;

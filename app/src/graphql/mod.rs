@@ -23,6 +23,7 @@ use crate::{config::HttpSettings, datastore::Datastore};
 pub use auth::Caller;
 pub use loaders::{per_request, RequestScope};
 
+/// Everything a client can read: books and bookstores by id, by name, and in filtered pages.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
 pub struct QueryRoot(
@@ -31,6 +32,7 @@ pub struct QueryRoot(
     lists::ListQuery,
 );
 
+/// Every change a client can make; each needs a bearer token (`Authorization: Bearer ...`).
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
 pub struct MutationRoot(books::BookMutation, bookstores::BookstoreMutation);

@@ -76,6 +76,66 @@ async fn pages_follow_their_cursors_to_the_end() {
     assert_eq!(seen, ["A", "B", "C", "D", "E"]);
 }
 
+/// Relay connections: `edges { cursor node }` carry the same records as `nodes`, warm or cold;
+/// `startCursor` and `endCursor` are the first and last edges' cursors, and any edge's cursor
+/// reads on from that record; lists page forward, so `hasPreviousPage` is false.
+#[tokio::test]
+async fn edges_carry_the_nodes_with_cursors_that_page_on_from_each() {
+    const EDGES: &str = "query($first: Int, $after: String, $filter: BookFilter) {
+        books(filter: $filter, first: $first, after: $after) {
+            nodes { title }
+            edges { cursor node { title bookstore { name } } }
+            pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }";
+    let app = TestApp::spawn().await;
+    for title in ["Edge A", "Edge B", "Edge C", "Edge D"] {
+        create(&app, &format!("/works/EDGE{}", &title[5..]), title, "Edgar").await;
+    }
+    let filter = json!({ "author": "Edgar" });
+    for _ in ["cold", "warm"] {
+        let body = app
+            .graphql(EDGES, json!({ "first": 3, "filter": filter }))
+            .await;
+        assert_no_errors(&body);
+        let page = &body["data"]["books"];
+        let edges = page["edges"].as_array().expect("edges");
+        let from_edges: Vec<&Value> = edges.iter().map(|e| &e["node"]["title"]).collect();
+        let from_nodes: Vec<&Value> = page["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| &n["title"])
+            .collect();
+        assert_eq!(from_edges, from_nodes);
+        assert_eq!(
+            from_nodes,
+            [&json!("Edge A"), &json!("Edge B"), &json!("Edge C")]
+        );
+        let info = &page["pageInfo"];
+        assert_eq!(info["hasNextPage"], true);
+        assert_eq!(info["hasPreviousPage"], false);
+        assert_eq!(info["startCursor"], edges[0]["cursor"]);
+        assert_eq!(info["endCursor"], edges[2]["cursor"]);
+
+        let after_first = app
+            .graphql(
+                EDGES,
+                json!({ "first": 3, "filter": filter, "after": edges[0]["cursor"] }),
+            )
+            .await;
+        assert_no_errors(&after_first);
+        let titles: Vec<&Value> = after_first["data"]["books"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| &n["title"])
+            .collect();
+        assert_eq!(
+            titles,
+            [&json!("Edge B"), &json!("Edge C"), &json!("Edge D")]
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_cached_page_is_served_without_mongodb() {
     let app = TestApp::spawn().await;

@@ -152,3 +152,49 @@ pub fn named_type(reference: &Value) -> &str {
         _ => reference["name"].as_str().expect("a named type"),
     }
 }
+
+const DESCRIPTIONS: &str = r#"{
+  __schema {
+    types {
+      name kind description
+      fields { name description args { name description } }
+      inputFields { name description }
+      enumValues { name description }
+    }
+  }
+}"#;
+
+/// The schema is a contract clients read: every type, field, argument, input field and enum
+/// value of the API (GraphQL's own built-ins aside) says what it is.
+#[tokio::test]
+async fn every_type_field_and_argument_has_a_description() {
+    let app = TestApp::spawn().await;
+    let body = app.graphql_as(None, DESCRIPTIONS, json!({})).await;
+    assert_no_errors(&body);
+    let described = |value: &Value| value["description"].as_str().is_some_and(|d| !d.is_empty());
+    let built_in = ["String", "Int", "Float", "Boolean", "ID"];
+    let mut missing = Vec::new();
+    for kind in body["data"]["__schema"]["types"].as_array().expect("types") {
+        let name = kind["name"].as_str().expect("a type name");
+        if name.starts_with("__") || built_in.contains(&name) {
+            continue;
+        }
+        if !described(kind) {
+            missing.push(name.to_owned());
+        }
+        for (list, what) in [("fields", "."), ("inputFields", "."), ("enumValues", ".")] {
+            for member in kind[list].as_array().into_iter().flatten() {
+                let member_name = format!("{name}{what}{}", member["name"].as_str().unwrap_or("?"));
+                if !described(member) {
+                    missing.push(member_name.clone());
+                }
+                for argument in member["args"].as_array().into_iter().flatten() {
+                    if !described(argument) {
+                        missing.push(format!("{member_name}({})", argument["name"]));
+                    }
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "without a description: {missing:#?}");
+}
