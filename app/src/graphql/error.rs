@@ -15,7 +15,8 @@ use async_graphql::{
 
 use crate::datastore::DatastoreError;
 
-/// The values of `extensions.code`.
+/// The values of `extensions.code`: every code the API answers with, inside GraphQL and outside
+/// it (README's error table lists each, and a test holds the two together).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Code {
     NotFound,
@@ -26,9 +27,34 @@ pub enum Code {
     Internal,
     GraphqlParseFailed,
     GraphqlValidationFailed,
+    PersistedQueryNotFound,
+    ResponseTooLarge,
+    BadRequest,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    Timeout,
 }
 
 impl Code {
+    pub const ALL: [Code; 15] = [
+        Code::NotFound,
+        Code::Conflict,
+        Code::BadUserInput,
+        Code::Unauthenticated,
+        Code::Unavailable,
+        Code::Internal,
+        Code::GraphqlParseFailed,
+        Code::GraphqlValidationFailed,
+        Code::PersistedQueryNotFound,
+        Code::ResponseTooLarge,
+        Code::BadRequest,
+        Code::MethodNotAllowed,
+        Code::PayloadTooLarge,
+        Code::UnsupportedMediaType,
+        Code::Timeout,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Code::NotFound => "NOT_FOUND",
@@ -39,6 +65,13 @@ impl Code {
             Code::Internal => "INTERNAL_SERVER_ERROR",
             Code::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
             Code::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
+            Code::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Code::ResponseTooLarge => "RESPONSE_TOO_LARGE",
+            Code::BadRequest => "BAD_REQUEST",
+            Code::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Code::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Code::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Code::Timeout => "TIMEOUT",
         }
     }
 }

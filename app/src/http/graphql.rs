@@ -33,6 +33,7 @@ use serde_json::json;
 
 use super::{error_response, AppState};
 use crate::graphql::{
+    error::Code,
     per_request,
     persisted::{Persisted, PersistedError},
     RequestScope,
@@ -42,11 +43,11 @@ use crate::graphql::{
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
 /// Codes of errors raised before execution: the request was not run.
-const REQUEST_ERRORS: &[&str] = &[
-    "GRAPHQL_PARSE_FAILED",
-    "GRAPHQL_VALIDATION_FAILED",
-    "PERSISTED_QUERY_NOT_FOUND",
-    "BAD_REQUEST",
+const REQUEST_ERRORS: &[Code] = &[
+    Code::GraphqlParseFailed,
+    Code::GraphqlValidationFailed,
+    Code::PersistedQueryNotFound,
+    Code::BadRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -65,14 +66,14 @@ pub async fn get(
         if !accepts(&headers, "text/html") {
             return error_response(
                 StatusCode::BAD_REQUEST,
-                "BAD_REQUEST",
+                Code::BadRequest,
                 "GET /graphql needs a `query` parameter (or a persisted query's hash in `extensions`)",
             );
         }
         if !state.settings.graphiql {
             return error_response(
                 StatusCode::NOT_FOUND,
-                "NOT_FOUND",
+                Code::NotFound,
                 "GraphiQL is switched off (OPONN_GRAPHIQL); send GraphQL requests to /graphql",
             );
         }
@@ -83,7 +84,7 @@ pub async fn get(
         Err(error) => {
             return error_response(
                 StatusCode::BAD_REQUEST,
-                "BAD_REQUEST",
+                Code::BadRequest,
                 &format!("the URL is not a GraphQL request: {error}"),
             )
         }
@@ -99,7 +100,7 @@ pub async fn post(
     if !is_json(&headers) {
         return error_response(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UNSUPPORTED_MEDIA_TYPE",
+            Code::UnsupportedMediaType,
             "send the request as `Content-Type: application/json`",
         );
     }
@@ -108,7 +109,7 @@ pub async fn post(
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             return error_response(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "PAYLOAD_TOO_LARGE",
+                Code::PayloadTooLarge,
                 &format!(
                     "the request body is larger than {} bytes (OPONN_MAX_BODY_BYTES)",
                     state.settings.max_body_bytes
@@ -118,7 +119,7 @@ pub async fn post(
         Err(rejection) => {
             return error_response(
                 rejection.status(),
-                "BAD_REQUEST",
+                Code::BadRequest,
                 "the body could not be read",
             )
         }
@@ -128,7 +129,7 @@ pub async fn post(
         Err(error) => {
             return error_response(
                 StatusCode::BAD_REQUEST,
-                "BAD_REQUEST",
+                Code::BadRequest,
                 &format!("the body is not a GraphQL request in JSON: {error}"),
             )
         }
@@ -146,14 +147,18 @@ async fn run(
     let persisted = match state.persisted.resolve(&mut request) {
         Ok(persisted) => persisted,
         Err(PersistedError::NotFound) => {
-            return request_error(media, "PERSISTED_QUERY_NOT_FOUND", "PersistedQueryNotFound")
+            return request_error(
+                media,
+                Code::PersistedQueryNotFound,
+                "PersistedQueryNotFound",
+            )
         }
-        Err(error) => return request_error(media, "BAD_REQUEST", &error.to_string()),
+        Err(error) => return request_error(media, Code::BadRequest, &error.to_string()),
     };
     if method == Method::Get && is_mutation(&request) {
         let mut response = error_response(
             StatusCode::METHOD_NOT_ALLOWED,
-            "METHOD_NOT_ALLOWED",
+            Code::MethodNotAllowed,
             "mutations are sent with POST",
         );
         response
@@ -172,7 +177,7 @@ async fn run(
     for error in &mut response.errors {
         let extensions = error.extensions.get_or_insert_with(Default::default);
         if extensions.get("code").is_none() {
-            extensions.set("code", "BAD_REQUEST");
+            extensions.set("code", Code::BadRequest.as_str());
         }
     }
 
@@ -183,7 +188,7 @@ async fn run(
                 .as_ref()
                 .and_then(|extensions| extensions.get("code"))
                 .is_some_and(|code| {
-                    matches!(code, async_graphql::Value::String(code) if REQUEST_ERRORS.contains(&code.as_str()))
+                    matches!(code, async_graphql::Value::String(code) if REQUEST_ERRORS.iter().any(|request| request.as_str() == code.as_str()))
                 })
         });
     if let Persisted::Register(key) = persisted {
@@ -202,7 +207,7 @@ async fn run(
             tracing::error!(%error, "a GraphQL response did not serialise");
             return error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL_SERVER_ERROR",
+                Code::Internal,
                 "internal error",
             );
         }
@@ -214,7 +219,7 @@ async fn run(
         );
         return error_response(
             StatusCode::OK,
-            "RESPONSE_TOO_LARGE",
+            Code::ResponseTooLarge,
             &format!(
                 "the response would be larger than {} bytes (OPONN_MAX_RESPONSE_BYTES): ask for fewer records or fields",
                 state.settings.max_response_bytes
@@ -238,7 +243,7 @@ async fn run(
 
 /// A request error in the chosen media type: 400 for `application/graphql-response+json`, 200
 /// for `application/json`, and no `data` entry either way.
-fn request_error(media: &'static str, code: &str, message: &str) -> Response {
+fn request_error(media: &'static str, code: Code, message: &str) -> Response {
     let status = match media {
         GRAPHQL_RESPONSE => StatusCode::BAD_REQUEST,
         _ => StatusCode::OK,

@@ -37,7 +37,7 @@ pub use auth::Tokens;
 use crate::{
     config::HttpSettings,
     datastore::Datastore,
-    graphql::{persisted::PersistedQueries, AppSchema},
+    graphql::{error::Code, persisted::PersistedQueries, AppSchema},
     metrics::Metrics,
 };
 
@@ -104,19 +104,20 @@ fn timeout_or_default(timeout: Duration) -> Duration {
 }
 
 /// An error outside GraphQL execution, in the GraphQL response shape.
-pub(crate) fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+pub(crate) fn error_response(status: StatusCode, code: Code, message: &str) -> Response {
+    let body =
+        json!({ "errors": [{ "message": message, "extensions": { "code": code.as_str() } }] });
     (status, Json(body)).into_response()
 }
 
 async fn not_found() -> Response {
-    error_response(StatusCode::NOT_FOUND, "NOT_FOUND", "no such path")
+    error_response(StatusCode::NOT_FOUND, Code::NotFound, "no such path")
 }
 
 async fn method_not_allowed() -> Response {
     let mut response = error_response(
         StatusCode::METHOD_NOT_ALLOWED,
-        "METHOD_NOT_ALLOWED",
+        Code::MethodNotAllowed,
         "use POST for any operation, GET for queries",
     );
     response
@@ -130,7 +131,7 @@ fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
     error_response(
         StatusCode::INTERNAL_SERVER_ERROR,
-        "INTERNAL_SERVER_ERROR",
+        Code::Internal,
         "internal error",
     )
 }
@@ -151,7 +152,7 @@ async fn within_deadline(
             );
             error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "TIMEOUT",
+                Code::Timeout,
                 &format!(
                     "the request ran longer than {} ms (OPONN_REQUEST_TIMEOUT_MS) and was cancelled",
                     deadline.as_millis()

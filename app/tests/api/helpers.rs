@@ -239,7 +239,7 @@ impl TestApp {
     }
 
     /// This test's database, through a client of its own (not the app's, nor its proxies).
-    async fn mongodb(&self) -> mongodb::Database {
+    pub async fn mongodb(&self) -> mongodb::Database {
         mongodb::Client::with_uri_str(&self.stack.mongodb_uri)
             .await
             .expect("a MongoDB client")

@@ -5,6 +5,7 @@ mod auth;
 mod books;
 mod bookstores;
 mod cache;
+mod error_codes;
 mod explain;
 mod faults;
 mod filters;
