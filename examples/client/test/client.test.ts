@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { test } from 'node:test';
 
+import type { GraphQLFormattedError } from 'graphql';
+
 import { createClient, sha256 } from '../src/client';
 import { errorCode } from '../src/errors';
 import { graphql } from '../src/generated';
@@ -16,7 +18,7 @@ const url = required('OPONN_URL');
 const token = required('OPONN_TOKEN');
 const reader = createClient({ url });
 const writer = createClient({ url, token });
-// Names and keys this run creates, unique so that a rerun against the same server still passes.
+// Names and keys this run creates, unique so that they never meet an earlier run's.
 const run = Date.now().toString();
 // The seed file holds exactly what createBook takes, so the generated input type describes it.
 const sample = JSON.parse(
@@ -180,7 +182,7 @@ function recording(exchanges: Exchange[]): typeof fetch {
       method: request.method,
       query: sent.query ?? undefined,
       hash: sent.extensions?.persistedQuery?.sha256Hash,
-      codes: (answer.errors ?? []).map((error: { extensions?: { code?: string } }) => error.extensions?.code),
+      codes: (answer.errors ?? []).map((error: GraphQLFormattedError) => error.extensions?.['code']),
     });
     return response;
   };
