@@ -37,6 +37,9 @@ test: stack-up lint infra-check ## Run every check and every test (unit, integra
 	  cargo build -q -p oponn
 	@echo "[test] cargo test --workspace (building the tests the first time: about 4 minutes; running: about 3)"
 	@$(STACK_ENV); scripts/timed "[test] cargo test" cargo test --workspace --no-fail-fast
+	@$(STACK_ENV); scripts/timed "[test] the typed TypeScript client against a live server (the first time: installing its packages, about 20 s)" \
+	  scripts/client-test
+	@scripts/timed "[test] schema breaking-change check against api/released/schema.graphql" scripts/schema-check
 	@$(STACK_ENV); scripts/smoke-release
 	@$(STACK_ENV); LOADTEST_PROFILE=smoke LOADTEST_BIN="$$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug" \
 	  scripts/timed "[test] load test smoke run (every artillery scenario for seconds; fails on any GraphQL error)" loadtest/run
@@ -68,6 +71,17 @@ lint: ## rustfmt and clippy, warnings as errors
 schema: ## Regenerate schema.graphql from the code
 	@cargo run -q -p oponn -- schema > schema.graphql
 	@echo "[schema] wrote schema.graphql"
+
+.PHONY: schema-check release-schema client-test
+schema-check: ## Fail on a breaking change to schema.graphql since the released schema (GraphQL Inspector; no server)
+	@scripts/schema-check
+release-schema: ## When a release is cut: record schema.graphql as the released schema (api/released/)
+	@cp schema.graphql api/released/schema.graphql
+	@echo "[schema] api/released/schema.graphql is now today's schema.graphql; commit it with the release"
+client-test: stack-up ## The typed TypeScript client (examples/client/): codegen, tsc --noEmit, its test against a live server
+	@scripts/timed "[client] building the binary it serves (the first time: about 3 minutes on 2 cores)" \
+	  cargo build -q -p oponn
+	@$(STACK_ENV); scripts/client-test
 
 .PHONY: bench
 bench: stack-up ## Cached book(id) over HTTP vs an axum hello-world, with oha; prints req/s, p50, p99, ratio
