@@ -96,6 +96,9 @@ pub struct HttpSettings {
     /// `OPONN_INTROSPECTION`: answer `__schema` and `__type` (development; off in production,
     /// where clients use the checked-in `schema.graphql`).
     pub introspection: bool,
+    /// `OPONN_SAFELIST`: a JSON file of `{ "<sha256 of the text>": "<document>" }`; when set,
+    /// only those documents run (see `graphql::persisted`).
+    pub safelist: Option<std::path::PathBuf>,
 }
 
 /// The outside API books are ingested from (Open Library's search API), and how politely.
@@ -202,6 +205,7 @@ impl Settings {
                 max_batch_ids: vars.parsed("OPONN_MAX_BATCH_IDS", "1000")?,
                 graphiql: vars.parsed("OPONN_GRAPHIQL", "true")?,
                 introspection: vars.parsed("OPONN_INTROSPECTION", "true")?,
+                safelist: vars.optional("OPONN_SAFELIST").map(Into::into),
             },
             api_tokens: vars
                 .optional("OPONN_API_TOKENS")

@@ -14,7 +14,7 @@ use crate::{
     cache::Cache,
     config::Settings,
     datastore::Datastore,
-    graphql::build_schema,
+    graphql::{build_schema, persisted::PersistedQueries},
     http::{ops_router, router, AppState, Tokens},
     metrics::Metrics,
     store::Store,
@@ -43,13 +43,21 @@ impl Application {
         if settings.api_tokens.is_empty() {
             tracing::warn!("OPONN_API_TOKENS is empty: every mutation will be refused");
         }
+        let persisted = match &settings.http.safelist {
+            Some(path) => {
+                let safelist = PersistedQueries::safelist(path).context("OPONN_SAFELIST")?;
+                tracing::info!(path = %path.display(), "safelist mode: only its documents run");
+                safelist
+            }
+            None => PersistedQueries::default(),
+        };
         let state = AppState {
             schema: build_schema(datastore.clone(), &settings.http),
             datastore: datastore.clone(),
             metrics: metrics.clone(),
             tokens: Arc::new(Tokens::new(settings.api_tokens.clone())),
             settings: Arc::new(settings.http.clone()),
-            persisted: Default::default(),
+            persisted,
         };
         let listener = TcpListener::bind(settings.listen)
             .await

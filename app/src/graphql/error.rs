@@ -28,6 +28,7 @@ pub enum Code {
     GraphqlParseFailed,
     GraphqlValidationFailed,
     PersistedQueryNotFound,
+    QueryNotInSafelist,
     ResponseTooLarge,
     BadRequest,
     MethodNotAllowed,
@@ -37,7 +38,7 @@ pub enum Code {
 }
 
 impl Code {
-    pub const ALL: [Code; 15] = [
+    pub const ALL: [Code; 16] = [
         Code::NotFound,
         Code::Conflict,
         Code::BadUserInput,
@@ -47,6 +48,7 @@ impl Code {
         Code::GraphqlParseFailed,
         Code::GraphqlValidationFailed,
         Code::PersistedQueryNotFound,
+        Code::QueryNotInSafelist,
         Code::ResponseTooLarge,
         Code::BadRequest,
         Code::MethodNotAllowed,
@@ -66,6 +68,7 @@ impl Code {
             Code::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
             Code::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
             Code::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Code::QueryNotInSafelist => "QUERY_NOT_IN_SAFELIST",
             Code::ResponseTooLarge => "RESPONSE_TOO_LARGE",
             Code::BadRequest => "BAD_REQUEST",
             Code::MethodNotAllowed => "METHOD_NOT_ALLOWED",

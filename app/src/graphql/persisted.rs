@@ -9,8 +9,16 @@
 //! persisting a query. Anonymous clients cannot grow it: a text is registered only after it
 //! ran without a parse or validation error, texts over [`MAX_TEXT_BYTES`] are never kept, and
 //! all kept texts stay under [`BUDGET_BYTES`], the oldest leaving first.
+//!
+//! **Safelist mode** (`OPONN_SAFELIST`, for production): the documents a deployment's clients
+//! were built with (GraphQL Code Generator's persisted-documents manifest, `{ hash: text }`)
+//! are the only ones that run, by hash or by text; nothing registers at run time.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{Arc, Mutex, MutexGuard},
+};
 
 use async_graphql::Request;
 use serde::Deserialize;
@@ -24,12 +32,36 @@ pub const MAX_TEXT_BYTES: usize = 16 * 1024;
 pub const BUDGET_BYTES: usize = 2 * 1024 * 1024;
 
 #[derive(Clone)]
-pub struct PersistedQueries(Arc<Mutex<Budgeted<Arc<str>>>>);
+pub struct PersistedQueries {
+    registered: Arc<Mutex<Budgeted<Arc<str>>>>,
+    /// In safelist mode, the only documents that run.
+    safelist: Option<Arc<HashMap<Key, Arc<str>>>>,
+}
 
 impl Default for PersistedQueries {
     fn default() -> Self {
-        Self(Arc::new(Mutex::new(Budgeted::new(BUDGET_BYTES))))
+        Self {
+            registered: Arc::new(Mutex::new(Budgeted::new(BUDGET_BYTES))),
+            safelist: None,
+        }
     }
+}
+
+/// Why a safelist file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SafelistError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: expected a JSON object of {{ \"<sha256 of the text>\": \"<document>\" }}: {source}")]
+    Format {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("{path}: {hash:?} is not the SHA-256 of its document")]
+    Hash { path: String, hash: String },
 }
 
 /// What a request's `persistedQuery` extension asked for.
@@ -47,6 +79,8 @@ pub enum Persisted {
 pub enum PersistedError {
     #[error("PersistedQueryNotFound")]
     NotFound,
+    #[error("this server runs only the documents of its safelist (OPONN_SAFELIST)")]
+    NotInSafelist,
     #[error("persistedQuery: {0}")]
     Invalid(&'static str),
 }
@@ -59,15 +93,53 @@ struct Extension {
 }
 
 impl PersistedQueries {
+    /// Safelist mode: only the documents of `path` run. Every hash must be its document's.
+    pub fn safelist(path: &Path) -> Result<Self, SafelistError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| SafelistError::Read {
+            path: name.clone(),
+            source,
+        })?;
+        let documents: HashMap<String, String> =
+            serde_json::from_str(&text).map_err(|source| SafelistError::Format {
+                path: name.clone(),
+                source,
+            })?;
+        let mut safelist = HashMap::with_capacity(documents.len());
+        for (hash, document) in documents {
+            let key: Key = Sha256::digest(document.as_bytes()).into();
+            if parse_hash(&hash.to_ascii_lowercase()) != Some(key) {
+                return Err(SafelistError::Hash { path: name, hash });
+            }
+            safelist.insert(key, Arc::from(document));
+        }
+        Ok(Self {
+            safelist: Some(Arc::new(safelist)),
+            ..Self::default()
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, Budgeted<Arc<str>>> {
-        self.0
+        self.registered
             .lock()
             .expect("persisted-query store lock is never poisoned")
     }
 
     /// Takes the request's `persistedQuery` extension: fills in the text for a known hash,
-    /// checks a text against its hash.
+    /// checks a text against its hash. In safelist mode, refuses any other document.
     pub fn resolve(&self, request: &mut Request) -> Result<Persisted, PersistedError> {
+        let resolved = self.resolve_extension(request)?;
+        let Some(safelist) = &self.safelist else {
+            return Ok(resolved);
+        };
+        let key: Key = Sha256::digest(request.query.as_bytes()).into();
+        match safelist.get(&key) {
+            Some(_) => Ok(Persisted::Found),
+            None => Err(PersistedError::NotInSafelist),
+        }
+    }
+
+    fn resolve_extension(&self, request: &mut Request) -> Result<Persisted, PersistedError> {
         let Some(value) = request.extensions.remove("persistedQuery") else {
             return Ok(Persisted::None);
         };
@@ -85,8 +157,11 @@ impl PersistedQueries {
             "sha256Hash: expected 64 hexadecimal digits",
         ))?;
         if request.query.is_empty() {
-            let text = self.lock().get(&key).ok_or(PersistedError::NotFound)?;
-            request.query = text.to_string();
+            let text = match &self.safelist {
+                Some(safelist) => safelist.get(&key).cloned(),
+                None => self.lock().get(&key),
+            };
+            request.query = text.ok_or(PersistedError::NotFound)?.to_string();
             return Ok(Persisted::Found);
         }
         let actual: Key = Sha256::digest(request.query.as_bytes()).into();
@@ -177,6 +252,64 @@ mod tests {
             store.resolve(&mut malformed),
             Err(PersistedError::Invalid(_))
         ));
+    }
+
+    fn safelist_of(documents: &[&str]) -> (PersistedQueries, std::path::PathBuf) {
+        let manifest: HashMap<String, &str> = documents.iter().map(|d| (hash(d), *d)).collect();
+        let path = std::env::temp_dir().join(format!("safelist-{}.json", uuid::Uuid::new_v4()));
+        std::fs::write(&path, serde_json::to_string(&manifest).expect("json")).expect("written");
+        (
+            PersistedQueries::safelist(&path).expect("a valid safelist"),
+            path,
+        )
+    }
+
+    #[test]
+    fn a_safelist_runs_its_documents_by_hash_or_text_and_nothing_else() {
+        let listed = "{ __typename }";
+        let (store, path) = safelist_of(&[listed]);
+
+        let mut by_hash = request("", &hash(listed));
+        assert_eq!(store.resolve(&mut by_hash), Ok(Persisted::Found));
+        assert_eq!(by_hash.query, listed);
+        let mut by_text = Request::new(listed);
+        assert_eq!(store.resolve(&mut by_text), Ok(Persisted::Found));
+
+        let other = "{ book(id: \"1\") { id } }";
+        let mut unlisted_text = Request::new(other);
+        assert_eq!(
+            store.resolve(&mut unlisted_text),
+            Err(PersistedError::NotInSafelist)
+        );
+        // An APQ registration attempt registers nothing: the hash stays unknown.
+        let mut registering = request(other, &hash(other));
+        assert_eq!(
+            store.resolve(&mut registering),
+            Err(PersistedError::NotInSafelist)
+        );
+        let mut unknown_hash = request("", &hash(other));
+        assert_eq!(
+            store.resolve(&mut unknown_hash),
+            Err(PersistedError::NotFound)
+        );
+        std::fs::remove_file(path).expect("removed");
+    }
+
+    #[test]
+    fn a_safelist_whose_hash_is_not_its_documents_is_refused() {
+        let path = std::env::temp_dir().join(format!("safelist-{}.json", uuid::Uuid::new_v4()));
+        let manifest = serde_json::json!({ hash("{ a }"): "{ b }" });
+        std::fs::write(&path, manifest.to_string()).expect("written");
+        assert!(matches!(
+            PersistedQueries::safelist(&path),
+            Err(SafelistError::Hash { .. })
+        ));
+        std::fs::write(&path, "[]").expect("written");
+        assert!(matches!(
+            PersistedQueries::safelist(&path),
+            Err(SafelistError::Format { .. })
+        ));
+        std::fs::remove_file(path).expect("removed");
     }
 
     #[test]

@@ -153,6 +153,9 @@ async fn run(
                 "PersistedQueryNotFound",
             )
         }
+        Err(error @ PersistedError::NotInSafelist) => {
+            return request_error(media, Code::QueryNotInSafelist, &error.to_string())
+        }
         Err(error) => return request_error(media, Code::BadRequest, &error.to_string()),
     };
     if method == Method::Get && is_mutation(&request) {

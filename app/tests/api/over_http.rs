@@ -258,3 +258,49 @@ async fn choosing_no_or_an_unknown_operation_is_a_bad_request_with_a_code() {
     .await;
     assert_eq!(answer["data"]["__typename"], "Query");
 }
+
+/// Safelist mode (`OPONN_SAFELIST`): the listed documents run, by hash over GET or POST or by
+/// their text; any other document is `QUERY_NOT_IN_SAFELIST` (400 for graphql-response+json
+/// clients) and writes nothing, and no APQ registration adds to the list.
+#[tokio::test]
+async fn in_safelist_mode_only_the_listed_documents_run() {
+    let listed = "{ books(first: 1) { nodes { id } } }";
+    let path = std::env::temp_dir().join(format!("safelist-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(&path, json!({ sha256(listed): listed }).to_string()).expect("written");
+    let app = TestApp::spawn_with(crate::helpers::Options {
+        settings: vec![("OPONN_SAFELIST", path.display().to_string())],
+        ..Default::default()
+    })
+    .await;
+    let by_hash = json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256(listed) } });
+
+    let (status, _, body) = get(&app, None, &[("extensions", by_hash.to_string())]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body["data"]["books"]["nodes"].is_array(), "{body}");
+    let (_, _, body) = post(&app, None, json!({ "query": listed })).await;
+    assert!(body["data"]["books"]["nodes"].is_array(), "{body}");
+
+    let create = "mutation { createBook(input: { sourceKey: \"/works/SAFE\", title: \"Unlisted\" }) { id } }";
+    for accept in [None, Some(GRAPHQL_RESPONSE)] {
+        let (status, _, body) = post(&app, accept, json!({ "query": create })).await;
+        let expected = match accept {
+            None => StatusCode::OK,
+            Some(_) => StatusCode::BAD_REQUEST,
+        };
+        assert_eq!(status, expected, "{body}");
+        assert_eq!(error_code(&body), "QUERY_NOT_IN_SAFELIST", "{body}");
+        assert!(body.get("data").is_none(), "{body}");
+    }
+    let register = json!({ "persistedQuery": { "version": 1, "sha256Hash": sha256(create) } });
+    let (_, _, body) = post(
+        &app,
+        None,
+        json!({ "query": create, "extensions": register }),
+    )
+    .await;
+    assert_eq!(error_code(&body), "QUERY_NOT_IN_SAFELIST", "{body}");
+    let (_, _, body) = post(&app, None, json!({ "extensions": register })).await;
+    assert_eq!(error_code(&body), "PERSISTED_QUERY_NOT_FOUND", "{body}");
+    assert_eq!(app.books_in_mongodb().await.len(), 0, "nothing was written");
+    std::fs::remove_file(path).expect("removed");
+}
