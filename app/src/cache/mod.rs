@@ -162,20 +162,13 @@ impl Cache {
     /// stamped with another Redis run than the one answering is a miss.
     pub async fn get_many<E: CacheEntity>(&self, ids: &[E::Id]) -> Vec<Lookup<E>> {
         let keys: Vec<String> = ids.iter().map(|id| self.key::<E>(id)).collect();
-        let looked_up = match self.session().await {
-            Ok(session) => {
-                let mut connection = session.connection.clone();
-                self.call(
-                    "mget",
-                    &session,
-                    self.timeout,
-                    redis::cmd("MGET").arg(&keys).query_async(&mut connection),
-                )
-                .await
-                .map(|values: Vec<Option<String>>| (session.epoch, values))
-            }
-            Err(error) => Err(error),
-        };
+        let mget = redis::cmd("MGET").arg(&keys).to_owned();
+        let looked_up = self
+            .round_trip("mget", |mut connection| async move {
+                mget.query_async::<Vec<Option<String>>>(&mut connection)
+                    .await
+            })
+            .await;
         let (epoch, values) = match looked_up {
             Ok(looked_up) => looked_up,
             Err(error) => {
@@ -510,6 +503,25 @@ impl Cache {
             other => other?,
         };
         Ok(stored.into_iter().map(|stored| stored == 1).collect())
+    }
+
+    /// One round trip for a read or the repair loop: on the session in use (none while the
+    /// breaker is open), within the read timeout. Returns the epoch of the run that answered.
+    async fn round_trip<T, F, Fut>(
+        &self,
+        operation: &'static str,
+        run: F,
+    ) -> Result<(Epoch, T), CacheError>
+    where
+        F: FnOnce(redis::aio::MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let session = self.session().await?;
+        let connection = session.connection.clone();
+        let value = self
+            .call(operation, &session, self.timeout, run(connection))
+            .await?;
+        Ok((session.epoch, value))
     }
 
     /// The session for a read or a fill: none while the breaker is open.

@@ -338,20 +338,13 @@ impl Cache {
                     .arg(range);
             }
         }
-        let looked_up = match self.session().await {
-            Ok(session) => {
-                let mut connection = session.connection.clone();
-                self.call(
-                    "result_lookup",
-                    &session,
-                    self.timeout,
-                    pipeline.query_async(&mut connection),
-                )
-                .await
-                .map(|values: Vec<Option<String>>| (session.epoch, values))
-            }
-            Err(error) => Err(error),
-        };
+        let looked_up = self
+            .round_trip("result_lookup", |mut connection| async move {
+                pipeline
+                    .query_async::<Vec<Option<String>>>(&mut connection)
+                    .await
+            })
+            .await;
         let (epoch, values) = match looked_up {
             Ok(looked_up) => looked_up,
             Err(error) => {
@@ -448,21 +441,12 @@ impl Cache {
 
     /// Deletes a result (its index entries go lazily).
     pub async fn drop_result(&self, spec: &Spec) {
-        let dropped: Result<(), _> = match self.session().await {
-            Ok(session) => {
-                let mut connection = session.connection.clone();
-                self.call(
-                    "result_drop",
-                    &session,
-                    self.timeout,
-                    redis::cmd("DEL")
-                        .arg(self.result_key(spec))
-                        .query_async(&mut connection),
-                )
-                .await
-            }
-            Err(error) => Err(error),
-        };
+        let delete = redis::cmd("DEL").arg(self.result_key(spec)).to_owned();
+        let dropped = self
+            .round_trip("result_drop", |mut connection| async move {
+                delete.query_async::<()>(&mut connection).await
+            })
+            .await;
         if let Err(error) = dropped {
             tracing::warn!(%error, query = spec.name, "result drop failed");
         }
@@ -625,19 +609,11 @@ impl Cache {
         for range in &ranges {
             invocation.arg(range);
         }
-        let dropped = match self.session().await {
-            Ok(session) => {
-                let mut connection = session.connection.clone();
-                self.call(
-                    "result_drop_ranges",
-                    &session,
-                    self.timeout,
-                    invocation.invoke_async::<i64>(&mut connection),
-                )
-                .await
-            }
-            Err(error) => Err(error),
-        };
+        let dropped = self
+            .round_trip("result_drop_ranges", |mut connection| async move {
+                invocation.invoke_async::<i64>(&mut connection).await
+            })
+            .await;
         match dropped {
             Ok(_) => {
                 let mut dirty = self.dirty_ranges();
@@ -664,21 +640,13 @@ impl Cache {
                 .key(self.tables_key())
                 .key(self.expiry_key())
                 .arg(TRIM_BATCH);
-            let trimmed = match self.session().await {
-                Ok(session) => {
-                    let mut connection = session.connection.clone();
-                    self.call(
-                        "result_trim",
-                        &session,
-                        self.timeout,
-                        invocation.invoke_async::<usize>(&mut connection),
-                    )
-                    .await
-                }
-                Err(error) => Err(error),
-            };
+            let trimmed = self
+                .round_trip("result_trim", |mut connection| async move {
+                    invocation.invoke_async::<usize>(&mut connection).await
+                })
+                .await;
             match trimmed {
-                Ok(count) => {
+                Ok((_, count)) => {
                     removed += count;
                     if count < TRIM_BATCH {
                         return removed;
