@@ -227,16 +227,16 @@ impl Cache {
         if entries.is_empty() {
             return;
         }
-        let writes = self.versioned_writes(noted, entries);
         let stored = match self.session().await {
             Ok(session) if session.epoch == *noted => {
+                let writes = self.versioned_writes(noted, entries);
                 self.set_many(&session, self.timeout, &writes).await
             }
             Ok(_) => {
                 self.metrics
                     .cache_fills
                     .with_label_values(&[E::COLLECTION, "other_epoch"])
-                    .inc_by(writes.len() as u64);
+                    .inc_by(entries.len() as u64);
                 return;
             }
             Err(error) => Err(error),

@@ -9,7 +9,7 @@ use std::{
 use oponn::{
     cache::{Entry, Lookup},
     config::{Settings, SourceSettings},
-    datastore::Datastore,
+    datastore::{Datastore, DatastoreError, PauseHandle},
     domain::{Book, BookId, BookstoreId, LabelList, NewBook, SourceKey, Title},
     ingest::{self, Failed, Progress, Request, Scope, Summary},
     metrics::Metrics,
@@ -230,12 +230,59 @@ impl TestApp {
             .expect("MongoDB insert")
     }
 
+    /// Starts a read of book `id` and returns once it has read MongoDB and stopped before its
+    /// fill: the pause to resume, and the read to await.
+    pub async fn reader_paused_before_fill(
+        &self,
+        id: BookId,
+    ) -> (
+        PauseHandle,
+        JoinHandle<Result<Option<Book>, DatastoreError>>,
+    ) {
+        let mut pause = self.datastore.checkpoints().pause_before_fill();
+        let reader = tokio::spawn({
+            let datastore = self.datastore.clone();
+            async move { datastore.book(id).await }
+        });
+        pause.reached().await;
+        (pause, reader)
+    }
+
+    /// The version of book `id` this app serves (through its cache); the book must exist.
+    pub async fn served_version(&self, id: BookId) -> i64 {
+        let book = self.datastore.book(id).await.expect("a read");
+        book.expect("the book exists").version
+    }
+
+    /// The raw value Redis holds under a book's key (not through the app's cache).
+    pub async fn stored_entry(&self, id: impl std::fmt::Display) -> Option<String> {
+        redis::cmd("GET")
+            .arg(format!("{}books_{id}", self.key_prefix))
+            .query_async(&mut self.redis().await)
+            .await
+            .expect("GET")
+    }
+
     /// What the cache holds for a book, read directly.
     pub async fn cached(&self, id: BookId) -> Option<Entry<Book>> {
         match self.datastore.cache().get_many::<Book>(&[id]).await.pop() {
             Some(Lookup::Hit(entry)) => Some(entry),
             _ => None,
         }
+    }
+
+    /// Every document of `collection`, read directly.
+    async fn documents_in(&self, collection: &str) -> Vec<mongodb::bson::Document> {
+        use futures::TryStreamExt;
+        self.mongodb()
+            .await
+            .collection::<mongodb::bson::Document>(collection)
+            .find(mongodb::bson::doc! {})
+            .await
+            .expect("find")
+            .try_collect()
+            .await
+            .expect("documents")
     }
 
     /// This test's database, through a client of its own (not the app's, nor its proxies).
@@ -258,18 +305,8 @@ impl TestApp {
 
     /// Every book in MongoDB, keyed by source key (read directly, not through the app).
     pub async fn books_in_mongodb(&self) -> BTreeMap<String, mongodb::bson::Document> {
-        use futures::TryStreamExt;
-        let documents: Vec<mongodb::bson::Document> = self
-            .mongodb()
+        self.documents_in("books")
             .await
-            .collection::<mongodb::bson::Document>("books")
-            .find(mongodb::bson::doc! {})
-            .await
-            .expect("find")
-            .try_collect()
-            .await
-            .expect("documents");
-        documents
             .into_iter()
             .map(|document| {
                 let key = document
@@ -285,21 +322,14 @@ impl TestApp {
     /// database, and every key (with its value as `DUMP` gives it) under its key prefixes. Two
     /// equal digests mean nothing was written in between.
     pub async fn digest(&self) -> Vec<String> {
-        use futures::TryStreamExt;
         let database = self.mongodb().await;
         let mut lines = Vec::new();
         let mut collections = database.list_collection_names().await.expect("collections");
         collections.sort();
         for name in collections {
-            let documents: Vec<mongodb::bson::Document> = database
-                .collection::<mongodb::bson::Document>(&name)
-                .find(mongodb::bson::doc! {})
+            let mut documents: Vec<String> = self
+                .documents_in(&name)
                 .await
-                .expect("find")
-                .try_collect()
-                .await
-                .expect("documents");
-            let mut documents: Vec<String> = documents
                 .iter()
                 .map(|document| format!("mongodb {name} {document}"))
                 .collect();

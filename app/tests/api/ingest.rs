@@ -386,11 +386,7 @@ async fn cache_writes_redis_missed_during_an_ingest_are_reported_then_settled() 
     // The command never reached Redis, so it cannot vouch for the run it reaches now: its
     // repair lands as version 2, stamped with no run. It fences older fills out, and no
     // instance serves it or anything older from the cache: the next read goes to MongoDB.
-    let raw: String = redis::cmd("GET")
-        .arg(format!("{}books_{id}", app.key_prefix))
-        .query_async(&mut app.redis().await)
-        .await
-        .unwrap();
+    let raw = app.stored_entry(id).await.expect("repaired");
     assert!(raw.starts_with("2 none "), "{raw}");
     app.reconnect_redis().await;
     assert_eq!(app.cached(id).await, None, "not served from the cache");

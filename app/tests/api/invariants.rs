@@ -22,12 +22,7 @@ async fn a_reader_paused_before_its_fill_cannot_overwrite_a_newer_write() {
     let app = TestApp::spawn().await;
     let book = app.insert_uncached("Version one").await;
 
-    let mut pause = app.datastore.checkpoints().pause_before_fill();
-    let reader = tokio::spawn({
-        let datastore = app.datastore.clone();
-        async move { datastore.book(book.id).await }
-    });
-    pause.reached().await;
+    let (pause, reader) = app.reader_paused_before_fill(book.id).await;
 
     let written = app
         .datastore
@@ -63,12 +58,7 @@ async fn a_reader_paused_before_its_fill_cannot_resurrect_a_deleted_book() {
     let app = TestApp::spawn().await;
     let book = app.insert_uncached("Doomed").await;
 
-    let mut pause = app.datastore.checkpoints().pause_before_fill();
-    let reader = tokio::spawn({
-        let datastore = app.datastore.clone();
-        async move { datastore.book(book.id).await }
-    });
-    pause.reached().await;
+    let (pause, reader) = app.reader_paused_before_fill(book.id).await;
     app.datastore
         .delete_book(book.id)
         .await

@@ -34,12 +34,7 @@ async fn a_fill_that_began_before_redis_restarted_is_not_trusted_after_it() {
     let app = app_on(&redis).await;
     let book = app.insert_uncached("Version one").await;
 
-    let mut pause = app.datastore.checkpoints().pause_before_fill();
-    let reader = tokio::spawn({
-        let datastore = app.datastore.clone();
-        async move { datastore.book(book.id).await }
-    });
-    pause.reached().await;
+    let (pause, reader) = app.reader_paused_before_fill(book.id).await;
 
     redis.kill();
     // A writer without a repair loop: its pending repair dies with it.
@@ -60,8 +55,11 @@ async fn a_fill_that_began_before_redis_restarted_is_not_trusted_after_it() {
 
     let other = app.spawn_sibling().await;
     for instance in [&app, &other] {
-        let served = instance.datastore.book(book.id).await.unwrap().unwrap();
-        assert_eq!(served.version, 2, "the fill of version 1 is not trusted");
+        assert_eq!(
+            instance.served_version(book.id).await,
+            2,
+            "the fill of version 1 is not trusted"
+        );
     }
 }
 
@@ -89,9 +87,8 @@ async fn a_redis_restored_from_an_older_snapshot_serves_nothing_older() {
     assert_eq!(written["data"]["updateBook"]["version"], 2, "{written}");
 
     redis.restart_from(&snapshot).await;
-    let raw: String = redis::cmd("GET")
-        .arg(format!("{}books_{id}", app.key_prefix))
-        .query_async(&mut redis.connection().await)
+    let raw = app
+        .stored_entry(&id)
         .await
         .expect("the snapshot holds the record");
     assert!(raw.starts_with("1 "), "the snapshot holds version 1: {raw}");
@@ -117,16 +114,7 @@ async fn a_paused_redis_takes_the_write_through_before_the_mutation_replies() {
     let app = app_on(&redis).await;
     let other = app.spawn_sibling().await;
     let book = app.insert_uncached("Paused one").await;
-    assert_eq!(
-        other
-            .datastore
-            .book(book.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .version,
-        1
-    );
+    assert_eq!(other.served_version(book.id).await, 1);
     assert_eq!(app.cached(book.id).await.expect("cached").version, 1);
 
     redis.pause();
@@ -151,16 +139,7 @@ async fn a_paused_redis_takes_the_write_through_before_the_mutation_replies() {
     );
     resumed.await.expect("resumed");
     assert_eq!(other.cached(book.id).await.expect("cached").version, 2);
-    assert_eq!(
-        other
-            .datastore
-            .book(book.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .version,
-        2
-    );
+    assert_eq!(other.served_version(book.id).await, 2);
 }
 
 /// A server that stops (SIGTERM) with cache writes Redis has not taken hands them over before
@@ -175,10 +154,7 @@ async fn a_stopping_server_hands_its_pending_repairs_to_redis() {
     })
     .await;
     let book = app.insert_uncached("Stopping one").await;
-    assert_eq!(
-        app.datastore.book(book.id).await.unwrap().unwrap().version,
-        1
-    );
+    assert_eq!(app.served_version(book.id).await, 1);
 
     let proxy = app.redis_proxy.take().expect("a Redis proxy");
     proxy.cut().await;
@@ -192,10 +168,6 @@ async fn a_stopping_server_hands_its_pending_repairs_to_redis() {
     proxy.restore();
     server.await.expect("server task").expect("clean stop");
     assert_eq!(app.datastore.cache().pending_repairs(), 0);
-    let raw: String = redis::cmd("GET")
-        .arg(format!("{}books_{}", app.key_prefix, book.id))
-        .query_async(&mut app.redis().await)
-        .await
-        .expect("repaired");
+    let raw = app.stored_entry(book.id).await.expect("repaired");
     assert!(raw.starts_with("2 "), "{raw}");
 }
