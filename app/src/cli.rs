@@ -30,7 +30,16 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve GraphQL over HTTP until SIGTERM or Ctrl-C.
-    Serve,
+    Serve {
+        /// Also run the write-behind worker in this process (small deployments; with
+        /// `OPONN_WRITE_MODE=behind`).
+        #[arg(long)]
+        with_worker: bool,
+    },
+    /// Persist queued write-behind changes to MongoDB until SIGTERM or Ctrl-C, then finish
+    /// what it holds within `OPONN_WORKER_DRAIN_MS` (needs `OPONN_WRITE_MODE=behind`). Serves
+    /// `/metrics` on `OPONN_OPS_LISTEN`.
+    Worker,
     /// Load books from a JSON file (an array of books) into MongoDB, through the cache.
     /// Idempotent: records are matched by `sourceKey`, and unchanged ones are left alone.
     ///
@@ -103,10 +112,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     telemetry::init(&settings.log)?;
     match cli.command {
-        Command::Serve => {
-            let app = startup::Application::build(settings).await?;
+        Command::Serve { with_worker } => {
+            let mut app = startup::Application::build(settings).await?;
+            if with_worker {
+                app = app.with_worker();
+            }
             app.run_until(startup::shutdown_signal()).await
         }
+        Command::Worker => startup::run_worker(settings, startup::shutdown_signal()).await,
         Command::Seed {
             generate: Some(books),
             stores,

@@ -24,6 +24,52 @@ pub struct Settings {
     pub api_tokens: Vec<SecretString>,
     pub log: LogSettings,
     pub source: SourceSettings,
+    pub writes: WriteSettings,
+}
+
+/// How mutations reach MongoDB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// MongoDB first, then the cache: the mutation replies once MongoDB committed.
+    Through,
+    /// The cache and the queue first: the mutation replies once Redis holds the new version
+    /// and the queue its intent; `oponn worker` persists it to MongoDB later.
+    Behind,
+}
+
+impl FromStr for WriteMode {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        match raw {
+            "through" => Ok(Self::Through),
+            "behind" => Ok(Self::Behind),
+            other => Err(format!("expected `through` or `behind`, got {other:?}")),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WriteSettings {
+    /// `OPONN_WRITE_MODE`: `through` (the default) or `behind` (see README, "Write-behind").
+    pub mode: WriteMode,
+    /// `OPONN_QUEUE_STREAM`: the Redis stream of queued writes (after `OPONN_KEY_PREFIX`).
+    pub stream: String,
+    /// `OPONN_WORKER_BATCH`: the most queued writes a worker takes at once.
+    pub batch: usize,
+    /// `OPONN_WORKER_CLAIM_IDLE_MS`: a queued write delivered to a worker that has not
+    /// acknowledged it for this long is taken over by another (its worker is presumed dead).
+    pub claim_idle: Duration,
+    /// `OPONN_WORKER_MAX_DELIVERIES`: a queued write delivered this many times without being
+    /// applied goes to the dead-letter stream, so that it cannot block the others.
+    pub max_deliveries: u32,
+    /// `OPONN_WORKER_DRAIN_MS`: how long a worker told to stop (SIGTERM) keeps applying what
+    /// it holds.
+    pub drain: Duration,
+    /// `OPONN_QUEUE_BARRIER_MS`: how long a read that only MongoDB can answer (a list page
+    /// the query-result cache lacks) waits for the worker to persist the writes acknowledged
+    /// before it; past this it fails with `UNAVAILABLE` rather than answer from the past.
+    pub barrier: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -230,6 +276,15 @@ impl Settings {
                 max_backoff: vars.millis("OPONN_SOURCE_MAX_BACKOFF_MS", 60_000)?,
                 page_size: vars.parsed("OPONN_SOURCE_PAGE_SIZE", "100")?,
             },
+            writes: WriteSettings {
+                mode: vars.parsed("OPONN_WRITE_MODE", "through")?,
+                stream: vars.parsed("OPONN_QUEUE_STREAM", "writes")?,
+                batch: vars.parsed("OPONN_WORKER_BATCH", "256")?,
+                claim_idle: vars.millis("OPONN_WORKER_CLAIM_IDLE_MS", 15_000)?,
+                max_deliveries: vars.parsed("OPONN_WORKER_MAX_DELIVERIES", "5")?,
+                drain: vars.millis("OPONN_WORKER_DRAIN_MS", 10_000)?,
+                barrier: vars.millis("OPONN_QUEUE_BARRIER_MS", 3_000)?,
+            },
         };
         settings.validate()?;
         Ok(settings)
@@ -245,6 +300,11 @@ impl Settings {
             ));
         }
         self.source.validate()?;
+        if self.writes.batch == 0 || self.writes.max_deliveries == 0 {
+            return Err(ConfigError(
+                "OPONN_WORKER_BATCH and OPONN_WORKER_MAX_DELIVERIES must be at least 1".into(),
+            ));
+        }
         if self.api_tokens.iter().any(|t| t.expose_secret().len() < 16) {
             return Err(ConfigError(
                 "OPONN_API_TOKENS: every token must be at least 16 characters".into(),

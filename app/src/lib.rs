@@ -12,8 +12,9 @@
 //! * [`domain`] holds the types that carry the rules (ids, titles, versions); nothing else
 //!   validates input.
 //! * [`store`] is the only module that speaks to MongoDB, [`cache`] the only one that speaks to
-//!   Redis; [`datastore`] composes them into read-through and write-through operations and keeps
-//!   the cache invariants described there.
+//!   Redis about records (and [`queue`] about the write-behind stream); [`datastore`] composes
+//!   them into read-through, write-through and write-behind operations and keeps the cache
+//!   invariants described there. [`worker`] persists what write-behind queued.
 //! * [`graphql`] is thin: it parses arguments into domain types, calls the datastore, and maps
 //!   errors to `extensions.code` in one place.
 //! * [`source`] is the outside API books are ingested from (Open Library); [`ingest`] pages
@@ -31,8 +32,10 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod query;
+pub mod queue;
 pub mod sample;
 pub mod source;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod worker;

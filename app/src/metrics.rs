@@ -13,12 +13,18 @@
 //! | `oponn_redis_command_duration_seconds` | operation | latency of each Redis round trip |
 //! | `oponn_mongodb_commands_total` | command, outcome | every command the MongoDB driver sent |
 //! | `oponn_mongodb_command_duration_seconds` | command | latency of each MongoDB command |
+//! | `oponn_worker_applied_total` | outcome=`written`/`already_newer`/`removed`/`not_pending` | queued changes a write-behind worker applied (`not_pending`: the record had no pending version, a replay or a mutation that died before its cache write) |
+//! | `oponn_worker_retries_total` | | records a worker could not persist and kept to try again |
+//! | `oponn_worker_dead_letters_total` | | queued changes moved to the dead-letter stream |
+//! | `oponn_queue_depth` | | write-behind changes not acknowledged yet (sampled by the worker) |
+//! | `oponn_queue_oldest_seconds` | | the age of the oldest of them |
+//! | `oponn_queue_dead_letters` | | messages in the dead-letter stream |
 //! | `oponn_http_requests_total` | status | HTTP responses by status class |
 //! | `oponn_http_request_duration_seconds` | | HTTP request latency |
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets from 50 µs to 5 s: cache hits live in the first few.
@@ -40,6 +46,12 @@ pub struct Metrics {
     pub mongodb_duration: HistogramVec,
     pub http_requests: IntCounterVec,
     pub http_duration: Histogram,
+    pub worker_applied: IntCounterVec,
+    pub worker_retries: IntCounter,
+    pub worker_dead_letters: IntCounter,
+    pub queue_depth: IntGauge,
+    pub queue_oldest: Gauge,
+    pub queue_dead: IntGauge,
 }
 
 impl Metrics {
@@ -99,6 +111,36 @@ impl Metrics {
                 .buckets(LATENCY_BUCKETS.to_vec()),
             )
             .expect("static metric definition is valid"),
+            worker_applied: counter(
+                "oponn_worker_applied_total",
+                "Queued write-behind changes applied, by outcome",
+                &["outcome"],
+            ),
+            worker_retries: IntCounter::new(
+                "oponn_worker_retries_total",
+                "Records a worker could not persist and kept to try again",
+            )
+            .expect("static metric definition is valid"),
+            worker_dead_letters: IntCounter::new(
+                "oponn_worker_dead_letters_total",
+                "Queued changes moved to the dead-letter stream",
+            )
+            .expect("static metric definition is valid"),
+            queue_depth: IntGauge::new(
+                "oponn_queue_depth",
+                "Write-behind changes not acknowledged yet",
+            )
+            .expect("static metric definition is valid"),
+            queue_oldest: Gauge::new(
+                "oponn_queue_oldest_seconds",
+                "Age of the oldest write-behind change not acknowledged yet",
+            )
+            .expect("static metric definition is valid"),
+            queue_dead: IntGauge::new(
+                "oponn_queue_dead_letters",
+                "Messages in the write-behind dead-letter stream",
+            )
+            .expect("static metric definition is valid"),
             registry,
         };
         metrics.register_all();
@@ -106,7 +148,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 10] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
             Box::new(self.query_cache.clone()),
             Box::new(self.cache_lookups.clone()),
             Box::new(self.cache_fills.clone()),
@@ -117,6 +159,12 @@ impl Metrics {
             Box::new(self.mongodb_duration.clone()),
             Box::new(self.http_requests.clone()),
             Box::new(self.http_duration.clone()),
+            Box::new(self.worker_applied.clone()),
+            Box::new(self.worker_retries.clone()),
+            Box::new(self.worker_dead_letters.clone()),
+            Box::new(self.queue_depth.clone()),
+            Box::new(self.queue_oldest.clone()),
+            Box::new(self.queue_dead.clone()),
         ];
         for collector in collectors {
             self.registry

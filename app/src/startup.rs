@@ -10,14 +10,18 @@ use std::{future::Future, sync::Arc, time::Duration};
 use anyhow::Context;
 use tokio::net::TcpListener;
 
+use secrecy::ExposeSecret;
+
 use crate::{
     cache::Cache,
-    config::Settings,
-    datastore::Datastore,
+    config::{Settings, WriteMode, WriteSettings},
+    datastore::{Behind, Datastore},
     graphql::{build_schema, persisted::PersistedQueries},
     http::{ops_router, router, AppState, Tokens},
     metrics::Metrics,
+    queue::streams::{RedisStreams, StreamSettings},
     store::Store,
+    worker::Worker,
 };
 
 pub struct Application {
@@ -29,6 +33,9 @@ pub struct Application {
     metrics: Metrics,
     /// How long a stopping server keeps trying to hand its pending cache repairs to Redis.
     settle: Duration,
+    writes: WriteSettings,
+    /// Whether this process also runs the write-behind worker (`serve --with-worker`).
+    with_worker: bool,
 }
 
 impl Application {
@@ -73,7 +80,16 @@ impl Application {
             datastore,
             metrics,
             settle: settings.cache.settle,
+            writes: settings.writes.clone(),
+            with_worker: false,
         })
+    }
+
+    /// Also runs the write-behind worker in this process (`serve --with-worker`); in
+    /// write-through mode there is nothing for it to do and it is not started.
+    pub fn with_worker(mut self) -> Self {
+        self.with_worker = true;
+        self
     }
 
     pub fn port(&self) -> u16 {
@@ -111,9 +127,32 @@ impl Application {
             ops_router,
             datastore,
             settle,
-            ..
+            metrics,
+            writes,
+            with_worker,
         } = self;
         let repairs = tokio::spawn(datastore.cache().clone().run_repairs());
+        // The worker stops after the HTTP server has drained: the last mutations get persisted.
+        let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = match datastore.queue().filter(|_| with_worker) {
+            Some(queue) => {
+                let worker = Worker::new(
+                    queue,
+                    datastore.cache().clone(),
+                    datastore.store().clone(),
+                    writes,
+                    metrics,
+                );
+                Some(tokio::spawn(async move {
+                    worker
+                        .run(async move {
+                            let _ = worker_stopped.await;
+                        })
+                        .await
+                }))
+            }
+            None => None,
+        };
         let ops_address = ops_listener.local_addr()?;
         // The operations server lives as long as the public one; it needs no draining.
         let ops = tokio::spawn(async move {
@@ -129,6 +168,12 @@ impl Application {
         let served = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await;
+        let _ = stop_worker.send(());
+        if let Some(worker) = worker {
+            if let Err(error) = worker.await {
+                tracing::error!(%error, "the write-behind worker failed");
+            }
+        }
         repairs.abort();
         // Pending repairs live in this process: hand them to Redis before it ends, or say
         // what is left (the records stay right in MongoDB; see `Cache::settle`).
@@ -145,14 +190,93 @@ impl Application {
     }
 }
 
-/// The datastore for `settings`: MongoDB and Redis clients, both connecting lazily.
+/// The datastore for `settings`: MongoDB and Redis clients, both connecting lazily; in
+/// write-behind mode also the queue, which needs Redis now (see [`open_queue`]).
 pub async fn connect(settings: &Settings, metrics: &Metrics) -> anyhow::Result<Datastore> {
     let store = Store::connect(&settings.mongodb, metrics)
         .await
         .context("configuring the MongoDB client")?;
-    let cache = Cache::connect(&settings.redis, &settings.cache, metrics)
-        .context("configuring the Redis client")?;
-    Ok(Datastore::new(store, Arc::new(cache)))
+    let cache = Arc::new(
+        Cache::connect(&settings.redis, &settings.cache, metrics)
+            .context("configuring the Redis client")?,
+    );
+    let datastore = Datastore::new(store, cache.clone());
+    if settings.writes.mode == WriteMode::Through {
+        return Ok(datastore);
+    }
+    let queue = open_queue(settings, &cache).await?;
+    Ok(datastore.writing_behind(Behind::new(queue, settings.writes.barrier)))
+}
+
+/// The write-behind queue on Redis: refuses a Redis that may evict pending records, warns about
+/// one without an append-only file, and creates the consumer group.
+pub async fn open_queue(settings: &Settings, cache: &Cache) -> anyhow::Result<Arc<RedisStreams>> {
+    let durability = cache
+        .durability()
+        .await
+        .context("write-behind needs Redis at start-up (reading INFO memory and persistence)")?;
+    if let Some(refusal) = durability.refusal() {
+        anyhow::bail!(refusal);
+    }
+    if !durability.append_only {
+        tracing::warn!(
+            "write-behind on a Redis without an append-only file: a Redis restart loses every \
+             acknowledged write the worker has not persisted yet (see README, Write-behind)"
+        );
+    }
+    let client = redis::Client::open(settings.redis.url.expose_secret())
+        .context("configuring the Redis client for the queue")?;
+    let streams = RedisStreams::new(
+        client,
+        StreamSettings {
+            key: format!("{}{}", settings.cache.key_prefix, settings.writes.stream),
+            consumer: consumer_name(),
+            timeout: settings.redis.write_timeout,
+            claim_idle: settings.writes.claim_idle,
+            max_deliveries: settings.writes.max_deliveries,
+        },
+    );
+    streams
+        .ensure_group()
+        .await
+        .context("creating the write-behind consumer group")?;
+    Ok(Arc::new(streams))
+}
+
+/// A consumer name no other process has: host, process id and a random suffix.
+fn consumer_name() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "oponn".into());
+    format!("{host}-{}-{:08x}", std::process::id(), fastrand::u32(..))
+}
+
+/// Runs the write-behind worker until `stop` resolves (`oponn worker`).
+pub async fn run_worker(
+    settings: Settings,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if settings.writes.mode != WriteMode::Behind {
+        anyhow::bail!("oponn worker needs OPONN_WRITE_MODE=behind");
+    }
+    let metrics = Metrics::new();
+    let datastore = connect(&settings, &metrics).await?;
+    let queue = datastore.queue().expect("write-behind mode opens a queue");
+    let ops_listener = TcpListener::bind(settings.ops_listen)
+        .await
+        .with_context(|| format!("binding {} (OPONN_OPS_LISTEN)", settings.ops_listen))?;
+    let ops_address = ops_listener.local_addr()?;
+    let ops = tokio::spawn(crate::http::worker_ops(ops_listener, metrics.clone()));
+    tracing::info!(%ops_address, "worker serving /metrics");
+    Worker::new(
+        queue,
+        datastore.cache().clone(),
+        datastore.store().clone(),
+        settings.writes,
+        metrics,
+    )
+    .run(stop)
+    .await;
+    ops.abort();
+    Ok(())
 }
 
 /// Resolves on SIGTERM (what ECS sends) or Ctrl-C.

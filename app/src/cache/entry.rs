@@ -15,6 +15,10 @@ pub struct Entry<T> {
     pub value: Option<T>,
 }
 
+/// The epoch of a pending record (write-behind): MongoDB does not hold it yet, so every Redis
+/// run trusts it (see `super::pending`). Run ids are hexadecimal, so no run is called this.
+pub const PENDING: &str = "pending";
+
 /// The marker stored in place of JSON for a known absence (JSON never starts with `-`).
 const ABSENT: &str = "-";
 

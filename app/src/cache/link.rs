@@ -38,6 +38,12 @@ impl Epoch {
         Self(Arc::from("none"))
     }
 
+    /// The stamp of a write-behind record MongoDB does not hold yet: trusted by every run
+    /// (see `pending`).
+    pub(super) fn pending() -> Self {
+        Self(Arc::from(super::entry::PENDING))
+    }
+
     fn from_run_id(run_id: &str) -> Self {
         Self(Arc::from(
             run_id.chars().take(EPOCH_CHARS).collect::<String>(),

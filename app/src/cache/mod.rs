@@ -30,6 +30,7 @@ mod breaker;
 pub mod entry;
 mod error;
 mod link;
+mod pending;
 mod repairs;
 pub mod results;
 mod script;
@@ -50,6 +51,7 @@ use tokio::time::Instant;
 use self::{
     breaker::Breaker,
     link::{Link, Session},
+    pending::PendingScripts,
     repairs::{Repairs, VersionedWrite},
     results::ResultScripts,
 };
@@ -57,6 +59,7 @@ pub use self::{
     entry::Entry,
     error::{CacheError, Unsettled},
     link::Epoch,
+    pending::{Durability, Pended},
 };
 use crate::{
     config::{CacheSettings, RedisSettings},
@@ -107,6 +110,7 @@ pub struct Cache {
     silent: Breaker,
     repairs: Repairs,
     results: ResultScripts,
+    pending: PendingScripts,
     /// Index ranges whose reconciliation failed (see [`results`]).
     dirty_results: Mutex<BTreeSet<String>>,
     dirty_count: tokio::sync::watch::Sender<usize>,
@@ -134,6 +138,7 @@ impl Cache {
             silent: Breaker::new(redis.retry_after),
             repairs: Repairs::new(),
             results: ResultScripts::new(),
+            pending: PendingScripts::new(),
             dirty_results: Mutex::default(),
             dirty_count: tokio::sync::watch::Sender::new(0),
             metrics: metrics.clone(),
@@ -200,7 +205,8 @@ impl Cache {
             return Lookup::Miss;
         };
         match Entry::decode(&raw) {
-            Ok((stamp, entry)) if stamp == epoch.as_str() => {
+            // A pending record (write-behind) is the newest version there is, in every run.
+            Ok((stamp, entry)) if stamp == epoch.as_str() || stamp == entry::PENDING => {
                 self.count_lookups::<E>("hit", 1);
                 Lookup::Hit(entry)
             }

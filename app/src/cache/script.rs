@@ -10,12 +10,14 @@
 use redis::Script;
 
 /// `KEYS[1]`: the key. `ARGV[1]`: the incoming version. `ARGV[2]`: the encoded entry.
-/// `ARGV[3]`: its TTL in milliseconds. Returns 1 when stored, 0 when a newer version is cached.
+/// `ARGV[3]`: its TTL in milliseconds. Returns 1 when stored, 0 when a newer version is cached
+/// or the same version is pending (write-behind: a pending record never gets a TTL from a fill).
 const SOURCE: &str = r"
 local current = redis.call('GET', KEYS[1])
 if current then
-  local cached = tonumber(string.match(current, '^(%-?%d+) '))
-  if cached and cached > tonumber(ARGV[1]) then
+  local cached, stamp = string.match(current, '^(%-?%d+) (%S+) ')
+  cached = tonumber(cached)
+  if cached and (cached > tonumber(ARGV[1]) or (cached == tonumber(ARGV[1]) and stamp == 'pending')) then
     return 0
   end
 end

@@ -1,10 +1,10 @@
 //! Books through the cache: batched read-through and versioned write-through.
 
-use super::{Datastore, DatastoreError};
+use super::{behind, Behind, Datastore, DatastoreError};
 use crate::{
     cache::{CacheEntity, Entry},
     domain::{Book, BookChanges, BookId, BookstoreId, NewBook, Version},
-    store::{StoreError, UpdateOutcome, UpsertSummary},
+    store::{BookStore, StoreError, UpdateOutcome, UpsertSummary},
 };
 
 impl CacheEntity for Book {
@@ -31,7 +31,7 @@ impl Datastore {
     /// whatever the number of ids.
     #[tracing::instrument(skip_all, fields(ids = ids.len()))]
     pub async fn books(&self, ids: &[BookId]) -> Result<Vec<Option<Book>>, DatastoreError> {
-        let books = self.store.books();
+        let books = &self.store.books();
         self.read_through(
             ids,
             |missing| async move { books.find_many(&missing).await },
@@ -42,6 +42,9 @@ impl Datastore {
     /// Creates a book at version 1 and caches it.
     #[tracing::instrument(skip_all, fields(source_key = %new.source_key.as_str()))]
     pub async fn create_book(&self, new: NewBook) -> Result<Book, DatastoreError> {
+        if let Some(behind) = self.behind(Book::COLLECTION) {
+            return self.create_book_behind(behind, new).await;
+        }
         let noted = self.cache.note().await;
         let book = match self.store.books().insert(&new).await {
             Err(StoreError::Duplicate) => {
@@ -71,6 +74,11 @@ impl Datastore {
                 "the update changes nothing: give at least one field".into(),
             ));
         }
+        if let Some(behind) = self.behind(Book::COLLECTION) {
+            return self
+                .update_book_behind(behind, id, &changes, expected)
+                .await;
+        }
         let noted = self.cache.note().await;
         match self.store.books().update(id, &changes, expected).await? {
             UpdateOutcome::Updated { before, after } => {
@@ -90,6 +98,9 @@ impl Datastore {
     /// book before the delete cannot cache it again.
     #[tracing::instrument(skip(self), fields(book_id = %id))]
     pub async fn delete_book(&self, id: BookId) -> Result<Book, DatastoreError> {
+        if let Some(behind) = self.behind(Book::COLLECTION) {
+            return self.delete_book_behind(behind, id).await;
+        }
         let noted = self.cache.note().await;
         let book = self
             .store
@@ -120,6 +131,8 @@ impl Datastore {
         books: &[NewBook],
         store: Option<BookstoreId>,
     ) -> Result<(UpsertSummary, Vec<BookId>), DatastoreError> {
+        // The bulk path writes MongoDB directly: in write-behind mode, after the queue.
+        self.caught_up(Book::COLLECTION).await?;
         let noted = self.cache.note().await;
         let upserted = self
             .store
@@ -146,6 +159,102 @@ impl Datastore {
             .collect();
         self.reconcile(&changes).await;
         Ok((upserted.summary, upserted.ids))
+    }
+}
+
+/// Book mutations in write-behind mode (see [`super::behind`]).
+impl Datastore {
+    async fn create_book_behind(
+        &self,
+        behind: &Behind,
+        new: NewBook,
+    ) -> Result<Book, DatastoreError> {
+        let id = BookStore::id_for(&new.source_key);
+        let conflict = || {
+            DatastoreError::Conflict(format!(
+                "a book with sourceKey {:?} already exists",
+                new.source_key.as_str()
+            ))
+        };
+        // A record stored under another id (before ids were derived from the key) holds the
+        // key too; only MongoDB's index knows it.
+        if let Some(holder) = self
+            .store
+            .books()
+            .find_by_source_key(&new.source_key)
+            .await?
+        {
+            if holder.id != id {
+                return Err(conflict());
+            }
+        }
+        let books = &self.store.books();
+        let (_, created) = self
+            .write_behind(
+                behind,
+                id,
+                move |ids: Vec<BookId>| async move { books.find_many(&ids).await },
+                |current: Option<&Book>, version| match current {
+                    Some(_) => Err(conflict()),
+                    None => Ok(Some(new.clone().into_book(id, version, behind::now()))),
+                },
+            )
+            .await?;
+        let created = created.expect("a create leaves a record");
+        self.reconcile(&[(None, Some(&created))]).await;
+        Ok(created)
+    }
+
+    pub(super) async fn update_book_behind(
+        &self,
+        behind: &Behind,
+        id: BookId,
+        changes: &BookChanges,
+        expected: Option<Version>,
+    ) -> Result<Book, DatastoreError> {
+        let books = &self.store.books();
+        let (before, after) = self
+            .write_behind(
+                behind,
+                id,
+                move |ids: Vec<BookId>| async move { books.find_many(&ids).await },
+                |current: Option<&Book>, version| {
+                    let current = current.ok_or_else(|| not_found(id))?;
+                    if let Some(expected) = expected.filter(|e| *e != current.version) {
+                        return Err(DatastoreError::Conflict(format!(
+                            "book {id} is at version {}, not the expected {expected}",
+                            current.version
+                        )));
+                    }
+                    Ok(Some(changes.apply(current, version, behind::now())))
+                },
+            )
+            .await?;
+        let after = after.expect("an update leaves a record");
+        self.reconcile(&[(before.as_ref(), Some(&after))]).await;
+        Ok(after)
+    }
+
+    async fn delete_book_behind(
+        &self,
+        behind: &Behind,
+        id: BookId,
+    ) -> Result<Book, DatastoreError> {
+        let books = &self.store.books();
+        let (before, _) = self
+            .write_behind(
+                behind,
+                id,
+                move |ids: Vec<BookId>| async move { books.find_many(&ids).await },
+                |current: Option<&Book>, _| match current {
+                    Some(_) => Ok(None),
+                    None => Err(not_found(id)),
+                },
+            )
+            .await?;
+        let deleted = before.expect("a delete had a record");
+        self.reconcile(&[(Some(&deleted), None)]).await;
+        Ok(deleted)
     }
 }
 

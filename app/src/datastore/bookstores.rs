@@ -135,6 +135,9 @@ impl Datastore {
                 store.version
             )));
         }
+        // Which books the store holds is MongoDB's to say: in write-behind mode, once it has
+        // every book write acknowledged so far.
+        self.caught_up(Book::COLLECTION).await?;
         match held_books {
             HeldBooks::Refuse => {
                 let held = self.store.books().count_in_store(id).await?;
@@ -214,6 +217,11 @@ impl Datastore {
             bookstore_id: Some(to),
             ..BookChanges::default()
         };
+        if let Some(behind) = self.behind(Book::COLLECTION) {
+            return self
+                .update_book_behind(behind, book, &changes, expected)
+                .await;
+        }
         let noted = self.cache.note().await;
         match self.store.books().update(book, &changes, expected).await? {
             UpdateOutcome::Updated { before, after } => {

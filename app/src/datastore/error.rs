@@ -15,6 +15,10 @@ pub enum DatastoreError {
     #[error("the database is unavailable or did not answer in time; read the record before retrying a write")]
     Unavailable(#[source] crate::store::StoreError),
     /// A bug or corrupt data; logged where it is mapped.
+    /// Write-behind only: Redis holds writes MongoDB does not have yet, so without it (or
+    /// without the worker catching up) the answer could be older than an acknowledged write.
+    #[error("{0}")]
+    Behind(String),
     #[error("internal error")]
     Internal(#[source] crate::store::StoreError),
 }

@@ -13,9 +13,13 @@
 //!    is already cached. Write-through always writes, even when the key was not cached, so
 //!    there is always a newer version in place for a late fill to lose against.
 //!
+//! In write-behind mode (`OPONN_WRITE_MODE=behind`) book mutations reply before MongoDB has the
+//! write instead; [`behind`] says how the same two invariants hold there.
+//!
 //! [`Checkpoints`] lets a test stop a reader between its MongoDB read and its fill, which is
 //! how the second invariant is proven rather than hoped for.
 
+mod behind;
 mod books;
 mod bookstores;
 mod checkpoint;
@@ -25,6 +29,7 @@ mod read_through;
 
 use std::sync::Arc;
 
+pub use behind::Behind;
 pub use bookstores::HeldBooks;
 pub use checkpoint::{Checkpoints, PauseHandle};
 pub use error::DatastoreError;
@@ -38,6 +43,8 @@ pub struct Datastore {
     store: Store,
     cache: Arc<Cache>,
     checkpoints: Arc<Checkpoints>,
+    /// The queue, in write-behind mode (see [`behind`]).
+    behind: Option<Arc<Behind>>,
 }
 
 impl Datastore {
@@ -46,6 +53,7 @@ impl Datastore {
             store,
             cache,
             checkpoints: Arc::default(),
+            behind: None,
         }
     }
 

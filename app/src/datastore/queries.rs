@@ -15,7 +15,7 @@ use super::{Datastore, DatastoreError};
 use crate::{
     cache::{
         results::{FillGuard, Reconcile, ResultLookup},
-        Entry,
+        CacheEntity, Entry,
     },
     domain::{Book, BookId, Bookstore, BookstoreId},
     query::{CachedResult, Cursor, Filter, Queryable, Scalar, Source, Spec, Written},
@@ -217,6 +217,7 @@ impl Datastore {
             Some(guard) => guard.epoch().clone(),
             None => self.cache.note().await,
         };
+        self.caught_up(E::COLLECTION).await?;
         let per_source = self.store.run_spec(&spec).await?;
         let mut stored: HashMap<Scalar, Document> = per_source
             .iter()
@@ -266,6 +267,7 @@ impl Datastore {
         let result = match self.cache.lookup_result(&spec).await {
             ResultLookup::Hit(result) => result,
             lookup => {
+                self.caught_up(Book::COLLECTION).await?;
                 let per_source = self.store.run_spec(&spec).await?;
                 let result = CachedResult::from_documents(spec, per_source);
                 if let ResultLookup::Miss(guard) = lookup {

@@ -44,6 +44,10 @@ impl Datastore {
                     to_read.push(*id);
                     to_fill.insert(*id);
                 }
+                // In write-behind mode MongoDB may lack acknowledged writes that only Redis has.
+                Lookup::Bypass if self.behind(E::COLLECTION).is_some() => {
+                    return Err(super::behind::redis_unavailable())
+                }
                 Lookup::Bypass => to_read.push(*id),
             }
         }

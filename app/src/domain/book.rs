@@ -54,6 +54,47 @@ impl BookChanges {
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
     }
+
+    /// `book` with these changes applied, at `version` and `updated_at` (what MongoDB's update
+    /// does in write-through; write-behind applies changes here, before MongoDB sees them).
+    pub fn apply(&self, book: &Book, version: Version, updated_at: DateTime<Utc>) -> Book {
+        let mut changed = book.clone();
+        if let Some(title) = &self.title {
+            changed.title = title.clone();
+        }
+        if let Some(authors) = &self.authors {
+            changed.authors = authors.clone();
+        }
+        if let Some(year) = self.first_publish_year {
+            changed.first_publish_year = year;
+        }
+        if let Some(subjects) = &self.subjects {
+            changed.subjects = subjects.clone();
+        }
+        if let Some(store) = self.bookstore_id {
+            changed.bookstore_id = store;
+        }
+        changed.version = version;
+        changed.updated_at = updated_at;
+        changed
+    }
+}
+
+impl NewBook {
+    /// The book this creates under `id`, at `version`, in no store.
+    pub fn into_book(self, id: BookId, version: Version, updated_at: DateTime<Utc>) -> Book {
+        Book {
+            id,
+            source_key: self.source_key,
+            title: self.title,
+            authors: self.authors,
+            first_publish_year: self.first_publish_year,
+            subjects: self.subjects,
+            bookstore_id: None,
+            version,
+            updated_at,
+        }
+    }
 }
 
 impl Book {

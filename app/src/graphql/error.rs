@@ -110,6 +110,10 @@ pub fn datastore_error(error: DatastoreError) -> async_graphql::Error {
             tracing::error!(error = ?source, "MongoDB unavailable");
             client_error(Code::Unavailable, error.to_string())
         }
+        DatastoreError::Behind(reason) => {
+            tracing::warn!(%reason, "write-behind: refused rather than answer from the past");
+            client_error(Code::Unavailable, error.to_string())
+        }
         DatastoreError::Internal(source) => {
             tracing::error!(error = ?source, "internal error");
             client_error(Code::Internal, "internal error")

@@ -75,6 +75,23 @@ pub fn ops_router(state: AppState) -> Router {
     with_layers(routes, state)
 }
 
+/// The operations server of a process that serves no GraphQL (`oponn worker`): `/metrics`
+/// and `/healthz`.
+pub async fn worker_ops(listener: tokio::net::TcpListener, metrics: crate::metrics::Metrics) {
+    let routes = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move { metrics.render() }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }));
+    if let Err(error) = axum::serve(listener, routes).await {
+        tracing::error!(%error, "the operations server stopped");
+    }
+}
+
 fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
     let deadline = timeout_or_default(state.settings.request_timeout);
     routes

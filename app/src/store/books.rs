@@ -15,8 +15,8 @@ use mongodb::{
 use serde::{Deserialize, Serialize};
 
 use super::{
-    bounded, error::duplicate_positions, indexes, update_conditioned, Conditioned, StoreError,
-    Versioned,
+    bounded, error::duplicate_positions, indexes, persist_guarded, remove_guarded,
+    update_conditioned, Conditioned, Persisted, StoreError, Versioned,
 };
 use crate::domain::{
     Book, BookChanges, BookId, BookstoreId, LabelList, NewBook, PublishYear, SourceKey, Title,
@@ -393,6 +393,41 @@ impl BookStore {
                 .count_documents(doc! { "bookstoreId": bookstore.object_id() }),
         )
         .await
+    }
+
+    /// The id a new book with this source key gets (see `id_for`).
+    pub fn id_for(source_key: &SourceKey) -> BookId {
+        BookId::from_object_id(id_for(source_key))
+    }
+
+    /// The book with this source key, if any (by the unique index).
+    pub async fn find_by_source_key(&self, key: &SourceKey) -> Result<Option<Book>, StoreError> {
+        bounded(
+            self.timeout,
+            self.collection.find_one(doc! { "sourceKey": key.as_str() }),
+        )
+        .await?
+        .map(Book::try_from)
+        .transpose()
+    }
+
+    /// Persists a version of `book` the cache acknowledged (write-behind), unless MongoDB holds
+    /// it or a newer one already.
+    pub async fn persist(&self, book: &Book) -> Result<Persisted, StoreError> {
+        persist_guarded(
+            &self.collection,
+            book.id.object_id(),
+            book.version,
+            &BookDocument::from(book),
+            self.timeout,
+        )
+        .await
+    }
+
+    /// Persists a delete the cache acknowledged: removes the book if MongoDB holds it below
+    /// `tombstone`.
+    pub async fn remove_below(&self, id: BookId, tombstone: Version) -> Result<(), StoreError> {
+        remove_guarded(&self.collection, id.object_id(), tombstone, self.timeout).await
     }
 
     /// Deletes a book, returning it as it was.

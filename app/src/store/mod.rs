@@ -156,6 +156,77 @@ where
     Err(StoreError::Contended)
 }
 
+/// What persisting a write-behind version found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persisted {
+    /// MongoDB now holds the version.
+    Written,
+    /// MongoDB already held that version or a newer one: nothing was written (a replay, or a
+    /// delivery that arrived after a newer one).
+    AlreadyNewer,
+}
+
+/// Writes `document` (version `version` of record `id`, acknowledged by the cache) unless
+/// MongoDB holds that version or a newer one: a replace guarded by version, or an insert when
+/// the record does not exist. Idempotent, so a change delivered twice or out of order never
+/// moves a record backwards (write-behind needs no more than at-least-once delivery).
+async fn persist_guarded<D>(
+    collection: &mongodb::Collection<D>,
+    id: mongodb::bson::oid::ObjectId,
+    version: i64,
+    document: &D,
+    timeout: Duration,
+) -> Result<Persisted, StoreError>
+where
+    D: Versioned + serde::Serialize + serde::de::DeserializeOwned + Send + Sync,
+{
+    for _ in 0..WRITE_ATTEMPTS {
+        let replaced = bounded(
+            timeout,
+            collection.replace_one(doc! { "_id": id, "version": { "$lt": version } }, document),
+        )
+        .await?;
+        if replaced.matched_count == 1 {
+            return Ok(Persisted::Written);
+        }
+        match bounded(timeout, collection.insert_one(document)).await {
+            Ok(_) => return Ok(Persisted::Written),
+            Err(StoreError::Duplicate) => {
+                match bounded(timeout, collection.find_one(doc! { "_id": id })).await? {
+                    Some(current) if current.version() >= version => {
+                        return Ok(Persisted::AlreadyNewer)
+                    }
+                    // Inserted meanwhile at an older version: replace it.
+                    Some(_) => continue,
+                    // Another record holds one of this one's unique keys.
+                    None => return Err(StoreError::Duplicate),
+                }
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    Err(StoreError::Contended)
+}
+
+/// Deletes record `id` if MongoDB holds it at a version below `tombstone` (the deleted
+/// version + 1); a newer record under the same id stays.
+async fn remove_guarded<D>(
+    collection: &mongodb::Collection<D>,
+    id: mongodb::bson::oid::ObjectId,
+    tombstone: i64,
+    timeout: Duration,
+) -> Result<(), StoreError>
+where
+    D: Send + Sync,
+{
+    bounded(
+        timeout,
+        collection.delete_one(doc! { "_id": id, "version": { "$lt": tombstone } }),
+    )
+    .await
+    .map(|_| ())
+}
+
 /// Runs one driver call under the store's timeout, mapping driver errors to [`StoreError`].
 async fn bounded<T>(
     timeout: Duration,

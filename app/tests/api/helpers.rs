@@ -36,6 +36,8 @@ pub struct TestApp {
     pub mongo_proxy: Option<TcpProxy>,
     stack: Stack,
     settings: Settings,
+    /// The extra settings it was spawned with (siblings get them too).
+    extra_settings: Vec<(&'static str, String)>,
     client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
@@ -98,6 +100,7 @@ impl TestApp {
             ("OPONN_REDIS_TIMEOUT_MS", "300".to_owned()),
             ("OPONN_REDIS_RETRY_AFTER_MS", "100".to_owned()),
         ]);
+        let extra_settings = options.settings.clone();
         vars.extend(options.settings);
         let settings =
             Settings::from_lookup(|name| vars.get(name).cloned()).expect("valid test settings");
@@ -125,6 +128,7 @@ impl TestApp {
             mongo_proxy,
             stack,
             settings,
+            extra_settings,
             client: reqwest::Client::new(),
             shutdown: Some(shutdown),
             server: Some(server),
@@ -144,6 +148,7 @@ impl TestApp {
         Self::spawn_with(Options {
             share_with: Some((self.database.clone(), self.key_prefix.clone())),
             redis_url: self.own_redis.clone(),
+            settings: self.extra_settings.clone(),
             ..Options::default()
         })
         .await
@@ -389,6 +394,44 @@ impl TestApp {
         format!("{{{}q}}{name}", self.key_prefix)
     }
 
+    /// A write-behind worker on this app's Redis, database and proxies (the app must run with
+    /// `OPONN_WRITE_MODE=behind`); it stops, draining, when the handle is stopped or dropped.
+    pub async fn spawn_worker(&self) -> WorkerHandle {
+        let queue = oponn::startup::open_queue(&self.settings, self.datastore.cache())
+            .await
+            .expect("the queue opens");
+        let metrics = Metrics::new();
+        let worker = oponn::worker::Worker::new(
+            queue,
+            self.datastore.cache().clone(),
+            self.datastore.store().clone(),
+            self.settings.writes.clone(),
+            metrics.clone(),
+        );
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            worker
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        WorkerHandle {
+            metrics,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Resolves once MongoDB holds every book write acknowledged so far (write-behind: once a
+    /// worker persisted them), within `OPONN_QUEUE_BARRIER_MS`.
+    pub async fn persisted(&self) {
+        self.datastore
+            .caught_up("books")
+            .await
+            .expect("the worker catches up");
+    }
+
     /// A datastore on this app's database, key prefix and proxies, without the server's
     /// background repair loop: what a one-shot command such as `oponn ingest` has.
     pub async fn one_shot_datastore(&self) -> Datastore {
@@ -432,6 +475,33 @@ impl TestApp {
 
     pub fn redis_round_trips(&self) -> u64 {
         self.metrics.redis_round_trips()
+    }
+}
+
+/// A running write-behind worker (see [`TestApp::spawn_worker`]).
+pub struct WorkerHandle {
+    pub metrics: Metrics,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl WorkerHandle {
+    /// Stops the worker as SIGTERM would, and waits until it has drained.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("the worker ends cleanly");
+        }
+    }
+}
+
+impl Drop for WorkerHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
     }
 }
 

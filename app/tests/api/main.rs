@@ -2,6 +2,7 @@
 //! local stack, one database and one key prefix per test (see `helpers::TestApp`).
 
 mod auth;
+mod behind;
 mod books;
 mod bookstores;
 mod cache;

@@ -1,0 +1,196 @@
+//! Write-behind (`OPONN_WRITE_MODE=behind`): a mutation replies once the queue holds its intent
+//! and Redis its new version; the worker (`crate::worker`) persists it to MongoDB later.
+//!
+//! The version is allocated in Redis: a writer reads the record (the cache, or MongoDB when the
+//! cache lacks it: a pending record is never missing, so MongoDB is then current), then stores
+//! version n+1 as pending and queues its change in one script, only if Redis still trusts
+//! version n (`cache::pending`); a writer that lost the race reads again. So two writers never both
+//! acknowledge version n+1, and the worker can persist "the newest pending version" without
+//! ever choosing between two.
+//!
+//! While changes are queued, MongoDB is behind the cache, so the reads only MongoDB can answer
+//! (a list page the query-result cache lacks, `bookstoresForBooks` on a miss, the count behind
+//! deleting a store) first wait until the worker has persisted every change queued before them
+//! ([`Datastore::caught_up`], bounded by `OPONN_QUEUE_BARRIER_MS`), and a read the cache cannot
+//! serve because Redis is down fails with `UNAVAILABLE` instead of reading MongoDB's past.
+//!
+//! Which collections are written behind: books. Bookstores stay write-through in either mode
+//! (their unique names are checked by MongoDB's index at write time).
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+
+use super::{Datastore, DatastoreError};
+use crate::{
+    cache::{CacheEntity, CacheError, Entry, Epoch, Lookup, Pended},
+    domain::{Book, Version},
+    queue::{Queue, QueueError},
+    store::StoreError,
+};
+
+/// The collections whose writes go through the queue in `behind` mode.
+const QUEUED: &[&str] = &[Book::COLLECTION];
+
+/// How many times a writer reads again after losing the version race before it gives up
+/// (`CONFLICT`); after each loss it waits a random 0..=n ms (n: the losses so far), so
+/// writers racing for one record spread out instead of colliding again in step.
+const WRITE_ATTEMPTS: u64 = 32;
+
+/// The longest pause between two checks of the queue's progress.
+const BARRIER_PACE: Duration = Duration::from_millis(20);
+
+/// The queue a write-behind datastore appends to.
+pub struct Behind {
+    queue: Arc<dyn Queue>,
+    barrier: Duration,
+}
+
+impl Behind {
+    pub fn new(queue: Arc<dyn Queue>, barrier: Duration) -> Self {
+        Self { queue, barrier }
+    }
+}
+
+impl Datastore {
+    /// This datastore, writing the queued collections behind through `behind`.
+    pub fn writing_behind(mut self, behind: Behind) -> Self {
+        self.behind = Some(Arc::new(behind));
+        self
+    }
+
+    /// The write-behind queue, in write-behind mode.
+    pub fn queue(&self) -> Option<Arc<dyn Queue>> {
+        self.behind.as_ref().map(|behind| behind.queue.clone())
+    }
+
+    /// The queue, when writes of `collection` go behind.
+    pub(super) fn behind(&self, collection: &str) -> Option<&Behind> {
+        self.behind
+            .as_deref()
+            .filter(|_| QUEUED.contains(&collection))
+    }
+
+    /// Resolves once MongoDB holds every write of `collection` acknowledged before this call:
+    /// at once in write-through, after the worker caught up in write-behind.
+    pub async fn caught_up(&self, collection: &str) -> Result<(), DatastoreError> {
+        let Some(behind) = self.behind(collection) else {
+            return Ok(());
+        };
+        let mark = behind.queue.mark().await.map_err(queue_failed)?;
+        let deadline = Instant::now() + behind.barrier;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            if behind.queue.passed(&mark).await.map_err(queue_failed)? {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(DatastoreError::Behind(format!(
+                    "the write-behind worker has not persisted the writes acknowledged before \
+                     this read within {:?} (OPONN_QUEUE_BARRIER_MS); MongoDB alone would answer \
+                     with an older state",
+                    behind.barrier
+                )));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(BARRIER_PACE);
+        }
+    }
+
+    /// One write-behind mutation of record `id`: `decide` gets the record as it stands (or
+    /// `None`) and the version the write will have, and returns the record after the write
+    /// (`None`: deleted) or refuses. Returns the record before and after. `fetch` reads ids
+    /// from MongoDB.
+    pub(super) async fn write_behind<E, F, Fut>(
+        &self,
+        behind: &Behind,
+        id: E::Id,
+        fetch: F,
+        decide: impl Fn(Option<&E>, Version) -> Result<Option<E>, DatastoreError>,
+    ) -> Result<(Option<E>, Option<E>), DatastoreError>
+    where
+        E: CacheEntity,
+        F: Fn(Vec<E::Id>) -> Fut,
+        Fut: Future<Output = Result<Vec<E>, StoreError>>,
+    {
+        for attempt in 0..WRITE_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=attempt))).await;
+            }
+            let (noted, current) = self.current(id, &fetch).await?;
+            let version = current.version + 1;
+            let after = decide(current.value.as_ref(), version)?;
+            let entry = match &after {
+                Some(record) => Entry::present(version, record.clone()),
+                None => Entry::absent(version),
+            };
+            match self
+                .cache
+                .write_pending(&noted, &id, current.version, &entry, behind.queue.stream())
+                .await
+                .map_err(cache_failed)?
+            {
+                Pended::Stored => return Ok((current.value, after)),
+                Pended::Moved { .. } => continue,
+            }
+        }
+        Err(DatastoreError::Conflict(format!(
+            "{} {id} kept changing under concurrent writes; read it again and retry",
+            E::COLLECTION
+        )))
+    }
+
+    /// The record as a writer must see it, and the epoch noted before reading it: the cache's
+    /// entry, or MongoDB's record when the cache lacks it (a pending record is never missing,
+    /// so MongoDB is current then). Redis trouble fails: only it knows the pending versions.
+    async fn current<E, F, Fut>(
+        &self,
+        id: E::Id,
+        fetch: &F,
+    ) -> Result<(Epoch, Entry<E>), DatastoreError>
+    where
+        E: CacheEntity,
+        F: Fn(Vec<E::Id>) -> Fut,
+        Fut: Future<Output = Result<Vec<E>, StoreError>>,
+    {
+        let noted = self.cache.note().await;
+        match self.cache.get_many::<E>(&[id]).await.pop() {
+            Some(Lookup::Hit(entry)) => Ok((noted, entry)),
+            Some(Lookup::Miss) => {
+                let record = fetch(vec![id]).await?.pop();
+                let entry = match record {
+                    Some(record) => Entry::present(record.version(), record),
+                    None => Entry::absent(0),
+                };
+                Ok((noted, entry))
+            }
+            _ => Err(redis_unavailable()),
+        }
+    }
+}
+
+/// Now, to the millisecond: what MongoDB stores of a time, so the cache's pending version and
+/// the persisted one are equal.
+pub(super) fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
+pub(super) fn redis_unavailable() -> DatastoreError {
+    DatastoreError::Behind(
+        "Redis is unavailable, and in write-behind mode it holds writes MongoDB does not have \
+         yet; retry shortly"
+            .into(),
+    )
+}
+
+fn cache_failed(error: CacheError) -> DatastoreError {
+    tracing::warn!(%error, "write-behind: Redis did not take the write");
+    redis_unavailable()
+}
+
+fn queue_failed(error: QueueError) -> DatastoreError {
+    tracing::warn!(%error, "write-behind: the queue failed");
+    DatastoreError::Behind("the write-behind queue is unavailable; retry shortly".into())
+}

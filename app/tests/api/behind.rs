@@ -1,0 +1,410 @@
+//! Write-behind (`OPONN_WRITE_MODE=behind`) on the real Redis and MongoDB: a mutation is served
+//! from the cache before MongoDB has it, a worker persists it, reads that only MongoDB can
+//! answer wait for the worker, and nothing a replay, a race or an outage does moves a record
+//! backwards or loses an acknowledged write. (The crash tests with killed worker processes are
+//! in `tests/tests/behind.rs`.)
+
+use std::collections::BTreeSet;
+
+use futures::future::join_all;
+use mongodb::bson::{doc, Document};
+use oponn::domain::BookId;
+use serde_json::{json, Value};
+
+use crate::helpers::{book_id, error_code, unique_suffix, Options, TestApp};
+
+const UPDATE: &str = "mutation($id: ID!, $title: String!) { updateBook(id: $id, input: { title: $title }) { id title version } }";
+const BOOK: &str = "query($id: ID!) { book(id: $id) { id title version } }";
+const BY_TITLE: &str = "query($prefix: String!) { books(filter: { titlePrefix: $prefix }, first: 10) { edges { node { id title version } } } }";
+
+fn behind(extra: Vec<(&'static str, String)>) -> Options {
+    let mut settings = vec![("OPONN_WRITE_MODE", "behind".to_owned())];
+    settings.extend(extra);
+    Options {
+        settings,
+        ..Options::default()
+    }
+}
+
+async fn spawn_behind() -> TestApp {
+    TestApp::spawn_with(behind(vec![])).await
+}
+
+async fn retitle(app: &TestApp, id: BookId, title: &str) -> Value {
+    app.graphql(UPDATE, json!({ "id": id.to_string(), "title": title }))
+        .await
+}
+
+/// The book as MongoDB holds it, read directly.
+async fn stored(app: &TestApp, id: BookId) -> Option<Document> {
+    app.mongodb()
+        .await
+        .collection::<Document>("books")
+        .find_one(doc! { "_id": id.object_id() })
+        .await
+        .expect("find_one")
+}
+
+async fn stored_version(app: &TestApp, id: BookId) -> Option<i64> {
+    stored(app, id)
+        .await
+        .map(|d| d.get_i64("version").expect("a version"))
+}
+
+async fn new_book(app: &TestApp, title: &str) -> BookId {
+    book_id(
+        &app.create_book(&format!("/works/behind-{}", unique_suffix()), title)
+            .await,
+    )
+}
+
+#[tokio::test]
+async fn a_mutation_is_served_from_the_cache_before_mongodb_has_it_then_persisted() {
+    let app = spawn_behind().await;
+    let id = new_book(&app, "First title").await;
+    assert_eq!(
+        stored(&app, id).await,
+        None,
+        "no worker ran: MongoDB lacks the create"
+    );
+
+    let body = retitle(&app, id, "Second title").await;
+    assert_eq!(body["data"]["updateBook"]["version"], 2, "{body}");
+    assert!(
+        app.stored_entry(id)
+            .await
+            .expect("cached")
+            .starts_with("2 pending "),
+        "the new version is pending in Redis"
+    );
+    // Read-your-writes from another instance, while MongoDB still lacks the book.
+    let sibling = app.spawn_sibling().await;
+    let read = sibling.graphql(BOOK, json!({ "id": id.to_string() })).await;
+    assert_eq!(read["data"]["book"]["title"], "Second title", "{read}");
+
+    let worker = app.spawn_worker().await;
+    app.persisted().await;
+    let document = stored(&app, id).await.expect("persisted");
+    assert_eq!(document.get_i64("version"), Ok(2));
+    assert_eq!(document.get_str("title"), Ok("Second title"));
+    let entry = app.stored_entry(id).await.expect("still cached");
+    assert!(
+        entry.starts_with("2 ") && !entry.starts_with("2 pending "),
+        "settled: {entry}"
+    );
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(format!("{}books_{id}", app.key_prefix))
+        .query_async(&mut app.redis().await)
+        .await
+        .expect("PTTL");
+    assert!(ttl > 0, "a settled record has its TTL back, got {ttl}");
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn a_list_page_waits_for_the_worker_rather_than_answer_from_mongodb_alone() {
+    let app = TestApp::spawn_with(behind(vec![("OPONN_QUEUE_BARRIER_MS", "300".into())])).await;
+    let prefix = format!("Zeta {}", unique_suffix());
+    let id = new_book(&app, "Alpha").await;
+    assert_eq!(
+        retitle(&app, id, &prefix).await["data"]["updateBook"]["version"],
+        2
+    );
+
+    let refused = app.graphql(BY_TITLE, json!({ "prefix": prefix })).await;
+    assert_eq!(
+        error_code(&refused),
+        "UNAVAILABLE",
+        "without a worker MongoDB would answer with no book: {refused}"
+    );
+
+    let worker = app.spawn_worker().await;
+    let page = app.graphql(BY_TITLE, json!({ "prefix": prefix })).await;
+    let edges = page["data"]["books"]["edges"].as_array().expect("edges");
+    assert_eq!(edges.len(), 1, "{page}");
+    assert_eq!(edges[0]["node"]["version"], 2);
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn replayed_and_late_changes_never_move_mongodb_backwards() {
+    let app = spawn_behind().await;
+    let id = new_book(&app, "Version 1").await;
+    for version in 2..=4 {
+        let body = retitle(&app, id, &format!("Version {version}")).await;
+        assert_eq!(body["data"]["updateBook"]["version"], version, "{body}");
+    }
+    let worker = app.spawn_worker().await;
+    app.persisted().await;
+    assert_eq!(stored_version(&app, id).await, Some(4));
+    let applied = |outcome: &str| {
+        worker
+            .metrics
+            .worker_applied
+            .with_label_values(&[outcome])
+            .get()
+    };
+    let written = applied("written");
+
+    // Every change again, oldest last, as a redelivery after a crash would bring them.
+    let stream = format!("{}writes", app.key_prefix);
+    let mut redis = app.redis().await;
+    for version in [4, 1, 3, 2] {
+        let _: String = redis::cmd("XADD")
+            .arg(&stream)
+            .arg("*")
+            .arg("c")
+            .arg("books")
+            .arg("i")
+            .arg(id.to_string())
+            .arg("v")
+            .arg(version)
+            .query_async(&mut redis)
+            .await
+            .expect("XADD");
+    }
+    app.persisted().await;
+    let document = stored(&app, id).await.expect("stored");
+    assert_eq!(document.get_i64("version"), Ok(4));
+    assert_eq!(document.get_str("title"), Ok("Version 4"));
+    assert_eq!(applied("written"), written, "the replays wrote nothing");
+    assert!(applied("not_pending") >= 1);
+
+    // The guarded write itself: an older version offered after a newer one changes nothing.
+    let book = app.datastore.book(id).await.expect("read").expect("exists");
+    let mut older = book.clone();
+    older.version = 3;
+    older.title = oponn::domain::Title::parse("Older").expect("valid");
+    let persisted = app.datastore.store().books().persist(&older).await;
+    assert_eq!(
+        persisted.expect("persist"),
+        oponn::store::Persisted::AlreadyNewer
+    );
+    assert_eq!(
+        stored(&app, id).await.expect("stored").get_str("title"),
+        Ok("Version 4")
+    );
+    worker.stop().await;
+}
+
+/// Invariant 1 and the ordering rule under contention: two instances update one record at
+/// once; every acknowledged version is distinct, and MongoDB ends at the highest one, with its
+/// content.
+#[tokio::test]
+async fn concurrent_writers_on_two_instances_get_distinct_versions_and_the_newest_persists() {
+    const WRITES_PER_INSTANCE: usize = 40;
+    let app = spawn_behind().await;
+    let sibling = app.spawn_sibling().await;
+    let worker = app.spawn_worker().await;
+    let id = new_book(&app, "Contended").await;
+
+    let writes = (0..WRITES_PER_INSTANCE).flat_map(|n| {
+        [&app, &sibling].map(|instance| {
+            let title = format!("Write {n} via {}", instance.address);
+            async move { retitle(instance, id, &title).await }
+        })
+    });
+    let replies = join_all(writes).await;
+    let mut acknowledged: Vec<(i64, String)> = replies
+        .iter()
+        .map(|body| {
+            let book = &body["data"]["updateBook"];
+            let version = book["version"].as_i64().unwrap_or_else(|| panic!("{body}"));
+            (version, book["title"].as_str().expect("title").to_owned())
+        })
+        .collect();
+    acknowledged.sort();
+    let versions: BTreeSet<i64> = acknowledged.iter().map(|(v, _)| *v).collect();
+    assert_eq!(
+        versions.len(),
+        acknowledged.len(),
+        "two writes acknowledged with one version"
+    );
+    let (newest, title) = acknowledged.last().expect("writes").clone();
+    assert_eq!(newest, 1 + 2 * WRITES_PER_INSTANCE as i64);
+
+    app.persisted().await;
+    let document = stored(&app, id).await.expect("stored");
+    assert_eq!(document.get_i64("version"), Ok(newest));
+    assert_eq!(document.get_str("title"), Ok(title.as_str()));
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn without_redis_reads_and_writes_fail_rather_than_serve_mongodb_s_older_version() {
+    let app = TestApp::spawn_with(Options {
+        proxy_redis: true,
+        ..behind(vec![])
+    })
+    .await;
+    let id = new_book(&app, "Before").await;
+    assert_eq!(
+        retitle(&app, id, "After").await["data"]["updateBook"]["version"],
+        2
+    );
+
+    let proxy = app.redis_proxy.as_ref().expect("a proxy");
+    proxy.cut().await;
+    let read = app.graphql(BOOK, json!({ "id": id.to_string() })).await;
+    assert_eq!(error_code(&read), "UNAVAILABLE", "{read}");
+    let write = retitle(&app, id, "Lost?").await;
+    assert_eq!(error_code(&write), "UNAVAILABLE", "{write}");
+
+    proxy.restore();
+    app.reconnect_redis().await;
+    let read = app.graphql(BOOK, json!({ "id": id.to_string() })).await;
+    assert_eq!(read["data"]["book"]["title"], "After", "{read}");
+    assert_eq!(read["data"]["book"]["version"], 2);
+}
+
+#[tokio::test]
+async fn with_mongodb_down_mutations_are_accepted_and_the_backlog_drains_when_it_returns() {
+    const WRITES: i64 = 30;
+    let app = TestApp::spawn_with(Options {
+        proxy_mongo: true,
+        ..behind(vec![("OPONN_MONGODB_TIMEOUT_MS", "300".into())])
+    })
+    .await;
+    let id = new_book(&app, "Version 1").await;
+    let worker = app.spawn_worker().await;
+    app.persisted().await;
+
+    let proxy = app.mongo_proxy.as_ref().expect("a proxy");
+    proxy.cut().await;
+    for version in 2..=WRITES {
+        let body = retitle(&app, id, &format!("Version {version}")).await;
+        assert_eq!(body["data"]["updateBook"]["version"], version, "{body}");
+    }
+    assert_eq!(
+        stored_version(&app, id).await,
+        Some(1),
+        "MongoDB is cut off"
+    );
+    let depth = app
+        .datastore
+        .cache()
+        .pending_entries::<oponn::domain::Book>(&[id])
+        .await;
+    assert_eq!(
+        depth.expect("MGET")[0].as_ref().map(|e| e.version),
+        Some(WRITES)
+    );
+
+    proxy.restore();
+    app.persisted().await;
+    let document = stored(&app, id).await.expect("stored");
+    assert_eq!(document.get_i64("version"), Ok(WRITES));
+    assert_eq!(
+        document.get_str("title"),
+        Ok(format!("Version {WRITES}").as_str())
+    );
+    assert!(
+        worker.metrics.worker_retries.get() > 0,
+        "the worker kept the writes while MongoDB was away"
+    );
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn changes_that_cannot_be_applied_are_dead_lettered_without_blocking_the_others() {
+    let app = TestApp::spawn_with(behind(vec![("OPONN_WORKER_MAX_DELIVERIES", "2".into())])).await;
+    let taken = app.insert_uncached("Holder").await;
+    let id = new_book(&app, "Fine").await;
+    let stream = format!("{}writes", app.key_prefix);
+    let mut redis = app.redis().await;
+    // A message that is no change, and a change of a collection nobody writes behind.
+    let _: String = redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("junk")
+        .arg("1")
+        .query_async(&mut redis)
+        .await
+        .expect("XADD");
+    let _: String = redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("c")
+        .arg("authors")
+        .arg("i")
+        .arg("x")
+        .arg("v")
+        .arg(1)
+        .query_async(&mut redis)
+        .await
+        .expect("XADD");
+    // A pending record MongoDB must refuse: it claims another book's unique source key.
+    let poison = BookId::from_object_id(mongodb::bson::oid::ObjectId::new());
+    let mut record = app.datastore.book(id).await.expect("read").expect("exists");
+    record.id = poison;
+    record.source_key = taken.source_key.clone();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{}books_{poison}", app.key_prefix))
+        .arg(format!(
+            "1 pending {}",
+            serde_json::to_string(&record).expect("json")
+        ))
+        .query_async(&mut redis)
+        .await
+        .expect("SET");
+    let _: String = redis::cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("c")
+        .arg("books")
+        .arg("i")
+        .arg(poison.to_string())
+        .arg("v")
+        .arg(1)
+        .query_async(&mut redis)
+        .await
+        .expect("XADD");
+    assert_eq!(
+        retitle(&app, id, "Fine, twice").await["data"]["updateBook"]["version"],
+        2
+    );
+
+    let worker = app.spawn_worker().await;
+    app.persisted().await;
+    assert_eq!(
+        stored_version(&app, id).await,
+        Some(2),
+        "the good change persisted"
+    );
+    let dead: u64 = redis::cmd("XLEN")
+        .arg(format!("{stream}:dead"))
+        .query_async(&mut redis)
+        .await
+        .expect("XLEN");
+    assert_eq!(dead, 3);
+    assert_eq!(worker.metrics.worker_dead_letters.get(), 3);
+    assert_eq!(stored(&app, poison).await, None);
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn write_behind_refuses_a_redis_that_evicts_keys_without_a_ttl() {
+    let redis = oponn_tests::RedisServer::start().await;
+    let mut connection = redis::Client::open(redis.url())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("allkeys-lru")
+        .query_async(&mut connection)
+        .await
+        .expect("CONFIG SET");
+    let settings = oponn::config::Settings::from_lookup(|name| match name {
+        "MONGODB_URI" => Some("mongodb://127.0.0.1:1/".into()),
+        "REDIS_URL" => Some(redis.url()),
+        "OPONN_WRITE_MODE" => Some("behind".into()),
+        _ => None,
+    })
+    .expect("settings");
+    let refused = oponn::startup::connect(&settings, &oponn::metrics::Metrics::new()).await;
+    let message = format!("{:#}", refused.err().expect("refused"));
+    assert!(message.contains("allkeys-lru"), "{message}");
+}
