@@ -18,11 +18,23 @@ pub struct RedisServer {
     /// The file the running server saves to (and started from).
     dbfilename: &'static str,
     snapshots: usize,
+    /// Whether it keeps an append-only file (`appendfsync always`).
+    durable: bool,
 }
 
 impl RedisServer {
     /// Starts an empty server that saves nothing unless asked ([`RedisServer::snapshot`]).
     pub async fn start() -> Self {
+        Self::start_with(false).await
+    }
+
+    /// Starts an empty server with an append-only file fsynced before every reply
+    /// (`appendonly yes`, `appendfsync always`): what write-behind needs.
+    pub async fn start_durable() -> Self {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(durable: bool) -> Self {
         let port = free_port();
         let dir = std::env::temp_dir().join(unique_name("oponn-redis"));
         std::fs::create_dir_all(&dir).expect("a directory for the Redis server");
@@ -32,6 +44,7 @@ impl RedisServer {
             child: None,
             dbfilename: "dump.rdb",
             snapshots: 0,
+            durable,
         };
         server.launch(None).await;
         server
@@ -60,6 +73,14 @@ impl RedisServer {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// SIGKILLs the server and starts it again on the same port from its append-only file (a
+    /// durable server: every acknowledged write comes back).
+    pub async fn crash_and_restart(&mut self) {
+        assert!(self.durable, "only a durable server keeps its data");
+        self.kill();
+        self.launch(None).await;
     }
 
     /// Starts the server again on the same port, empty (after [`RedisServer::kill`]).
@@ -116,9 +137,17 @@ impl RedisServer {
                 "dump.rdb"
             }
         };
+        let appendonly = if self.durable { "yes" } else { "no" };
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                appendonly,
+                "--appendfsync",
+                "always",
+            ])
             .args(["--dir", self.dir.to_str().expect("a UTF-8 path")])
             .args(["--dbfilename", dbfilename])
             .stdout(Stdio::null())

@@ -1,0 +1,329 @@
+//! Write-behind crash tests on real processes: two `oponn serve` instances in
+//! `OPONN_WRITE_MODE=behind` take a stream of `updateBook` mutations while `oponn worker`
+//! processes are SIGKILLed at random points and started again (and, in one run, Redis is
+//! SIGKILLed and restarted from its append-only file). Once the mutations are over, a worker
+//! drains the queue; then MongoDB must equal the cache record for record and version for
+//! version, and hold every acknowledged write: for each book, a version at least as new as the
+//! newest acknowledged one, with that write's content when they are the same version.
+//!
+//! `OPONN_BEHIND_WRITES` sets how many mutations must be acknowledged per run (default 10,000).
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use futures::future::join_all;
+use mongodb::bson::{doc, Document};
+use oponn_tests::{wait_for_log, Environment, RedisServer, Server, TOKEN};
+use serde_json::{json, Value};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::Child,
+};
+
+/// Settings of every process of a run: write-behind, a worker that takes over a dead worker's
+/// changes after half a second, and a mutation that waits for Redis through its restart.
+const BEHIND: [(&str, &str); 6] = [
+    ("OPONN_WRITE_MODE", "behind"),
+    ("OPONN_WORKER_CLAIM_IDLE_MS", "500"),
+    ("OPONN_REDIS_TIMEOUT_MS", "300"),
+    ("OPONN_REDIS_RETRY_AFTER_MS", "100"),
+    ("OPONN_REDIS_WRITE_TIMEOUT_MS", "5000"),
+    ("OPONN_QUEUE_BARRIER_MS", "10000"),
+];
+const INSTANCES: usize = 2;
+/// Concurrent writers.
+const WRITERS: usize = 16;
+/// How long the queue may take to drain once the mutations are over.
+const DRAIN_BOUND: Duration = Duration::from_secs(60);
+
+const UPDATE: &str = "mutation($id: ID!, $title: String!) { updateBook(id: $id, input: { title: $title }) { version title } }";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_at_random_points_loses_no_acknowledged_write() {
+    run(Faults {
+        workers: 1,
+        restart_redis: false,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workers_racing_while_killed_lose_no_acknowledged_write() {
+    run(Faults {
+        workers: 2,
+        restart_redis: false,
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_restarted_from_its_append_only_file_loses_no_acknowledged_write() {
+    run(Faults {
+        workers: 1,
+        restart_redis: true,
+    })
+    .await;
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Faults {
+    workers: usize,
+    restart_redis: bool,
+}
+
+/// One acknowledged mutation.
+#[derive(Debug, Clone)]
+struct Acknowledged {
+    book: String,
+    version: i64,
+    title: String,
+}
+
+async fn run(faults: Faults) {
+    let target = std::env::var("OPONN_BEHIND_WRITES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000u64);
+    let mut redis = RedisServer::start_durable().await;
+    let environment = Environment::with_redis("behind", &redis.url());
+    environment.seed().await;
+    let books = environment.sample_ids().await;
+
+    let mut instances = Vec::new();
+    for _ in 0..INSTANCES {
+        let mut command = environment.command(&["serve"]);
+        command.envs(BEHIND);
+        let mut server = Server::spawn(command).await;
+        server.discard_logs();
+        instances.push(server);
+    }
+    let bases: Arc<Vec<String>> = Arc::new(instances.iter().map(|s| s.base.clone()).collect());
+    let mut workers: Vec<Child> = Vec::new();
+    for _ in 0..faults.workers {
+        workers.push(start_worker(&environment).await);
+    }
+
+    let started = Instant::now();
+    let acknowledged = Arc::new(Mutex::new(Vec::<Acknowledged>::new()));
+    let refused = Arc::new(Mutex::new(HashMap::<String, u64>::new()));
+    let next = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let writers = (0..WRITERS).map(|writer| {
+        let (books, bases, acknowledged, refused, next, done) = (
+            books.clone(),
+            bases.clone(),
+            acknowledged.clone(),
+            refused.clone(),
+            next.clone(),
+            done.clone(),
+        );
+        tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            // Bounded: at most three attempts per acknowledged write wanted.
+            while !done.load(Ordering::Relaxed) {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= 3 * target {
+                    break;
+                }
+                let book = &books[(n as usize * 7 + writer) % books.len()];
+                let title = format!("write {n}");
+                let base = &bases[n as usize % bases.len()];
+                match update(&client, base, book, &title).await {
+                    Ok(version) => {
+                        let mut acknowledged = acknowledged.lock().expect("lock");
+                        acknowledged.push(Acknowledged {
+                            book: book.clone(),
+                            version,
+                            title,
+                        });
+                        if acknowledged.len() as u64 >= target {
+                            done.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    Err(code) => *refused.lock().expect("lock").entry(code).or_default() += 1,
+                }
+            }
+        })
+    });
+    let writers = tokio::spawn(join_all(writers));
+
+    // Faults until the writers are done: a worker SIGKILLed every 100 to 400 ms and started
+    // again at once; Redis crashed and restarted once, a third of the way in.
+    let mut kills = 0;
+    let mut redis_restarted = false;
+    while !writers.is_finished() {
+        tokio::time::sleep(Duration::from_millis(100 + fastrand::u64(0..300))).await;
+        let victim = fastrand::usize(0..workers.len());
+        let mut dead = std::mem::replace(&mut workers[victim], start_worker(&environment).await);
+        dead.start_kill().expect("SIGKILL is sent");
+        dead.wait().await.expect("the worker exits");
+        kills += 1;
+        let written = acknowledged.lock().expect("lock").len() as u64;
+        if faults.restart_redis && !redis_restarted && written >= target / 3 {
+            redis.crash_and_restart().await;
+            redis_restarted = true;
+        }
+    }
+    writers.await.expect("writers");
+    let elapsed = started.elapsed();
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    let refused = refused.lock().expect("lock").clone();
+    assert!(
+        acknowledged.len() as u64 >= target,
+        "only {} of {target} writes were acknowledged (refused: {refused:?})",
+        acknowledged.len()
+    );
+    assert!(kills > 0, "no worker was killed");
+
+    let drained = drain(&redis, &environment.prefix).await;
+    let (checked, differences) = compare(&redis, &environment, &books, &acknowledged).await;
+    println!(
+        "write-behind crash run ({faults:?}): {} writes acknowledged in {:.1} s, refused {refused:?}, \
+         {kills} worker kills, redis restarted: {redis_restarted}, queue drained in {:.1} s, \
+         {checked} books compared",
+        acknowledged.len(),
+        elapsed.as_secs_f64(),
+        drained.as_secs_f64(),
+    );
+    assert!(differences.is_empty(), "{differences:#?}");
+    for mut worker in workers {
+        let _ = worker.start_kill();
+    }
+}
+
+/// `updateBook` through `base`: the version it acknowledged, or the error code.
+async fn update(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    title: &str,
+) -> Result<i64, String> {
+    let response = client
+        .post(format!("{base}/graphql"))
+        .bearer_auth(TOKEN)
+        .json(&json!({ "query": UPDATE, "variables": { "id": id, "title": title } }))
+        .send()
+        .await
+        .map_err(|_| "no answer".to_owned())?;
+    let body: Value = response.json().await.map_err(|_| "not JSON".to_owned())?;
+    match body["data"]["updateBook"]["version"].as_i64() {
+        Some(version) => {
+            assert_eq!(body["data"]["updateBook"]["title"], title, "{body}");
+            Ok(version)
+        }
+        None => Err(body["errors"][0]["extensions"]["code"]
+            .as_str()
+            .unwrap_or("no code")
+            .to_owned()),
+    }
+}
+
+/// `oponn worker` in `environment`, once it has started; its logs are read and dropped.
+async fn start_worker(environment: &Environment) -> Child {
+    let mut command = environment.command(&["worker"]);
+    command.envs(BEHIND);
+    let mut child = command.spawn().expect("the worker starts");
+    let mut logs = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    wait_for_log(&mut logs, "write-behind worker started").await;
+    tokio::spawn(async move { while let Ok(Some(_)) = logs.next_line().await {} });
+    child
+}
+
+/// Waits until the consumer group has delivered and acknowledged every change; how long it
+/// took.
+async fn drain(redis: &RedisServer, prefix: &str) -> Duration {
+    let started = Instant::now();
+    let stream = format!("{prefix}writes");
+    let mut connection = redis.connection().await;
+    loop {
+        let groups: redis::streams::StreamInfoGroupsReply = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(&stream)
+            .query_async(&mut connection)
+            .await
+            .expect("XINFO GROUPS");
+        let group = groups.groups.first().expect("the workers' group");
+        if group.pending == 0 && group.lag == Some(0) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < DRAIN_BOUND,
+            "the queue did not drain within {DRAIN_BOUND:?}: {} pending, lag {:?}",
+            group.pending,
+            group.lag
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Compares, for every book, the cache's entry, MongoDB's document and the acknowledged
+/// writes; returns how many books were compared and every difference found.
+async fn compare(
+    redis: &RedisServer,
+    environment: &Environment,
+    books: &[String],
+    acknowledged: &[Acknowledged],
+) -> (usize, Vec<String>) {
+    let mut newest: HashMap<&str, &Acknowledged> = HashMap::new();
+    for write in acknowledged {
+        let entry = newest.entry(write.book.as_str()).or_insert(write);
+        if write.version > entry.version {
+            *entry = write;
+        }
+    }
+    let collection = environment.database().await.collection::<Document>("books");
+    let mut connection = redis.connection().await;
+    let mut differences = Vec::new();
+    for id in books {
+        let stored = collection
+            .find_one(doc! { "_id": mongodb::bson::oid::ObjectId::parse_str(id).expect("an id") })
+            .await
+            .expect("find_one")
+            .expect("the book is in MongoDB");
+        let stored_version = stored.get_i64("version").expect("a version");
+        let stored_title = stored.get_str("title").expect("a title");
+        let cached: Option<String> = redis::cmd("GET")
+            .arg(format!("{}books_{id}", environment.prefix))
+            .query_async(&mut connection)
+            .await
+            .expect("GET");
+        if let Some(cached) = cached {
+            let mut parts = cached.splitn(3, ' ');
+            let (version, stamp, json) = (
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+            );
+            if stamp == "pending" {
+                differences.push(format!("{id}: still pending after the drain: {cached}"));
+            }
+            let cached_title = serde_json::from_str::<Value>(json)
+                .ok()
+                .map(|v| v["title"].clone());
+            if version != stored_version.to_string()
+                || cached_title.as_ref().and_then(Value::as_str) != Some(stored_title)
+            {
+                differences.push(format!(
+                    "{id}: cache holds {version} {cached_title:?}, MongoDB {stored_version} {stored_title:?}"
+                ));
+            }
+        }
+        if let Some(write) = newest.get(id.as_str()) {
+            if stored_version < write.version
+                || (stored_version == write.version && stored_title != write.title)
+            {
+                differences.push(format!(
+                    "{id}: acknowledged {} {:?}, MongoDB holds {stored_version} {stored_title:?}",
+                    write.version, write.title
+                ));
+            }
+        }
+    }
+    (books.len(), differences)
+}
