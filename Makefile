@@ -56,6 +56,14 @@ chaos: stack-up ## Chaos suite, full profile: Redis killed, rolled back, paused,
 	  scripts/timed "[chaos] four faults one after another (about 2 minutes)" \
 	  cargo test -p oponn-tests --test chaos -- --nocapture --test-threads=1
 
+.PHONY: crash-behind
+crash-behind: stack-up ## Write-behind crash tests, full profile: 10,000 acknowledged mutations per run while workers (and once Redis) are SIGKILLed
+	@scripts/timed "[crash-behind] building the binary it runs (the first time: about 3 minutes on 2 cores)" \
+	  cargo build -q -p oponn
+	@$(STACK_ENV); export OPONN_BEHIND_WRITES=10000; \
+	  scripts/timed "[crash-behind] three runs one after another (about 4 minutes)" \
+	  cargo test -p oponn-tests --test behind -- --nocapture --test-threads=1
+
 .PHONY: infra-check
 infra-check: ## cfn-lint and cfn-guard on the templates (and a fixture every rule must reject), hadolint on the Dockerfile (offline)
 	@scripts/infra-check

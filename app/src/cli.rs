@@ -61,6 +61,10 @@ pub enum Command {
     /// are left alone. Exits non-zero if the source or MongoDB fails (what was stored is kept),
     /// or if Redis does not take the cache writes within `OPONN_CACHE_SETTLE_MS`.
     Ingest(IngestArgs),
+    /// Compare every cached record with MongoDB once (see README, "Consistency audit"): print
+    /// each disagreement found twice, and exit non-zero if there is one. In write-behind mode,
+    /// pending records are judged once the worker has caught up with them.
+    AuditCache,
     /// Print the GraphQL schema (SDL).
     Schema,
     /// Exit 0 if the server on `OPONN_LISTEN` answers `/healthz` with 200 (the container's
@@ -148,6 +152,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Ingest(args) => run_ingest(&settings, &args).await,
+        Command::AuditCache => audit_cache(&settings).await,
         Command::Schema | Command::Probe => unreachable!("handled before settings are loaded"),
     }
 }
@@ -175,6 +180,39 @@ async fn seed_catalogue(settings: &Settings, books: usize, stores: usize) -> any
 }
 
 /// The datastore of a one-shot command, with MongoDB's indexes in place.
+async fn audit_cache(settings: &Settings) -> anyhow::Result<()> {
+    /// Keys per `SCAN` step.
+    const STEP: usize = 500;
+    let datastore = open_datastore(settings).await?;
+    let mut cursor = crate::datastore::AuditCursor::once();
+    let mut checked = 0;
+    let mut findings = Vec::new();
+    while !cursor.finished() {
+        let audited = datastore
+            .audit_step(&mut cursor, STEP)
+            .await
+            .context("auditing the cache (are Redis and MongoDB reachable?)")?;
+        checked += audited.checked.iter().map(|(_, n)| n).sum::<usize>();
+        for finding in audited.findings {
+            tracing::error!(
+                entity = finding.entity,
+                id = finding.id,
+                kind = finding.kind.label(),
+                cached = finding.cached,
+                stored = ?finding.stored,
+                "the cache and MongoDB disagree"
+            );
+            findings.push(finding);
+        }
+    }
+    close(&datastore).await;
+    tracing::info!(checked, findings = findings.len(), "cache audited");
+    if !findings.is_empty() {
+        anyhow::bail!("{} cached record(s) disagree with MongoDB", findings.len());
+    }
+    Ok(())
+}
+
 async fn open_datastore(settings: &Settings) -> anyhow::Result<crate::datastore::Datastore> {
     let datastore = startup::connect(settings, &Metrics::new()).await?;
     datastore

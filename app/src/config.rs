@@ -115,6 +115,11 @@ pub struct CacheSettings {
     /// (or none); a fill past it evicts the oldest. A write's reconciliation cost is bounded
     /// by it, whatever anonymous readers cached.
     pub results_per_range: usize,
+    /// `OPONN_AUDIT_EVERY_MS`: how often `serve`'s consistency sampler compares a few cached
+    /// records with MongoDB (`0`: never).
+    pub audit_every: Duration,
+    /// `OPONN_AUDIT_SAMPLE`: about how many cached records of each entity one sample compares.
+    pub audit_sample: usize,
     /// `OPONN_CACHE_SETTLE_MS`: how long a one-shot command (`oponn ingest`, `oponn seed`)
     /// retries the cache writes Redis missed before it exits non-zero (see `Cache::settle`).
     pub settle: Duration,
@@ -240,6 +245,8 @@ impl Settings {
                 result_ttl: vars.seconds("OPONN_CACHE_RESULT_TTL_SECS", 300)?,
                 results_per_range: vars.parsed("OPONN_CACHE_RESULTS_PER_RANGE", "100")?,
                 settle: vars.millis("OPONN_CACHE_SETTLE_MS", 10_000)?,
+                audit_every: vars.millis("OPONN_AUDIT_EVERY_MS", 10_000)?,
+                audit_sample: vars.parsed("OPONN_AUDIT_SAMPLE", "100")?,
             },
             http: HttpSettings {
                 request_timeout: vars.millis("OPONN_REQUEST_TIMEOUT_MS", 10_000)?,

@@ -19,6 +19,8 @@
 //! | `oponn_queue_depth` | | write-behind changes not acknowledged yet (sampled by the worker) |
 //! | `oponn_queue_oldest_seconds` | | the age of the oldest of them |
 //! | `oponn_queue_dead_letters` | | messages in the dead-letter stream |
+//! | `oponn_audit_checked_total` | entity | cached records the consistency sampler compared with MongoDB |
+//! | `oponn_cache_inconsistent_total` | entity, kind=`pending_past_drain`/`cache_newer`/`cache_older`/`content_differs`/`cache_only`/`mongodb_only` | disagreements between the cache and MongoDB the sampler found twice (should stay 0) |
 //! | `oponn_http_requests_total` | status | HTTP responses by status class |
 //! | `oponn_http_request_duration_seconds` | | HTTP request latency |
 
@@ -52,6 +54,8 @@ pub struct Metrics {
     pub queue_depth: IntGauge,
     pub queue_oldest: Gauge,
     pub queue_dead: IntGauge,
+    pub audit_checked: IntCounterVec,
+    pub cache_inconsistent: IntCounterVec,
 }
 
 impl Metrics {
@@ -141,6 +145,16 @@ impl Metrics {
                 "Messages in the write-behind dead-letter stream",
             )
             .expect("static metric definition is valid"),
+            audit_checked: counter(
+                "oponn_audit_checked_total",
+                "Cached records the consistency sampler compared with MongoDB",
+                &["entity"],
+            ),
+            cache_inconsistent: counter(
+                "oponn_cache_inconsistent_total",
+                "Disagreements between the cache and MongoDB, found twice",
+                &["entity", "kind"],
+            ),
             registry,
         };
         metrics.register_all();
@@ -148,7 +162,7 @@ impl Metrics {
     }
 
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 18] = [
             Box::new(self.query_cache.clone()),
             Box::new(self.cache_lookups.clone()),
             Box::new(self.cache_fills.clone()),
@@ -165,6 +179,8 @@ impl Metrics {
             Box::new(self.queue_depth.clone()),
             Box::new(self.queue_oldest.clone()),
             Box::new(self.queue_dead.clone()),
+            Box::new(self.audit_checked.clone()),
+            Box::new(self.cache_inconsistent.clone()),
         ];
         for collector in collectors {
             self.registry

@@ -15,7 +15,7 @@ use secrecy::ExposeSecret;
 use crate::{
     cache::Cache,
     config::{Settings, WriteMode, WriteSettings},
-    datastore::{Behind, Datastore},
+    datastore::{AuditCursor, Behind, Datastore},
     graphql::{build_schema, persisted::PersistedQueries},
     http::{ops_router, router, AppState, Tokens},
     metrics::Metrics,
@@ -36,6 +36,8 @@ pub struct Application {
     writes: WriteSettings,
     /// Whether this process also runs the write-behind worker (`serve --with-worker`).
     with_worker: bool,
+    /// How often the consistency sampler runs, and how many records of each entity it takes.
+    audit: (Duration, usize),
 }
 
 impl Application {
@@ -82,6 +84,7 @@ impl Application {
             settle: settings.cache.settle,
             writes: settings.writes.clone(),
             with_worker: false,
+            audit: (settings.cache.audit_every, settings.cache.audit_sample),
         })
     }
 
@@ -130,8 +133,17 @@ impl Application {
             metrics,
             writes,
             with_worker,
+            audit,
         } = self;
         let repairs = tokio::spawn(datastore.cache().clone().run_repairs());
+        let sampler = (!audit.0.is_zero()).then(|| {
+            tokio::spawn(sample_consistency(
+                datastore.clone(),
+                metrics.clone(),
+                audit.0,
+                audit.1,
+            ))
+        });
         // The worker stops after the HTTP server has drained: the last mutations get persisted.
         let (stop_worker, worker_stopped) = tokio::sync::oneshot::channel::<()>();
         let worker = match datastore.queue().filter(|_| with_worker) {
@@ -175,6 +187,9 @@ impl Application {
             }
         }
         repairs.abort();
+        if let Some(sampler) = sampler {
+            sampler.abort();
+        }
         // Pending repairs live in this process: hand them to Redis before it ends, or say
         // what is left (the records stay right in MongoDB; see `Cache::settle`).
         match datastore.cache().settle(settle).await {
@@ -277,6 +292,33 @@ pub async fn run_worker(
     .await;
     ops.abort();
     Ok(())
+}
+
+/// The consistency sampler: every `every`, about `count` cached records of each entity
+/// compared with MongoDB (see `datastore::audit`), into the metrics.
+async fn sample_consistency(datastore: Datastore, metrics: Metrics, every: Duration, count: usize) {
+    let mut cursor = AuditCursor::default();
+    loop {
+        tokio::time::sleep(every).await;
+        match datastore.audit_step(&mut cursor, count).await {
+            Ok(audited) => {
+                for (entity, checked) in &audited.checked {
+                    metrics
+                        .audit_checked
+                        .with_label_values(&[entity])
+                        .inc_by(*checked as u64);
+                }
+                for finding in &audited.findings {
+                    tracing::error!(?finding, "the cache and MongoDB disagree");
+                    metrics
+                        .cache_inconsistent
+                        .with_label_values(&[finding.entity, finding.kind.label()])
+                        .inc();
+                }
+            }
+            Err(error) => tracing::debug!(%error, "consistency sample skipped"),
+        }
+    }
 }
 
 /// Resolves on SIGTERM (what ECS sends) or Ctrl-C.

@@ -31,6 +31,7 @@ pub mod entry;
 mod error;
 mod link;
 mod pending;
+mod raw;
 mod repairs;
 pub mod results;
 mod script;
@@ -60,6 +61,7 @@ pub use self::{
     error::{CacheError, Unsettled},
     link::Epoch,
     pending::{Durability, Pended},
+    raw::Stamped,
 };
 use crate::{
     config::{CacheSettings, RedisSettings},

@@ -19,6 +19,7 @@
 //! [`Checkpoints`] lets a test stop a reader between its MongoDB read and its fill, which is
 //! how the second invariant is proven rather than hoped for.
 
+mod audit;
 mod behind;
 mod books;
 mod bookstores;
@@ -29,6 +30,7 @@ mod read_through;
 
 use std::sync::Arc;
 
+pub use audit::{AuditCursor, Audited, Finding, Inconsistency};
 pub use behind::Behind;
 pub use bookstores::HeldBooks;
 pub use checkpoint::{Checkpoints, PauseHandle};

@@ -1,6 +1,7 @@
 //! Integration tests: the real router on 127.0.0.1:0 against the real Redis and MongoDB of the
 //! local stack, one database and one key prefix per test (see `helpers::TestApp`).
 
+mod audit;
 mod auth;
 mod behind;
 mod books;
@@ -22,3 +23,4 @@ mod over_http;
 mod queries;
 mod redis_runs;
 mod schema_walk;
+mod settings_docs;
