@@ -70,6 +70,9 @@ pub struct WriteSettings {
     /// the query-result cache lacks) waits for the worker to persist the writes acknowledged
     /// before it; past this it fails with `UNAVAILABLE` rather than answer from the past.
     pub barrier: Duration,
+    /// `OPONN_QUEUE_LAG_DEGRADED_MS`: `/readyz` says `degraded` once the oldest change not yet
+    /// persisted is older than this.
+    pub lag_degraded: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -291,6 +294,7 @@ impl Settings {
                 max_deliveries: vars.parsed("OPONN_WORKER_MAX_DELIVERIES", "5")?,
                 drain: vars.millis("OPONN_WORKER_DRAIN_MS", 10_000)?,
                 barrier: vars.millis("OPONN_QUEUE_BARRIER_MS", 3_000)?,
+                lag_degraded: vars.millis("OPONN_QUEUE_LAG_DEGRADED_MS", 30_000)?,
             },
         };
         settings.validate()?;

@@ -67,6 +67,7 @@ impl Application {
             tokens: Arc::new(Tokens::new(settings.api_tokens.clone())),
             settings: Arc::new(settings.http.clone()),
             persisted,
+            lag_degraded: settings.writes.lag_degraded,
         };
         let listener = TcpListener::bind(settings.listen)
             .await

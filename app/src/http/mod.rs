@@ -50,6 +50,8 @@ pub struct AppState {
     pub tokens: Arc<Tokens>,
     pub settings: Arc<HttpSettings>,
     pub persisted: PersistedQueries,
+    /// Write-behind: `/readyz` says `degraded` once the oldest queued change is older.
+    pub lag_degraded: Duration,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

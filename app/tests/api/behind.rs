@@ -408,3 +408,34 @@ async fn write_behind_refuses_a_redis_that_evicts_keys_without_a_ttl() {
     let message = format!("{:#}", refused.err().expect("refused"));
     assert!(message.contains("allkeys-lru"), "{message}");
 }
+
+async fn readyz(app: &TestApp) -> Value {
+    let response = app.get_ops("/readyz").await;
+    assert_eq!(response.status(), 200);
+    response.json().await.expect("JSON")
+}
+
+#[tokio::test]
+async fn readyz_reports_the_queue_and_is_degraded_while_the_worker_lags() {
+    let app = TestApp::spawn_with(behind(vec![("OPONN_QUEUE_LAG_DEGRADED_MS", "1".into())])).await;
+    let id = new_book(&app, "Lagging").await;
+    assert_eq!(
+        retitle(&app, id, "Still lagging").await["data"]["updateBook"]["version"],
+        2
+    );
+    let lagging = readyz(&app).await;
+    assert_eq!(lagging["status"], "degraded", "{lagging}");
+    assert_eq!(lagging["queue"]["pending"], 2, "{lagging}");
+    assert!(
+        lagging["queue"]["oldestSeconds"].as_f64().is_some(),
+        "{lagging}"
+    );
+
+    let worker = app.spawn_worker().await;
+    app.persisted().await;
+    let caught_up = readyz(&app).await;
+    assert_eq!(caught_up["status"], "ready", "{caught_up}");
+    assert_eq!(caught_up["queue"]["pending"], 0);
+    assert_eq!(caught_up["queue"]["deadLetters"], 0);
+    worker.stop().await;
+}
