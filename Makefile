@@ -134,3 +134,7 @@ bench-store: stack-up ## Through the service over HTTP at 10,000 and 100,000 boo
 	@scripts/timed "[bench] building the release binaries (the first time: about 4 minutes on 2 cores)" \
 	  cargo build --release -q -p oponn --bin oponn --example bench_store
 	@$(STACK_ENV); "$${CARGO_TARGET_DIR:-target}/release/examples/bench_store"
+
+.PHONY: bench-writes
+bench-writes: stack-up ## updateBook over HTTP at 10,000 books, through vs behind (no worker, then one running): mutations/s, p50/p99, the worker's apply rate, behind p99 / through p99
+	@$(STACK_ENV); scripts/bench-writes
