@@ -14,8 +14,12 @@
 //! ([`Datastore::caught_up`], bounded by `OPONN_QUEUE_BARRIER_MS`), and a read the cache cannot
 //! serve because Redis is down fails with `UNAVAILABLE` instead of reading MongoDB's past.
 //!
-//! Which collections are written behind: books. Bookstores stay write-through in either mode
-//! (their unique names are checked by MongoDB's index at write time).
+//! Which collections are written behind: books, through every path that writes them (the
+//! mutations, emptying a deleted store, the bulk upsert of `seed` and `ingest`, each record at
+//! its next version in Redis, so no path writes MongoDB behind the cache's back). Bookstores
+//! stay write-through in either mode: their unique names are checked by MongoDB's index when
+//! they are written, so a taken name is a `CONFLICT` at once, and a book's store is checked
+//! through the cache before the move is queued.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -99,15 +103,15 @@ impl Datastore {
     }
 
     /// One write-behind mutation of record `id`: `decide` gets the record as it stands (or
-    /// `None`) and the version the write will have, and returns the record after the write
-    /// (`None`: deleted) or refuses. Returns the record before and after. `fetch` reads ids
-    /// from MongoDB.
+    /// `None`) and the version the write will have, and says what to do or refuses. Returns
+    /// the record before and after (the same when `decide` kept it). `fetch` reads ids from
+    /// MongoDB.
     pub(super) async fn write_behind<E, F, Fut>(
         &self,
         behind: &Behind,
         id: E::Id,
         fetch: F,
-        decide: impl Fn(Option<&E>, Version) -> Result<Option<E>, DatastoreError>,
+        decide: impl Fn(Option<&E>, Version) -> Result<Decision<E>, DatastoreError>,
     ) -> Result<(Option<E>, Option<E>), DatastoreError>
     where
         E: CacheEntity,
@@ -120,7 +124,11 @@ impl Datastore {
             }
             let (noted, current) = self.current(id, &fetch).await?;
             let version = current.version + 1;
-            let after = decide(current.value.as_ref(), version)?;
+            let after = match decide(current.value.as_ref(), version)? {
+                Decision::Put(record) => Some(record),
+                Decision::Remove => None,
+                Decision::Keep => return Ok((current.value.clone(), current.value)),
+            };
             let entry = match &after {
                 Some(record) => Entry::present(version, record.clone()),
                 None => Entry::absent(version),
@@ -168,6 +176,16 @@ impl Datastore {
             _ => Err(redis_unavailable()),
         }
     }
+}
+
+/// What a write-behind mutation does with the record it read.
+pub(super) enum Decision<E> {
+    /// Store this as the next version.
+    Put(E),
+    /// Delete the record.
+    Remove,
+    /// Leave it as it is (nothing to write).
+    Keep,
 }
 
 /// Now, to the millisecond: what MongoDB stores of a time, so the cache's pending version and

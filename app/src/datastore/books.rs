@@ -1,6 +1,11 @@
 //! Books through the cache: batched read-through and versioned write-through.
 
-use super::{behind, Behind, Datastore, DatastoreError};
+use futures::{stream, StreamExt, TryStreamExt};
+
+use super::{
+    behind::{self, Decision},
+    Behind, Datastore, DatastoreError,
+};
 use crate::{
     cache::{CacheEntity, Entry},
     domain::{Book, BookChanges, BookId, BookstoreId, NewBook, Version},
@@ -131,8 +136,9 @@ impl Datastore {
         books: &[NewBook],
         store: Option<BookstoreId>,
     ) -> Result<(UpsertSummary, Vec<BookId>), DatastoreError> {
-        // The bulk path writes MongoDB directly: in write-behind mode, after the queue.
-        self.caught_up(Book::COLLECTION).await?;
+        if let Some(behind) = self.behind(Book::COLLECTION) {
+            return self.upsert_books_behind(behind, books, store).await;
+        }
         let noted = self.cache.note().await;
         let upserted = self
             .store
@@ -196,13 +202,74 @@ impl Datastore {
                 move |ids: Vec<BookId>| async move { books.find_many(&ids).await },
                 |current: Option<&Book>, version| match current {
                     Some(_) => Err(conflict()),
-                    None => Ok(Some(new.clone().into_book(id, version, behind::now()))),
+                    None => Ok(Decision::Put(new.clone().into_book(
+                        id,
+                        version,
+                        behind::now(),
+                    ))),
                 },
             )
             .await?;
         let created = created.expect("a create leaves a record");
         self.reconcile(&[(None, Some(&created))]).await;
         Ok(created)
+    }
+
+    /// The bulk upsert written behind, record by record (a few at a time), so that a mutation
+    /// of the same book at the same moment is ordered by the cache like any other: inserts the
+    /// books whose source key is new, updates those whose content (or store) changed, leaves
+    /// the others alone.
+    async fn upsert_books_behind(
+        &self,
+        behind: &Behind,
+        books: &[NewBook],
+        stock: Option<BookstoreId>,
+    ) -> Result<(UpsertSummary, Vec<BookId>), DatastoreError> {
+        let store = &self.store.books();
+        let written: Vec<(BookId, Option<Book>, Option<Book>)> = stream::iter(books)
+            .map(|new| async move {
+                let id = BookStore::id_for(&new.source_key);
+                let (before, after) = self
+                    .write_behind(
+                        behind,
+                        id,
+                        move |ids: Vec<BookId>| async move { store.find_many(&ids).await },
+                        |current: Option<&Book>, version| {
+                            Ok(match current {
+                                None => {
+                                    let mut book =
+                                        new.clone().into_book(id, version, behind::now());
+                                    book.bookstore_id = stock;
+                                    Decision::Put(book)
+                                }
+                                Some(current) if new.same_content(current, stock) => Decision::Keep,
+                                Some(current) => {
+                                    let changes = new.changes_from(current, stock);
+                                    Decision::Put(changes.apply(current, version, behind::now()))
+                                }
+                            })
+                        },
+                    )
+                    .await?;
+                Ok::<_, DatastoreError>((id, before, after))
+            })
+            .buffered(BULK_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let mut summary = UpsertSummary::default();
+        let mut changes = Vec::new();
+        for (_, before, after) in &written {
+            match (before, after) {
+                (None, Some(_)) => summary.inserted += 1,
+                (Some(b), Some(a)) if a.version == b.version => summary.unchanged += 1,
+                _ => summary.changed += 1,
+            }
+            if before.as_ref().map(|b| b.version) != after.as_ref().map(|a| a.version) {
+                changes.push((before.as_ref(), after.as_ref()));
+            }
+        }
+        self.reconcile(&changes).await;
+        Ok((summary, written.iter().map(|(id, _, _)| *id).collect()))
     }
 
     pub(super) async fn update_book_behind(
@@ -226,7 +293,11 @@ impl Datastore {
                             current.version
                         )));
                     }
-                    Ok(Some(changes.apply(current, version, behind::now())))
+                    Ok(Decision::Put(changes.apply(
+                        current,
+                        version,
+                        behind::now(),
+                    )))
                 },
             )
             .await?;
@@ -247,7 +318,7 @@ impl Datastore {
                 id,
                 move |ids: Vec<BookId>| async move { books.find_many(&ids).await },
                 |current: Option<&Book>, _| match current {
-                    Some(_) => Ok(None),
+                    Some(_) => Ok(Decision::Remove),
                     None => Err(not_found(id)),
                 },
             )
@@ -257,6 +328,9 @@ impl Datastore {
         Ok(deleted)
     }
 }
+
+/// How many books a bulk write written behind has in flight at once.
+pub(super) const BULK_IN_FLIGHT: usize = 32;
 
 fn not_found(id: BookId) -> DatastoreError {
     DatastoreError::NotFound {

@@ -6,7 +6,13 @@
 //! A delete racing a move can leave a book pointing at a store that is gone; readers treat such
 //! a reference as "no store" (`bookstores_for_books` answers `None`).
 
-use super::{Datastore, DatastoreError};
+use futures::{stream, StreamExt, TryStreamExt};
+
+use super::{
+    behind::{self, Decision},
+    books::BULK_IN_FLIGHT,
+    Behind, Datastore, DatastoreError,
+};
 use crate::{
     cache::{CacheEntity, Entry},
     domain::{
@@ -180,6 +186,9 @@ impl Datastore {
         from: BookstoreId,
         to: Option<BookstoreId>,
     ) -> Result<(), DatastoreError> {
+        if let Some(behind) = self.behind(Book::COLLECTION) {
+            return self.empty_store_behind(behind, from, to).await;
+        }
         let noted = self.cache.note().await;
         let changed = self.store.books().empty_store(from, to).await?;
         let entries: Vec<(BookId, Entry<Book>)> = changed
@@ -199,6 +208,53 @@ impl Datastore {
     }
 
     /// Puts a book in a bookstore (`None`: in no store). The store must exist.
+    /// `empty_store` written behind, book by book (a few at a time): a book moved or deleted
+    /// meanwhile by another writer keeps that writer's state.
+    async fn empty_store_behind(
+        &self,
+        behind: &Behind,
+        from: BookstoreId,
+        to: Option<BookstoreId>,
+    ) -> Result<(), DatastoreError> {
+        let held = self.store.books().ids_in_store(from).await?;
+        let store = &self.store.books();
+        let written: Vec<(Option<Book>, Option<Book>)> = stream::iter(held)
+            .map(|id| {
+                self.write_behind(
+                    behind,
+                    id,
+                    move |ids: Vec<BookId>| async move { store.find_many(&ids).await },
+                    move |current: Option<&Book>, version| {
+                        Ok(match (current, to) {
+                            (Some(book), Some(to)) if book.bookstore_id == Some(from) => {
+                                let changes = BookChanges {
+                                    bookstore_id: Some(Some(to)),
+                                    ..BookChanges::default()
+                                };
+                                Decision::Put(changes.apply(book, version, behind::now()))
+                            }
+                            (Some(book), None) if book.bookstore_id == Some(from) => {
+                                Decision::Remove
+                            }
+                            _ => Decision::Keep,
+                        })
+                    },
+                )
+            })
+            .buffered(BULK_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let changes: Vec<(Option<&Book>, Option<&Book>)> = written
+            .iter()
+            .filter(|(before, after)| {
+                before.as_ref().map(|b| b.version) != after.as_ref().map(|a| a.version)
+            })
+            .map(|(before, after)| (before.as_ref(), after.as_ref()))
+            .collect();
+        self.reconcile(&changes).await;
+        Ok(())
+    }
+
     #[tracing::instrument(skip(self), fields(book_id = %book))]
     pub async fn move_book(
         &self,

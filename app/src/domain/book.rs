@@ -81,6 +81,30 @@ impl BookChanges {
 }
 
 impl NewBook {
+    /// Whether `book` already has this content (and is in `stock`, when given): a bulk upsert
+    /// leaves it alone.
+    pub fn same_content(&self, book: &Book, stock: Option<BookstoreId>) -> bool {
+        stock.is_none_or(|store| book.bookstore_id == Some(store))
+            && self.title == book.title
+            && self.authors == book.authors
+            && self.first_publish_year == book.first_publish_year
+            && self.subjects == book.subjects
+    }
+
+    /// The changes that give `book` this content (and put it in `stock`, when given).
+    pub fn changes_from(&self, book: &Book, stock: Option<BookstoreId>) -> BookChanges {
+        BookChanges {
+            title: (self.title != book.title).then(|| self.title.clone()),
+            authors: (self.authors != book.authors).then(|| self.authors.clone()),
+            first_publish_year: (self.first_publish_year != book.first_publish_year)
+                .then_some(self.first_publish_year),
+            subjects: (self.subjects != book.subjects).then(|| self.subjects.clone()),
+            bookstore_id: stock
+                .filter(|store| book.bookstore_id != Some(*store))
+                .map(Some),
+        }
+    }
+
     /// The book this creates under `id`, at `version`, in no store.
     pub fn into_book(self, id: BookId, version: Version, updated_at: DateTime<Utc>) -> Book {
         Book {

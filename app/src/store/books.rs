@@ -386,6 +386,25 @@ impl BookStore {
     }
 
     /// How many books `bookstore` holds.
+    /// The ids of the books in `bookstore`.
+    pub async fn ids_in_store(&self, bookstore: BookstoreId) -> Result<Vec<BookId>, StoreError> {
+        let documents: Vec<Document> = bounded(self.timeout, async {
+            self.database
+                .collection::<Document>(COLLECTION)
+                .find(doc! { "bookstoreId": bookstore.object_id() })
+                .projection(doc! { "_id": 1 })
+                .await?
+                .try_collect()
+                .await
+        })
+        .await?;
+        Ok(documents
+            .iter()
+            .filter_map(|document| document.get_object_id("_id").ok())
+            .map(BookId::from_object_id)
+            .collect())
+    }
+
     pub async fn count_in_store(&self, bookstore: BookstoreId) -> Result<u64, StoreError> {
         bounded(
             self.timeout,

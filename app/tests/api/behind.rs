@@ -439,3 +439,114 @@ async fn readyz_reports_the_queue_and_is_degraded_while_the_worker_lags() {
     assert_eq!(caught_up["queue"]["deadLetters"], 0);
     worker.stop().await;
 }
+
+const CREATE_STORE: &str = "mutation($name: String!) { createBookstore(input: { name: $name, city: \"Portland\" }) { id } }";
+const MOVE: &str = "mutation($book: ID!, $store: ID) { moveBook(bookId: $book, bookstoreId: $store) { bookstoreId version } }";
+const DELETE_STORE: &str = "mutation($id: ID!, $to: ID, $drop: Boolean) { deleteBookstore(id: $id, moveBooksTo: $to, deleteBooks: $drop) { id } }";
+
+async fn new_store(app: &TestApp) -> String {
+    let body = app
+        .graphql(
+            CREATE_STORE,
+            json!({ "name": format!("Store {}", unique_suffix()) }),
+        )
+        .await;
+    body["data"]["createBookstore"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned()
+}
+
+/// Deleting a store moves or deletes its books through the queue too: each book gets its next
+/// version in Redis, so a book mutation at the same moment is ordered, never overwritten in
+/// MongoDB behind the cache's back.
+#[tokio::test]
+async fn emptying_a_store_writes_its_books_behind_at_their_next_versions() {
+    let app = spawn_behind().await;
+    let worker = app.spawn_worker().await;
+    let (from, to, gone) = (
+        new_store(&app).await,
+        new_store(&app).await,
+        new_store(&app).await,
+    );
+    let kept = new_book(&app, "Kept").await;
+    let dropped = new_book(&app, "Dropped").await;
+    for (book, store) in [(kept, &from), (dropped, &gone)] {
+        let body = app
+            .graphql(MOVE, json!({ "book": book.to_string(), "store": store }))
+            .await;
+        assert_eq!(body["data"]["moveBook"]["version"], 2, "{body}");
+    }
+    // A pending write on top, not persisted yet when the store is emptied.
+    assert_eq!(
+        retitle(&app, kept, "Kept, retitled").await["data"]["updateBook"]["version"],
+        3
+    );
+
+    let moved = app
+        .graphql(DELETE_STORE, json!({ "id": from, "to": to }))
+        .await;
+    assert!(moved.get("errors").is_none(), "{moved}");
+    let deleted = app
+        .graphql(DELETE_STORE, json!({ "id": gone, "drop": true }))
+        .await;
+    assert!(deleted.get("errors").is_none(), "{deleted}");
+    let read = app.graphql(BOOK, json!({ "id": kept.to_string() })).await;
+    assert_eq!(
+        read["data"]["book"]["version"], 4,
+        "moved at its next version: {read}"
+    );
+
+    app.persisted().await;
+    let document = stored(&app, kept).await.expect("stored");
+    assert_eq!(document.get_i64("version"), Ok(4));
+    assert_eq!(
+        document.get_str("title"),
+        Ok("Kept, retitled"),
+        "the retitle survived the move"
+    );
+    assert_eq!(
+        document.get_object_id("bookstoreId").map(|id| id.to_hex()),
+        Ok(to.clone())
+    );
+    assert_eq!(stored(&app, dropped).await, None, "deleted with its store");
+    worker.stop().await;
+}
+
+/// The bulk upsert (`oponn seed`, `oponn ingest`) is written behind record by record: new books
+/// are queued, unchanged ones are left alone (no new version), changed ones get their next one.
+#[tokio::test]
+async fn a_bulk_upsert_is_written_behind_and_leaves_unchanged_books_alone() {
+    let app = spawn_behind().await;
+    let suffix = unique_suffix();
+    let batch: Vec<_> = (0..3)
+        .map(|n| {
+            crate::helpers::new_book(&format!("/works/bulk-{suffix}-{n}"), &format!("Bulk {n}"))
+        })
+        .collect();
+    let (summary, ids) = app.datastore.upsert_books(&batch).await.expect("upsert");
+    assert_eq!(
+        (summary.inserted, summary.changed, summary.unchanged),
+        (3, 0, 0)
+    );
+    assert!(app
+        .stored_entry(ids[0])
+        .await
+        .expect("cached")
+        .starts_with("1 pending "));
+
+    let (again, _) = app.datastore.upsert_books(&batch).await.expect("upsert");
+    assert_eq!((again.inserted, again.changed, again.unchanged), (0, 0, 3));
+    let mut changed = batch.clone();
+    changed[1].title = oponn::domain::Title::parse("Bulk one, revised").expect("valid");
+    let (third, _) = app.datastore.upsert_books(&changed).await.expect("upsert");
+    assert_eq!((third.inserted, third.changed, third.unchanged), (0, 1, 2));
+
+    let worker = app.spawn_worker().await;
+    app.persisted().await;
+    assert_eq!(stored_version(&app, ids[0]).await, Some(1));
+    let revised = stored(&app, ids[1]).await.expect("stored");
+    assert_eq!(revised.get_i64("version"), Ok(2));
+    assert_eq!(revised.get_str("title"), Ok("Bulk one, revised"));
+    worker.stop().await;
+}
