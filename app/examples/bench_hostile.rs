@@ -9,6 +9,11 @@
 //!    Aim: back to the baseline.
 //!
 //! Needs MONGODB_URI and REDIS_URL (the Makefile exports the local stack's). Loopback only.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "it prints its figures"
+)]
 
 use std::time::{Duration, Instant};
 

@@ -10,6 +10,11 @@
 //!    prefixes: the write must visit every one).
 //!
 //! Needs MONGODB_URI and REDIS_URL (the Makefile exports the local stack's). Loopback only.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "it prints its figures"
+)]
 
 use std::{
     sync::Arc,
@@ -50,9 +55,9 @@ async fn datastore(database: &str, prefix: &str) -> anyhow::Result<Datastore> {
 fn book(i: usize) -> NewBook {
     let author = format!("Author {}", i % AUTHORS);
     NewBook {
-        source_key: SourceKey::parse(&format!("/works/BENCH{i}")).unwrap(),
-        title: Title::parse(&format!("Title {i:05}")).unwrap(),
-        authors: LabelList::parse("authors", &[author.as_str()], 10).unwrap(),
+        source_key: SourceKey::parse(&format!("/works/BENCH{i}")).expect("a valid value"),
+        title: Title::parse(&format!("Title {i:05}")).expect("a valid value"),
+        authors: LabelList::parse("authors", &[author.as_str()], 10).expect("a valid value"),
         first_publish_year: None,
         subjects: LabelList::default(),
     }
@@ -135,7 +140,7 @@ async fn write_cost(datastore: &Datastore, id: BookId, writes: usize) -> Duratio
     let started = Instant::now();
     for i in 0..writes {
         let changes = BookChanges {
-            title: Some(Title::parse(&format!("Title {i:05}")).unwrap()),
+            title: Some(Title::parse(&format!("Title {i:05}")).expect("a valid value")),
             ..BookChanges::default()
         };
         datastore

@@ -2,6 +2,11 @@
 //! `--count` documents shaped like stored books, inserted with unordered `insert_many` calls of
 //! `--batch` documents, `--concurrency` at a time, into a fresh database that is dropped after.
 //! Prints one line: `raw_insert count=<n> seconds=<s> docs_per_second=<r>`.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "it prints its figures"
+)]
 
 use std::time::Instant;
 

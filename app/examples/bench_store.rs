@@ -10,6 +10,11 @@
 //! ask for the same ids or author. Each catalogue lives in its own database (`bench_store_<n>`),
 //! seeded once through the bulk path and kept for the next run. Needs MONGODB_URI and
 //! REDIS_URL (the Makefile exports the local stack's). Loopback only.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "it prints its figures"
+)]
 
 use std::time::{Duration, Instant};
 

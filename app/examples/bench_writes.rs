@@ -26,6 +26,11 @@
 //! (the `oponn` binary), `BENCH_WORK` (the servers' logs, and the ids of the processes this
 //! benchmark started, for the script to stop if the benchmark dies) and `BENCH_COMMIT`. Needs
 //! MONGODB_URI and REDIS_URL. Loopback only.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "it prints its figures"
+)]
 
 use std::{
     path::{Path, PathBuf},

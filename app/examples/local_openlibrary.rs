@@ -10,6 +10,11 @@
 //! `search-page-2.json`, ... in order), `--generated N` serves N synthetic works. Either way the
 //! docs are re-paged by the request's `page` and `limit`, so any `OPONN_SOURCE_PAGE_SIZE` sees a
 //! consistent result list, and every query gets the same results.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "it prints its figures"
+)]
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 

@@ -107,7 +107,13 @@ impl IngestArgs {
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Command::Schema = cli.command {
-        print!("{}", crate::graphql::sdl());
+        #[allow(
+            clippy::print_stdout,
+            reason = "the SDL on stdout is what `oponn schema` is for"
+        )]
+        {
+            print!("{}", crate::graphql::sdl());
+        }
         return Ok(());
     }
     if let Command::Probe = cli.command {

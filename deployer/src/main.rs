@@ -12,7 +12,10 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error}");
+            #[allow(clippy::print_stderr, reason = "a command line tool's last word")]
+            {
+                eprintln!("error: {error}");
+            }
             ExitCode::FAILURE
         }
     }

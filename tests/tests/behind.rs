@@ -9,6 +9,12 @@
 //!
 //! `OPONN_BEHIND_WRITES` sets how many mutations must be acknowledged per run: 2,000 by default
 //! (in `make test`), 10,000 in `make crash-behind`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and figures are printed"
+)]
 
 use std::{
     collections::HashMap,

@@ -1,4 +1,10 @@
 //! Black-box tests of the built `oponn` binary: start-up, seeding, serving, shutdown.
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and figures are printed"
+)]
 
 use std::time::Duration;
 

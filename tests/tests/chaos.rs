@@ -16,6 +16,12 @@
 //! another version than MongoDB's once the fault is over, and on errors beyond the requests in
 //! flight to an instance when it is killed. `OPONN_CHAOS_PROFILE=full` (`make chaos`) runs each
 //! fault several times for at least 10,000 reads; `OPONN_CHAOS_FAULT=<name>` runs one fault.
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and figures are printed"
+)]
 
 use std::time::{Duration, Instant};
 

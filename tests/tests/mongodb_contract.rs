@@ -13,6 +13,12 @@
 //! - unpatched, FerretDB on PostgreSQL let several concurrent `findAndModify` of one version
 //!   all apply: the patch serializes read-then-write commands per collection (see
 //!   `scripts/ferretdb/pushdown.patch`), and the race test below fails without it.
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and figures are printed"
+)]
 
 use std::collections::HashSet;
 

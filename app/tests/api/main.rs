@@ -1,5 +1,11 @@
 //! Integration tests: the real router on 127.0.0.1:0 against the real Redis and MongoDB of the
 //! local stack, one database and one key prefix per test (see `helpers::TestApp`).
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "test code: a failed unwrap is a failed test, and figures are printed"
+)]
 
 mod audit;
 mod auth;
