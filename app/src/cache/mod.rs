@@ -1,8 +1,9 @@
 //! The Redis entity cache: the only module that speaks to Redis.
 //!
 //! Keys follow the brief: `<prefix>books_<id>`, one string per record (see [`entry`] for the
-//! value format). Every operation touches one key per command, so the layout works on Redis
-//! Cluster too.
+//! value format). The service speaks to one Redis node (a primary, with replicas or not): batches
+//! (`MGET`, pipelines) cross slots and the epoch is one node's run, so Redis Cluster is not
+//! supported (README, Known limits).
 //!
 //! The rules this module keeps, and the race each one closes:
 //!
