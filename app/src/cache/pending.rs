@@ -165,33 +165,11 @@ impl Cache {
         &self,
         ids: &[E::Id],
     ) -> Result<Vec<Option<Entry<E>>>, CacheError> {
-        let keys: Vec<String> = ids.iter().map(|id| self.key::<E>(id)).collect();
-        let mget = redis::cmd("MGET").arg(&keys).to_owned();
-        let session = self
-            .link
-            .session()
-            .await
-            .map_err(|e| self.connect_failed(e))?;
-        let mut connection = session.connection.clone();
-        let values: Vec<Option<String>> = self
-            .call(
-                "mget",
-                &session,
-                self.timeout,
-                mget.query_async(&mut connection),
-            )
-            .await?;
-        Ok(keys
-            .iter()
-            .zip(values)
-            .map(|(key, value)| match Entry::decode(value.as_deref()?) {
-                Ok((stamp, entry)) if stamp == PENDING => Some(entry),
-                Ok(_) => None,
-                Err(error) => {
-                    tracing::error!(%error, key, "a malformed value where a pending record may be");
-                    None
-                }
-            })
+        Ok(self
+            .stamped_entries::<E>(ids)
+            .await?
+            .into_iter()
+            .map(|stored| stored.filter(|s| s.stamp == PENDING).map(|s| s.entry))
             .collect())
     }
 
@@ -202,11 +180,7 @@ impl Cache {
         id: &E::Id,
         version: Version,
     ) -> Result<bool, CacheError> {
-        let session = self
-            .link
-            .session()
-            .await
-            .map_err(|e| self.connect_failed(e))?;
+        let session = self.direct_session().await?;
         let mut invocation = self.pending.settle.prepare_invoke();
         invocation
             .key(self.key::<E>(id))
@@ -232,20 +206,7 @@ impl Cache {
             .arg("memory")
             .arg("persistence")
             .to_owned();
-        let session = self
-            .link
-            .session()
-            .await
-            .map_err(|e| self.connect_failed(e))?;
-        let mut connection = session.connection.clone();
-        let info: String = self
-            .call(
-                "info",
-                &session,
-                self.timeout,
-                info.query_async(&mut connection),
-            )
-            .await?;
+        let (_, info): (_, String) = self.direct("info", info).await?;
         let field = |name: &str| {
             info.lines()
                 .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))

@@ -3,7 +3,9 @@
 
 use std::str::FromStr;
 
-use super::{Cache, CacheEntity, CacheError, Entry};
+use redis::FromRedisValue;
+
+use super::{link::Session, Cache, CacheEntity, CacheError, Entry, Epoch};
 
 /// A stored entry and the epoch it is stamped with (a Redis run, or `pending`).
 #[derive(Debug, Clone, PartialEq)]
@@ -13,6 +15,34 @@ pub struct Stamped<T> {
 }
 
 impl Cache {
+    /// The session in use, or a new one, past the breaker: for the worker, the audit and the
+    /// start-up checks, which must reach Redis even while reads bypass it.
+    pub(super) async fn direct_session(&self) -> Result<Session, CacheError> {
+        self.link
+            .session()
+            .await
+            .map_err(|error| self.connect_failed(error))
+    }
+
+    /// One command on [`Cache::direct_session`]; also the epoch of the run that answered.
+    pub(super) async fn direct<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        command: redis::Cmd,
+    ) -> Result<(Epoch, T), CacheError> {
+        let session = self.direct_session().await?;
+        let mut connection = session.connection.clone();
+        let value = self
+            .call(
+                operation,
+                &session,
+                self.timeout,
+                command.query_async(&mut connection),
+            )
+            .await?;
+        Ok((session.epoch, value))
+    }
+
     /// The entry of each id as stored, whatever its stamp (`None`: no key, or a value that does
     /// not parse).
     pub async fn stamped_entries<E: CacheEntity>(
@@ -23,20 +53,8 @@ impl Cache {
             return Ok(Vec::new());
         }
         let keys: Vec<String> = ids.iter().map(|id| self.key::<E>(id)).collect();
-        let mget = redis::cmd("MGET").arg(&keys).to_owned();
-        let session = self
-            .link
-            .session()
-            .await
-            .map_err(|e| self.connect_failed(e))?;
-        let mut connection = session.connection.clone();
-        let values: Vec<Option<String>> = self
-            .call(
-                "mget",
-                &session,
-                self.timeout,
-                mget.query_async(&mut connection),
-            )
+        let (_, values): (_, Vec<Option<String>>) = self
+            .direct("mget", redis::cmd("MGET").arg(&keys).to_owned())
             .await?;
         Ok(values
             .into_iter()
@@ -69,20 +87,7 @@ impl Cache {
             .arg("COUNT")
             .arg(count)
             .to_owned();
-        let session = self
-            .link
-            .session()
-            .await
-            .map_err(|e| self.connect_failed(e))?;
-        let mut connection = session.connection.clone();
-        let (next, keys): (u64, Vec<String>) = self
-            .call(
-                "scan",
-                &session,
-                self.timeout,
-                scan.query_async(&mut connection),
-            )
-            .await?;
+        let (_, (next, keys)): (_, (u64, Vec<String>)) = self.direct("scan", scan).await?;
         let ids = keys
             .iter()
             .filter_map(|key| key.strip_prefix(&stem)?.parse().ok())
@@ -91,13 +96,8 @@ impl Cache {
     }
 
     /// The epoch of the Redis run this process reaches now.
-    pub async fn current_epoch(&self) -> Result<super::Epoch, CacheError> {
-        let session = self
-            .link
-            .session()
-            .await
-            .map_err(|e| self.connect_failed(e))?;
-        Ok(session.epoch)
+    pub async fn current_epoch(&self) -> Result<Epoch, CacheError> {
+        Ok(self.direct_session().await?.epoch)
     }
 }
 

@@ -170,7 +170,7 @@ impl Datastore {
 
     /// Compares the cached entries of `ids` with MongoDB (`fetch`); the findings a second look
     /// confirms.
-    pub async fn audit<E, F, Fut>(
+    async fn audit<E, F, Fut>(
         &self,
         ids: &[E::Id],
         fetch: &F,
