@@ -550,3 +550,55 @@ async fn a_bulk_upsert_is_written_behind_and_leaves_unchanged_books_alone() {
     assert_eq!(revised.get_str("title"), Ok("Bulk one, revised"));
     worker.stop().await;
 }
+
+/// SIGTERM while MongoDB is away: the worker keeps trying for `OPONN_WORKER_DRAIN_MS`, then
+/// stops without acknowledging what it could not persist; the next worker takes it over (after
+/// the claim time) and persists it.
+#[tokio::test]
+async fn a_stopping_worker_gives_up_within_its_drain_time_and_loses_nothing() {
+    let app = TestApp::spawn_with(Options {
+        proxy_mongo: true,
+        ..behind(vec![
+            ("OPONN_MONGODB_TIMEOUT_MS", "200".into()),
+            ("OPONN_WORKER_DRAIN_MS", "300".into()),
+            ("OPONN_WORKER_CLAIM_IDLE_MS", "200".into()),
+            ("OPONN_QUEUE_BARRIER_MS", "10000".into()),
+        ])
+    })
+    .await;
+    let id = new_book(&app, "Version 1").await;
+    let worker = app.spawn_worker().await;
+    app.persisted().await;
+    let proxy = app.mongo_proxy.as_ref().expect("a proxy");
+    proxy.cut().await;
+    assert_eq!(
+        retitle(&app, id, "Version 2").await["data"]["updateBook"]["version"],
+        2
+    );
+    // The worker takes the change and cannot persist it (a counter has no event to await:
+    // polled, at most 5 s).
+    for _ in 0..500 {
+        if worker.metrics.worker_retries.get() > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        worker.metrics.worker_retries.get() > 0,
+        "the worker held the change"
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(5), worker.stop())
+        .await
+        .expect("the worker stops within its drain time");
+    assert_eq!(stored_version(&app, id).await, Some(1));
+
+    proxy.restore();
+    let next = app.spawn_worker().await;
+    app.persisted().await;
+    assert_eq!(
+        stored_version(&app, id).await,
+        Some(2),
+        "taken over and persisted"
+    );
+    next.stop().await;
+}
