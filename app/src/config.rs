@@ -87,8 +87,11 @@ pub struct MongoSettings {
 
 #[derive(Debug, Clone)]
 pub struct RedisSettings {
-    /// `REDIS_URL` (secret: it may carry a password).
+    /// `REDIS_URL` (secret: it may carry a password); `rediss://` for TLS.
     pub url: SecretString,
+    /// `OPONN_REDIS_CA_FILE`: a PEM file of the CA to trust for `rediss://` instead of the
+    /// public roots (a self-managed Redis with a private CA); read when the client is built.
+    pub ca_file: Option<std::path::PathBuf>,
     /// `OPONN_REDIS_TIMEOUT_MS`: connect and per-command timeout.
     pub timeout: Duration,
     /// `OPONN_REDIS_WRITE_TIMEOUT_MS`: how long a mutation waits for Redis to take its cache
@@ -236,6 +239,7 @@ impl Settings {
             },
             redis: RedisSettings {
                 url: vars.secret("REDIS_URL")?,
+                ca_file: vars.optional("OPONN_REDIS_CA_FILE").map(Into::into),
                 timeout: vars.millis("OPONN_REDIS_TIMEOUT_MS", 500)?,
                 write_timeout: vars.millis("OPONN_REDIS_WRITE_TIMEOUT_MS", 5_000)?,
                 retry_after: vars.millis("OPONN_REDIS_RETRY_AFTER_MS", 1_000)?,

@@ -9,5 +9,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Before any TLS client (Redis, MongoDB, the source API) is built.
+    oponn::cache::install_crypto_provider();
     oponn::cli::run(oponn::cli::Cli::parse()).await
 }

@@ -10,8 +10,6 @@ use std::{future::Future, sync::Arc, time::Duration};
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use secrecy::ExposeSecret;
-
 use crate::{
     cache::Cache,
     config::{Settings, WriteMode, WriteSettings},
@@ -240,7 +238,7 @@ pub async fn open_queue(settings: &Settings, cache: &Cache) -> anyhow::Result<Ar
              acknowledged write the worker has not persisted yet (see README, Write-behind)"
         );
     }
-    let client = redis::Client::open(settings.redis.url.expose_secret())
+    let client = crate::cache::redis_client(&settings.redis)
         .context("configuring the Redis client for the queue")?;
     let streams = RedisStreams::new(
         client,

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use oponn_tests::{oponn_binary, Environment, Server, SAMPLE};
+use oponn_tests::{oponn_binary, Environment, RedisServer, Server, SAMPLE};
 use serde_json::json;
 use tokio::process::Command;
 
@@ -67,6 +67,58 @@ async fn the_served_binary_answers_books_by_ids_from_the_seeded_sample() {
     assert!(
         books.iter().any(|book| book["title"] == "The Hobbit"),
         "{body}"
+    );
+}
+
+/// The binary as deployed against ElastiCache with in-transit encryption: `rediss://`, here a
+/// TLS-only `redis-server` whose throwaway CA is named by `OPONN_REDIS_CA_FILE`. The seed's
+/// cache writes and the server's reads go over TLS (and `main` installed the crypto provider:
+/// without one, the first handshake would panic).
+#[tokio::test]
+async fn the_binary_seeds_and_serves_through_a_tls_redis() {
+    let redis = RedisServer::start_tls().await;
+    let ca_file = redis.ca_file();
+    let env = Environment::with_redis("e2e", &redis.url());
+    let output = env
+        .command(&["seed", "--file", SAMPLE])
+        .env("OPONN_REDIS_CA_FILE", &ca_file)
+        .output()
+        .await
+        .expect("seed runs");
+    assert!(output.status.success(), "seed failed: {output:?}");
+
+    let mut serve = env.command(&["serve"]);
+    serve.env("OPONN_REDIS_CA_FILE", &ca_file);
+    let server = Server::spawn(serve).await;
+    let ids = env.sample_ids().await;
+    let body = server
+        .graphql(
+            "query($ids: [ID!]!) { booksByIds(ids: $ids) { id title } }",
+            json!({ "ids": ids }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["booksByIds"].as_array().map(Vec::len),
+        Some(32),
+        "{body}"
+    );
+    let ready: serde_json::Value = reqwest::get(format!("{}/readyz", server.ops_base()))
+        .await
+        .expect("readyz answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert_eq!(ready["redis"]["up"], true, "{ready}");
+    let lookups = reqwest::get(format!("{}/metrics", server.ops_base()))
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        lookups.contains("oponn_cache_lookups_total{entity=\"books\",result=\"hit\"} 32"),
+        "the seed cached every book over TLS:\n{lookups}"
     );
 }
 

@@ -8,6 +8,8 @@ pub enum CacheError {
     Bypassed,
     #[error("Redis call failed")]
     Redis(#[from] redis::RedisError),
+    #[error(transparent)]
+    Client(#[from] super::ClientError),
 }
 
 /// Cache writes still waiting for Redis when [`super::Cache::settle`] gave up.

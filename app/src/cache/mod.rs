@@ -28,6 +28,7 @@
 //! * **Batches are one round trip**: one `MGET` for lookups, one pipeline for fills.
 
 mod breaker;
+mod client;
 pub mod entry;
 mod error;
 mod link;
@@ -46,7 +47,6 @@ use std::{
 };
 
 use redis::{ErrorKind, RedisResult, Script, ServerErrorKind};
-use secrecy::ExposeSecret;
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::time::Instant;
 
@@ -58,6 +58,7 @@ use self::{
     results::ResultScripts,
 };
 pub use self::{
+    client::{install_crypto_provider, redis_client, ClientError},
     entry::Entry,
     error::{CacheError, Unsettled},
     link::Epoch,
@@ -122,13 +123,13 @@ pub struct Cache {
 
 impl Cache {
     /// Builds the cache. The connection is made on first use, so this succeeds while Redis is
-    /// down; it fails only on a malformed URL.
+    /// down; it fails only on a malformed URL or CA file (see [`redis_client`]).
     pub fn connect(
         redis: &RedisSettings,
         lifetimes: &CacheSettings,
         metrics: &Metrics,
     ) -> Result<Self, CacheError> {
-        let client = redis::Client::open(redis.url.expose_secret())?;
+        let client = redis_client(redis)?;
         Ok(Self {
             link: Link::new(client, redis.timeout),
             set_if_not_older: script::set_if_not_older(),

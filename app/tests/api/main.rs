@@ -30,3 +30,4 @@ mod queries;
 mod redis_runs;
 mod schema_walk;
 mod settings_docs;
+mod tls;
