@@ -6,7 +6,7 @@ pub enum CacheError {
     Timeout(std::time::Duration),
     #[error("Redis is being bypassed after a recent failure")]
     Bypassed,
-    #[error("Redis call failed")]
+    #[error("Redis call failed: {0}")]
     Redis(#[from] redis::RedisError),
     #[error(transparent)]
     Client(#[from] super::ClientError),
