@@ -241,8 +241,12 @@ impl RedisStreams {
 
 #[async_trait]
 impl Queue for RedisStreams {
-    /// Drops acknowledged entries from the stream's head.
+    /// Drops acknowledged entries from the stream's head, and forgets consumers (one per
+    /// worker process that ever ran) that hold nothing and were idle for
+    /// [`FORGET_AFTER_CLAIM_TIMES`] claim times: the group stays bounded however often workers
+    /// restart.
     async fn compact(&self) -> Result<(), QueueError> {
+        self.prune_consumers().await?;
         let Some(progress) = self.progress().await? else {
             return Ok(());
         };
@@ -408,6 +412,43 @@ impl Queue for RedisStreams {
             }),
             dead: progress.dead,
         })
+    }
+}
+
+/// How many claim times a consumer that holds nothing may stay idle before it is forgotten (an
+/// hour with the default 15 s): far past any pause of a live worker, which would be recreated
+/// on its next read anyway.
+const FORGET_AFTER_CLAIM_TIMES: u32 = 240;
+
+impl RedisStreams {
+    async fn prune_consumers(&self) -> Result<(), QueueError> {
+        let list = redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&self.settings.key)
+            .arg(GROUP)
+            .to_owned();
+        let consumers: redis::streams::StreamInfoConsumersReply =
+            match self.command(&self.commands, list).await {
+                Ok(consumers) => consumers,
+                Err(QueueError::Redis(error)) if is_missing(&error) => return Ok(()),
+                Err(error) => return Err(error),
+            };
+        for consumer in consumers.consumers {
+            let idle = Duration::from_millis(consumer.idle as u64);
+            let forgotten = consumer.pending == 0
+                && idle >= self.settings.claim_idle * FORGET_AFTER_CLAIM_TIMES
+                && consumer.name != self.settings.consumer;
+            if forgotten {
+                let forget = redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&self.settings.key)
+                    .arg(GROUP)
+                    .arg(&consumer.name)
+                    .to_owned();
+                self.command::<u64>(&self.commands, forget).await?;
+            }
+        }
+        Ok(())
     }
 }
 

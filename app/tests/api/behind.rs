@@ -602,3 +602,57 @@ async fn a_stopping_worker_gives_up_within_its_drain_time_and_loses_nothing() {
     );
     next.stop().await;
 }
+
+/// Every worker process joins the group under a name of its own; those that hold nothing and
+/// stayed idle for 240 claim times are forgotten, so the group stays bounded however often
+/// workers restart.
+#[tokio::test]
+async fn consumers_of_workers_long_gone_are_forgotten() {
+    let app = TestApp::spawn_with(behind(vec![("OPONN_WORKER_CLAIM_IDLE_MS", "2".into())])).await;
+    let stream = format!("{}writes", app.key_prefix);
+    let mut redis = app.redis().await;
+    let consumers = |mut redis: redis::aio::MultiplexedConnection| {
+        let stream = stream.clone();
+        async move {
+            let reply: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg(&stream)
+                .arg("workers")
+                .query_async(&mut redis)
+                .await
+                .expect("XINFO CONSUMERS");
+            reply
+                .consumers
+                .into_iter()
+                .map(|c| c.name)
+                .collect::<Vec<_>>()
+        }
+    };
+    for ghost in ["ghost-1", "ghost-2"] {
+        let _: redis::Value = redis::cmd("XGROUP")
+            .arg("CREATECONSUMER")
+            .arg(&stream)
+            .arg("workers")
+            .arg(ghost)
+            .query_async(&mut redis)
+            .await
+            .expect("XGROUP CREATECONSUMER");
+    }
+    assert_eq!(consumers(redis.clone()).await.len(), 2);
+    // Idle past 240 claim times (480 ms), then a worker's first sample prunes them.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let worker = app.spawn_worker().await;
+    let mut left = consumers(redis.clone()).await;
+    for _ in 0..200 {
+        if !left.iter().any(|name| name.starts_with("ghost-")) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        left = consumers(redis.clone()).await;
+    }
+    assert!(
+        !left.iter().any(|name| name.starts_with("ghost-")),
+        "{left:?}"
+    );
+    worker.stop().await;
+}
