@@ -49,10 +49,32 @@ impl FromStr for WriteMode {
     }
 }
 
+/// Which queue write-behind uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueKind {
+    /// A Redis stream next to the pending records (`crate::queue::streams`).
+    Redis,
+    /// An SQS FIFO queue (`crate::queue::sqs`).
+    Sqs(SqsSettings),
+}
+
+/// The SQS queues of `OPONN_QUEUE=sqs`. The endpoint, region and credentials come from the
+/// AWS SDK's own chain (`AWS_REGION`, `AWS_ENDPOINT_URL`, the task role, ...).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqsSettings {
+    /// `OPONN_SQS_QUEUE_URL`: the FIFO queue of changes.
+    pub queue_url: String,
+    /// `OPONN_SQS_DEAD_LETTER_URL`: the FIFO queue of changes no worker could apply.
+    pub dead_letter_url: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct WriteSettings {
     /// `OPONN_WRITE_MODE`: `through` (the default) or `behind` (see README, "Write-behind").
     pub mode: WriteMode,
+    /// `OPONN_QUEUE`: `redis` (the default) or `sqs`, with `OPONN_SQS_QUEUE_URL` and
+    /// `OPONN_SQS_DEAD_LETTER_URL`.
+    pub queue: QueueKind,
     /// `OPONN_QUEUE_STREAM`: the Redis stream of queued writes (after `OPONN_KEY_PREFIX`).
     pub stream: String,
     /// `OPONN_WORKER_BATCH`: the most queued writes a worker takes at once.
@@ -292,6 +314,7 @@ impl Settings {
             },
             writes: WriteSettings {
                 mode: vars.parsed("OPONN_WRITE_MODE", "through")?,
+                queue: queue_kind(&vars)?,
                 stream: vars.parsed("OPONN_QUEUE_STREAM", "writes")?,
                 batch: vars.parsed("OPONN_WORKER_BATCH", "256")?,
                 claim_idle: vars.millis("OPONN_WORKER_CLAIM_IDLE_MS", 15_000)?,
@@ -366,6 +389,39 @@ impl SourceSettings {
             ));
         }
         Ok(())
+    }
+}
+
+/// `OPONN_QUEUE` and, for SQS, the two queue URLs it needs.
+fn queue_kind(vars: &Vars<'_>) -> Result<QueueKind, ConfigError> {
+    let kind = vars.optional("OPONN_QUEUE");
+    match kind.as_deref().unwrap_or("redis") {
+        "redis" => Ok(QueueKind::Redis),
+        "sqs" => {
+            let url = |name: &str| {
+                vars.optional(name)
+                    .ok_or_else(|| ConfigError(format!("{name} is required with OPONN_QUEUE=sqs")))
+            };
+            let queue_url = url("OPONN_SQS_QUEUE_URL")?;
+            let dead_letter_url = url("OPONN_SQS_DEAD_LETTER_URL")?;
+            for (name, value) in [
+                ("OPONN_SQS_QUEUE_URL", &queue_url),
+                ("OPONN_SQS_DEAD_LETTER_URL", &dead_letter_url),
+            ] {
+                if !value.ends_with(".fifo") {
+                    return Err(ConfigError(format!(
+                        "{name} must name a FIFO queue (its name ends in .fifo), got {value:?}"
+                    )));
+                }
+            }
+            Ok(QueueKind::Sqs(SqsSettings {
+                queue_url,
+                dead_letter_url,
+            }))
+        }
+        other => Err(ConfigError(format!(
+            "OPONN_QUEUE={other:?} is not valid: expected `redis` or `sqs`"
+        ))),
     }
 }
 
@@ -489,6 +545,41 @@ mod tests {
             let err = settings(&[(name, value)]).unwrap_err();
             assert!(err.to_string().contains(name), "{name}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn the_queue_is_redis_unless_sqs_is_asked_for_with_both_fifo_urls() {
+        let defaults = settings(&[]).expect("valid");
+        assert_eq!(defaults.writes.queue, QueueKind::Redis);
+        let queue = "http://127.0.0.1:5000/123456789012/oponn-writes.fifo";
+        let dead = "http://127.0.0.1:5000/123456789012/oponn-writes-dead.fifo";
+        let sqs = settings(&[
+            ("OPONN_QUEUE", "sqs"),
+            ("OPONN_SQS_QUEUE_URL", queue),
+            ("OPONN_SQS_DEAD_LETTER_URL", dead),
+        ])
+        .expect("valid");
+        assert_eq!(
+            sqs.writes.queue,
+            QueueKind::Sqs(SqsSettings {
+                queue_url: queue.into(),
+                dead_letter_url: dead.into(),
+            })
+        );
+        let missing = settings(&[("OPONN_QUEUE", "sqs"), ("OPONN_SQS_QUEUE_URL", queue)])
+            .expect_err("no dead-letter queue");
+        assert!(
+            missing.to_string().contains("OPONN_SQS_DEAD_LETTER_URL"),
+            "{missing}"
+        );
+        let standard = settings(&[
+            ("OPONN_QUEUE", "sqs"),
+            ("OPONN_SQS_QUEUE_URL", "http://127.0.0.1:5000/1/writes"),
+            ("OPONN_SQS_DEAD_LETTER_URL", dead),
+        ])
+        .expect_err("not FIFO");
+        assert!(standard.to_string().contains("FIFO"), "{standard}");
+        assert!(settings(&[("OPONN_QUEUE", "kafka")]).is_err());
     }
 
     #[test]

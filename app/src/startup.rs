@@ -12,12 +12,16 @@ use tokio::net::TcpListener;
 
 use crate::{
     cache::Cache,
-    config::{Settings, WriteMode, WriteSettings},
+    config::{QueueKind, Settings, SqsSettings, WriteMode, WriteSettings},
     datastore::{AuditCursor, Behind, Datastore},
     graphql::{build_schema, persisted::PersistedQueries},
     http::{ops_router, router, AppState, Tokens},
     metrics::Metrics,
-    queue::streams::{RedisStreams, StreamSettings},
+    queue::{
+        sqs::{Sqs, SqsQueueSettings},
+        streams::{RedisStreams, StreamSettings},
+        Queue,
+    },
     store::Store,
     worker::Worker,
 };
@@ -222,9 +226,10 @@ pub async fn connect(settings: &Settings, metrics: &Metrics) -> anyhow::Result<D
     Ok(datastore.writing_behind(Behind::new(queue, settings.writes.barrier)))
 }
 
-/// The write-behind queue on Redis: refuses a Redis that may evict pending records, warns about
-/// one without an append-only file, and creates the consumer group.
-pub async fn open_queue(settings: &Settings, cache: &Cache) -> anyhow::Result<Arc<RedisStreams>> {
+/// The write-behind queue (`OPONN_QUEUE`): refuses a Redis that may evict pending records,
+/// warns about one without an append-only file, then opens the Redis stream (creating its
+/// consumer group) or SQS (checking that both queues answer).
+pub async fn open_queue(settings: &Settings, cache: &Cache) -> anyhow::Result<Arc<dyn Queue>> {
     let durability = cache
         .durability()
         .await
@@ -240,21 +245,57 @@ pub async fn open_queue(settings: &Settings, cache: &Cache) -> anyhow::Result<Ar
     }
     let client = crate::cache::redis_client(&settings.redis)
         .context("configuring the Redis client for the queue")?;
-    let streams = RedisStreams::new(
-        client,
-        StreamSettings {
-            key: format!("{}{}", settings.cache.key_prefix, settings.writes.stream),
-            consumer: consumer_name(),
+    match &settings.writes.queue {
+        QueueKind::Redis => {
+            let streams = RedisStreams::new(
+                client,
+                StreamSettings {
+                    key: format!("{}{}", settings.cache.key_prefix, settings.writes.stream),
+                    consumer: consumer_name(),
+                    timeout: settings.redis.write_timeout,
+                    claim_idle: settings.writes.claim_idle,
+                    max_deliveries: settings.writes.max_deliveries,
+                },
+            );
+            streams
+                .ensure_group()
+                .await
+                .context("creating the write-behind consumer group")?;
+            Ok(Arc::new(streams))
+        }
+        QueueKind::Sqs(sqs) => open_sqs(settings, sqs, client).await,
+    }
+}
+
+/// The SQS queue, its endpoint, region and credentials from the AWS SDK's chain.
+async fn open_sqs(
+    settings: &Settings,
+    sqs: &SqsSettings,
+    redis: redis::Client,
+) -> anyhow::Result<Arc<dyn Queue>> {
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(settings.redis.write_timeout)
+        .build();
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .load()
+        .await;
+    let queue = Sqs::new(
+        aws_sdk_sqs::Client::new(&sdk),
+        redis,
+        SqsQueueSettings {
+            queue_url: sqs.queue_url.clone(),
+            dead_letter_url: sqs.dead_letter_url.clone(),
+            queued_key: format!("{}queued", settings.cache.key_prefix),
             timeout: settings.redis.write_timeout,
-            claim_idle: settings.writes.claim_idle,
-            max_deliveries: settings.writes.max_deliveries,
+            visibility: settings.writes.claim_idle,
         },
     );
-    streams
-        .ensure_group()
+    queue
+        .check()
         .await
-        .context("creating the write-behind consumer group")?;
-    Ok(Arc::new(streams))
+        .context("write-behind on SQS: the queues do not answer (OPONN_SQS_QUEUE_URL, OPONN_SQS_DEAD_LETTER_URL, AWS credentials and region)")?;
+    Ok(Arc::new(queue))
 }
 
 /// A consumer name no other process has: host, process id and a random suffix.

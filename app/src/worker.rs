@@ -9,8 +9,10 @@
 //!    what kills its workers); they never hold the others back.
 //! 2. The batch's records are read from the cache in one `MGET`; only pending ones are written
 //!    (several changes of one record coalesce into one write of its newest version; a change
-//!    whose record is not pending any more was a replay, or its mutation died before its cache
-//!    write: acknowledged as is).
+//!    whose record is not pending any more was a replay: acknowledged as is). A message that
+//!    carries its record (SQS) whose record the cache has lost (no entry, or one older than the
+//!    change: Redis lost the pending record, and perhaps a read filled the key from MongoDB
+//!    since) has the carried record persisted instead, then cached as written through.
 //! 3. Each pending record is persisted guarded by version (`store::Persisted`): a replay or a
 //!    late delivery never moves MongoDB backwards, so at-least-once delivery is enough.
 //! 4. The persisted records are settled in the cache (they get their TTL back), then their
@@ -19,6 +21,9 @@
 //!    one MongoDB refuses outright (a unique key held by another record) is tried
 //!    `OPONN_WORKER_MAX_DELIVERIES` times, then its changes are dead-lettered and the record
 //!    stays pending in the cache (`oponn_queue_dead_letters` says so).
+//!
+//! With SQS, the worker also sweeps, every second, for changes recorded in Redis whose writer
+//! died before sending them, and sends them again (see `crate::queue::sqs`).
 //!
 //! A worker killed at any point loses nothing: its unacknowledged changes are taken over by
 //! another worker (or itself, restarted) after `OPONN_WORKER_CLAIM_IDLE_MS`, and applying them
@@ -31,11 +36,11 @@ use futures::{stream, StreamExt};
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
-    cache::{Cache, CacheEntity},
+    cache::{Cache, CacheEntity, Entry, Held},
     config::WriteSettings,
     domain::{Book, BookId},
     metrics::Metrics,
-    queue::{Delivery, Queue},
+    queue::{Carried, Change, Delivery, Queue},
     store::{Persisted, Store, StoreError},
 };
 
@@ -48,6 +53,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// Records persisted at once.
 const PERSISTS_IN_FLIGHT: usize = 16;
+/// The most stranded changes one sweep sends again.
+const SWEEP_MAX: usize = 100;
 
 pub struct Worker {
     queue: Arc<dyn Queue>,
@@ -178,20 +185,31 @@ impl Worker {
             return Vec::new();
         }
         let ids: Vec<BookId> = by_record.keys().copied().collect();
-        let pending = match self.cache.pending_entries::<Book>(&ids).await {
-            Ok(pending) => pending,
+        let held = match self.cache.held_entries::<Book>(&ids).await {
+            Ok(held) => held,
             Err(error) => {
                 tracing::warn!(%error, "write-behind: reading pending records failed");
                 return by_record.into_values().flatten().collect();
             }
         };
-        let fates: Vec<(BookId, Fate)> = stream::iter(ids.into_iter().zip(pending))
-            .map(|(id, entry)| async move {
-                let Some(entry) = entry else {
-                    self.count("not_pending");
-                    return (id, Fate::Done);
-                };
-                (id, self.persist(id, entry).await)
+        let work: Vec<_> = ids
+            .into_iter()
+            .zip(held)
+            .map(|(id, held)| (id, held, newest_carried(&by_record[&id])))
+            .collect();
+        let fates: Vec<(BookId, Fate)> = stream::iter(work)
+            .map(|(id, held, carried)| async move {
+                match (held, carried) {
+                    (Held::Pending(entry), _) => (id, self.persist(id, entry).await),
+                    (Held::Missing, Some(entry)) => (id, self.persist_carried(id, entry).await),
+                    (Held::Cached(version), Some(entry)) if version < entry.version => {
+                        (id, self.persist_carried(id, entry).await)
+                    }
+                    _ => {
+                        self.count("not_pending");
+                        (id, Fate::Done)
+                    }
+                }
             })
             .buffer_unordered(PERSISTS_IN_FLIGHT)
             .collect()
@@ -262,6 +280,96 @@ impl Worker {
         }
     }
 
+    /// Persists a record a message carried, which the cache lost (Redis lost its pending
+    /// version), guarded by version like any other; then caches what MongoDB holds afterwards,
+    /// as a write-through would (MongoDB may have been newer already; a key a read filled from
+    /// MongoDB's older version meanwhile moves forward).
+    async fn persist_carried(&self, id: BookId, entry: Entry<Book>) -> Fate {
+        tracing::warn!(book_id = %id, version = entry.version, "write-behind: Redis lost a pending record; persisting the one its message carries");
+        let noted = self.cache.note().await;
+        let books = self.store.books();
+        let written = match &entry.value {
+            Some(book) => books.persist(book).await.map(|_| ()),
+            None => books.remove_below(id, entry.version).await,
+        };
+        let now = match written {
+            Ok(()) => books.find_many(&[id]).await,
+            Err(error) => Err(error),
+        };
+        match now {
+            Ok(mut now) => {
+                let cached = match now.pop() {
+                    Some(book) => Entry::present(book.version, book),
+                    None => Entry::absent(entry.version),
+                };
+                self.cache.write_through(&noted, &[(id, cached)]).await;
+                self.count("carried");
+                Fate::Done
+            }
+            Err(StoreError::Unavailable(_) | StoreError::TimedOut(_) | StoreError::Contended) => {
+                Fate::Retry
+            }
+            Err(error) => {
+                tracing::error!(%error, book_id = %id, version = entry.version, "write-behind: MongoDB refused a carried record");
+                Fate::Refused(error.to_string())
+            }
+        }
+    }
+
+    /// Sends again the changes whose writer may have died before sending them (SQS), with
+    /// the record when the cache still holds that version pending.
+    async fn sweep(&self) {
+        let stranded = match self.queue.stranded(SWEEP_MAX).await {
+            Ok(stranded) if stranded.is_empty() => return,
+            Ok(stranded) => stranded,
+            Err(error) => {
+                tracing::warn!(%error, "write-behind: looking for stranded changes failed");
+                return;
+            }
+        };
+        let books: Vec<(Change, BookId)> = stranded
+            .into_iter()
+            .filter_map(|change| {
+                let id = change.id.parse::<BookId>().ok()?;
+                (change.collection == Book::COLLECTION).then_some((change, id))
+            })
+            .collect();
+        let ids: Vec<BookId> = books.iter().map(|(_, id)| *id).collect();
+        let held = match self.cache.held_entries::<Book>(&ids).await {
+            Ok(held) => held,
+            Err(error) => {
+                tracing::warn!(%error, "write-behind: reading stranded records failed");
+                return;
+            }
+        };
+        let work: Vec<(Change, Carried)> = books
+            .into_iter()
+            .zip(held)
+            .map(|((change, _), held)| {
+                let carried = match held {
+                    Held::Pending(entry) if entry.version == change.version => match entry.value {
+                        Some(book) => Carried::Record(
+                            serde_json::to_value(book).expect("cached types serialise to JSON"),
+                        ),
+                        None => Carried::Deleted,
+                    },
+                    _ => Carried::Nothing,
+                };
+                (change, carried)
+            })
+            .collect();
+        let sends = work.into_iter().map(|(change, carried)| async move {
+            match self.queue.send(&change, &carried).await {
+                Ok(()) => tracing::warn!(change = change.member(), "write-behind: sent a stranded change again"),
+                Err(error) => tracing::warn!(%error, change = change.member(), "write-behind: sending a stranded change again failed"),
+            }
+        });
+        stream::iter(sends)
+            .buffer_unordered(PERSISTS_IN_FLIGHT)
+            .collect::<Vec<()>>()
+            .await;
+    }
+
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) {
         tracing::error!(
             entry = delivery.handle,
@@ -297,7 +405,29 @@ impl Worker {
         if let Err(error) = self.queue.compact().await {
             tracing::warn!(%error, "write-behind: trimming the queue failed");
         }
+        self.sweep().await;
     }
+}
+
+/// The newest record the deliveries of one record carry, as a cache entry.
+fn newest_carried(deliveries: &[Delivery]) -> Option<Entry<Book>> {
+    deliveries
+        .iter()
+        .filter_map(|delivery| {
+            let version = delivery.change.as_ref().ok()?.version;
+            match &delivery.carried {
+                Carried::Nothing => None,
+                Carried::Deleted => Some(Entry::absent(version)),
+                Carried::Record(record) => match serde_json::from_value::<Book>(record.clone()) {
+                    Ok(book) if book.version == version => Some(Entry::present(version, book)),
+                    Ok(_) | Err(_) => {
+                        tracing::error!(entry = delivery.handle, "write-behind: a message carries a record that is not its change's book");
+                        None
+                    }
+                },
+            }
+        })
+        .max_by_key(|entry| entry.version)
 }
 
 /// Waits `backoff` (cut short by the stop signal, unless already draining), then doubles it.

@@ -20,6 +20,7 @@ fn all() -> Vec<Template> {
         "cluster.yaml",
         "service.yaml",
         "pipeline.yaml",
+        "queue.yaml",
     ]
     .into_iter()
     .map(load)
@@ -322,6 +323,47 @@ fn the_pipeline_may_pass_only_the_services_roles_to_ecs() {
         pass_role["Condition"]["StringEquals"]["iam:PassedToService"],
         "ecs-tasks.amazonaws.com"
     );
+}
+
+#[test]
+fn the_write_behind_queue_is_fifo_encrypted_and_redrives_past_the_workers_own_limit() {
+    let queue = load("queue.yaml");
+    let queues: Vec<(&str, &Value)> = queue.resources_of_type("AWS::SQS::Queue").collect();
+    assert_eq!(queues.len(), 2, "the queue and its dead letters");
+    for (id, resource) in &queues {
+        let properties = &resource["Properties"];
+        assert_eq!(properties["FifoQueue"], json!(true), "{id}");
+        assert_eq!(properties["SqsManagedSseEnabled"], json!(true), "{id}");
+    }
+    let (_, changes) = queues
+        .iter()
+        .find(|(id, _)| *id == "Queue")
+        .expect("the queue of changes");
+    let redrive = &changes["Properties"]["RedrivePolicy"];
+    assert_eq!(
+        redrive["deadLetterTargetArn"]["Fn::GetAtt"],
+        json!(["DeadLetterQueue", "Arn"])
+    );
+    // The worker dead-letters after OPONN_WORKER_MAX_DELIVERIES (5) and removes the change
+    // from the queued set; SQS moving it first would leave the barrier waiting.
+    assert!(redrive["maxReceiveCount"].as_u64().expect("a count") > 5);
+
+    let (_, policy) = only(&queue, "AWS::IAM::ManagedPolicy");
+    let statements = as_list(&policy["Properties"]["PolicyDocument"]["Statement"]);
+    assert_eq!(statements.len(), 1);
+    let mut actions: Vec<Value> = as_list(&statements[0]["Action"]);
+    actions.sort_by_key(|action| action.to_string());
+    assert_eq!(
+        actions,
+        [
+            "sqs:DeleteMessage",
+            "sqs:GetQueueAttributes",
+            "sqs:ReceiveMessage",
+            "sqs:SendMessage"
+        ]
+        .map(|action| json!(action))
+    );
+    assert_eq!(as_list(&statements[0]["Resource"]).len(), 2);
 }
 
 /// Every IAM statement in every template: (template, resource, statement).

@@ -9,11 +9,13 @@
 
 mod binary;
 pub mod chaos;
+mod moto;
 mod proxy;
 mod redis_server;
 mod stack;
 
 pub use binary::{last_json_line, wait_for_log, Environment, Server, SAMPLE, TOKEN};
+pub use moto::Moto;
 pub use proxy::TcpProxy;
 pub use redis_server::RedisServer;
 pub use stack::{delete_app_keys, delete_keys_with_prefix, oponn_binary, unique_name, Stack};

@@ -62,7 +62,7 @@ pub use self::{
     entry::Entry,
     error::{CacheError, Unsettled},
     link::Epoch,
-    pending::{Durability, Pended},
+    pending::{Durability, Held, Pended},
     raw::Stamped,
 };
 use crate::{

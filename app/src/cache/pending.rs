@@ -19,20 +19,23 @@
 //!   first would acknowledge it as a no-op and lose the write), and no pending value lacks its
 //!   change (none would ever persist it). Two keys in one script: the stream and the records
 //!   must live on one Redis node (a Redis Cluster would need the stream sharded by slot).
+//!   With the SQS queue, which no Redis script can reach, the same script records the change
+//!   in the sorted set `<prefix>queued` instead (`ZADD`, scored with Redis's `TIME` in ms), in
+//!   the same step; the writer sends it to SQS afterwards (`crate::queue::sqs`).
 //! * `settle_pending` turns `"<n> pending ..."` into an ordinary entry, and does nothing if the
 //!   key moved on to a newer pending version meanwhile (that one has its own queued change).
 
 use redis::Script;
 
 use super::{entry::PENDING, Cache, CacheEntity, CacheError, Entry, Epoch};
-use crate::domain::Version;
+use crate::{domain::Version, queue::Appends};
 
-/// `KEYS[1]` the key, `KEYS[2]` the queue's stream. `ARGV[1]` the version the writer read (0
-/// for never written), `ARGV[2]` the epoch it noted, `ARGV[3]` the encoded pending value,
-/// `ARGV[4]` the collection, `ARGV[5]` the id, `ARGV[6]` the new version. Stores the value and
-/// appends the change in one step. Returns `{1}` when stored (also when the value is already
-/// exactly this one: a retried call, which appends nothing), `{0, <version>}` when the trusted
-/// value is at another version.
+/// `KEYS[1]` the key, `KEYS[2]` the queue's stream (or its `queued` set). `ARGV[1]` the version
+/// the writer read (0 for never written), `ARGV[2]` the epoch it noted, `ARGV[3]` the encoded
+/// pending value, `ARGV[4]` the collection, `ARGV[5]` the id, `ARGV[6]` the new version.
+/// Stores the value and records the change in one step ([`APPEND`] or [`INDEX`]). Returns `{1}`
+/// when stored (also when the value is already exactly this one: a retried call, which records
+/// nothing again), `{0, <version>}` when the trusted value is at another version.
 const WRITE_PENDING: &str = r"
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[3] then
@@ -44,7 +47,21 @@ if current then
     return {0, tonumber(version)}
   end
 end
+";
+
+/// The end of [`WRITE_PENDING`] for a Redis stream: the change is the entry.
+const APPEND: &str = r"
 redis.call('XADD', KEYS[2], '*', 'c', ARGV[4], 'i', ARGV[5], 'v', ARGV[6])
+redis.call('SET', KEYS[1], ARGV[3])
+return {1}
+";
+
+/// The end of [`WRITE_PENDING`] for SQS: `<collection>:<id>:<version>` scored with Redis's
+/// time in ms, so a barrier's mark (also Redis's time) orders against it.
+const INDEX: &str = r"
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZADD', KEYS[2], ms, ARGV[4] .. ':' .. ARGV[5] .. ':' .. ARGV[6])
 redis.call('SET', KEYS[1], ARGV[3])
 return {1}
 ";
@@ -66,17 +83,30 @@ return 1
 ";
 
 pub(super) struct PendingScripts {
-    write: Script,
+    append: Script,
+    index: Script,
     settle: Script,
 }
 
 impl PendingScripts {
     pub(super) fn new() -> Self {
         Self {
-            write: Script::new(WRITE_PENDING),
+            append: Script::new(&format!("{WRITE_PENDING}{APPEND}")),
+            index: Script::new(&format!("{WRITE_PENDING}{INDEX}")),
             settle: Script::new(SETTLE_PENDING),
         }
     }
+}
+
+/// What the cache holds for a record a change points at.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Held<E> {
+    /// A pending version: the worker persists it.
+    Pending(Entry<E>),
+    /// An ordinary entry at this version: MongoDB held this version when it was cached.
+    Cached(Version),
+    /// Nothing (expired, or lost by Redis), or a value that does not decode.
+    Missing,
 }
 
 /// What [`Cache::write_pending`] did.
@@ -113,9 +143,9 @@ impl Durability {
 }
 
 impl Cache {
-    /// Stores `entry` (version n+1 of record `id`, or its tombstone) as pending and appends its
-    /// change to the queue's `stream`, if the record is still at `read` (n) in Redis; `noted`
-    /// is the epoch noted before the record was read.
+    /// Stores `entry` (version n+1 of record `id`, or its tombstone) as pending and records its
+    /// change where `appends` says, if the record is still at `read` (n) in Redis; `noted` is
+    /// the epoch noted before the record was read.
     /// Waits for a slow Redis like a write-through; fails if Redis cannot take it (the
     /// mutation must then fail: nothing else holds the write).
     pub async fn write_pending<E: CacheEntity>(
@@ -124,17 +154,21 @@ impl Cache {
         id: &E::Id,
         read: Version,
         entry: &Entry<E>,
-        stream: &str,
+        appends: Appends<'_>,
     ) -> Result<Pended, CacheError> {
         let key = self.key::<E>(id);
         let value = entry.encode(&Epoch::pending());
         let id = id.to_string();
         let stored = self
             .within_write_timeout(|session, left| {
-                let mut invocation = self.pending.write.prepare_invoke();
+                let (script, target) = match appends {
+                    Appends::Stream(stream) => (&self.pending.append, stream),
+                    Appends::Index(set) => (&self.pending.index, set),
+                };
+                let mut invocation = script.prepare_invoke();
                 invocation
                     .key(&key)
-                    .key(stream)
+                    .key(target)
                     .arg(read)
                     .arg(noted.as_str())
                     .arg(&value)
@@ -166,10 +200,31 @@ impl Cache {
         ids: &[E::Id],
     ) -> Result<Vec<Option<Entry<E>>>, CacheError> {
         Ok(self
+            .held_entries::<E>(ids)
+            .await?
+            .into_iter()
+            .map(|held| match held {
+                Held::Pending(entry) => Some(entry),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// What the cache holds for each id, in one `MGET` (a value that does not decode is
+    /// `Missing`).
+    pub async fn held_entries<E: CacheEntity>(
+        &self,
+        ids: &[E::Id],
+    ) -> Result<Vec<Held<E>>, CacheError> {
+        Ok(self
             .stamped_entries::<E>(ids)
             .await?
             .into_iter()
-            .map(|stored| stored.filter(|s| s.stamp == PENDING).map(|s| s.entry))
+            .map(|stored| match stored {
+                Some(stored) if stored.stamp == PENDING => Held::Pending(stored.entry),
+                Some(stored) => Held::Cached(stored.entry.version),
+                None => Held::Missing,
+            })
             .collect())
     }
 

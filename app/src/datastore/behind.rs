@@ -30,7 +30,7 @@ use super::{Datastore, DatastoreError};
 use crate::{
     cache::{CacheEntity, CacheError, Entry, Epoch, Lookup, Pended},
     domain::{Book, Version},
-    queue::{Queue, QueueError},
+    queue::{Appends, Carried, Change, Queue, QueueError},
     store::StoreError,
 };
 
@@ -135,11 +135,14 @@ impl Datastore {
             };
             match self
                 .cache
-                .write_pending(&noted, &id, current.version, &entry, behind.queue.stream())
+                .write_pending(&noted, &id, current.version, &entry, behind.queue.appends())
                 .await
                 .map_err(cache_failed)?
             {
-                Pended::Stored => return Ok((current.value, after)),
+                Pended::Stored => {
+                    send(behind, &id, &entry).await?;
+                    return Ok((current.value, after));
+                }
                 Pended::Moved { .. } => continue,
             }
         }
@@ -176,6 +179,35 @@ impl Datastore {
             _ => Err(redis_unavailable()),
         }
     }
+}
+
+/// Hands the change just recorded with its pending record to the queue (SQS; a stream got it in
+/// the script). A failure fails the mutation, though the change is recorded and may still be
+/// applied: the same "may or may not have happened" as a timeout.
+async fn send<E: CacheEntity>(
+    behind: &Behind,
+    id: &E::Id,
+    entry: &Entry<E>,
+) -> Result<(), DatastoreError> {
+    if let Appends::Stream(_) = behind.queue.appends() {
+        return Ok(());
+    }
+    let change = Change {
+        collection: E::COLLECTION.to_owned(),
+        id: id.to_string(),
+        version: entry.version,
+    };
+    let carried = match &entry.value {
+        Some(record) => {
+            Carried::Record(serde_json::to_value(record).expect("cached types serialise to JSON"))
+        }
+        None => Carried::Deleted,
+    };
+    behind
+        .queue
+        .send(&change, &carried)
+        .await
+        .map_err(queue_failed)
 }
 
 /// What a write-behind mutation does with the record it read.

@@ -15,9 +15,16 @@
 //!   one write of the newest pending version; the write is guarded by version in MongoDB, so a
 //!   replay or a late delivery never moves a record backwards.
 //!
-//! The queue is one small trait; [`streams::RedisStreams`] (a stream and a consumer group) is
-//! the implementation the service uses.
+//! The queue is one small trait with two implementations (`OPONN_QUEUE`):
+//! [`streams::RedisStreams`] (a stream and a consumer group, appended to by the cache's script
+//! itself) and [`sqs::Sqs`] (an SQS FIFO queue). SQS cannot take part in a Redis script, so
+//! there the script records the change in the sorted set `<prefix>queued` instead (with Redis's
+//! time), the writer then sends it to SQS with the record's content, and that set is what the
+//! barrier and the depth read; see [`sqs`] for how a change whose send never happened is
+//! found and sent again.
 
+mod lane;
+pub mod sqs;
 pub mod streams;
 
 use std::time::Duration;
@@ -37,6 +44,40 @@ pub struct Change {
     pub version: Version,
 }
 
+impl Change {
+    /// The change as one string, `<collection>:<id>:<version>` (the member of SQS's
+    /// `queued` set and its deduplication id).
+    pub fn member(&self) -> String {
+        format!("{}:{}:{}", self.collection, self.id, self.version)
+    }
+
+    /// The inverse of [`Change::member`].
+    pub fn from_member(member: &str) -> Option<Self> {
+        let mut parts = member.rsplitn(3, ':');
+        let version = parts.next()?.parse().ok()?;
+        let id = parts.next()?.to_owned();
+        let collection = parts.next()?.to_owned();
+        Some(Self {
+            collection,
+            id,
+            version,
+        })
+    }
+}
+
+/// What a message carries of its record besides the change. Stream entries carry nothing (the
+/// record is in the cache); SQS messages carry the record as the writer stored it, so that a
+/// change survives Redis losing its pending record.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Carried {
+    #[default]
+    Nothing,
+    /// The record's JSON, as the cache stores it.
+    Record(serde_json::Value),
+    /// The change is a delete.
+    Deleted,
+}
+
 /// A change handed to a worker, to acknowledge once applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -46,6 +87,18 @@ pub struct Delivery {
     pub handle: String,
     /// How many times the message has been delivered, this time included.
     pub deliveries: u64,
+    /// The record the message carries, if any.
+    pub carried: Carried,
+}
+
+/// Where the cache's pending write records a change, in the same script as the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Appends<'a> {
+    /// `XADD` to this stream: the change is queued by the script itself.
+    Stream(&'a str),
+    /// `ZADD` to this sorted set (score: Redis's time in ms, member: [`Change::member`]); the
+    /// writer then sends the change with [`Queue::send`].
+    Index(&'a str),
 }
 
 /// How far behind the worker is.
@@ -69,14 +122,30 @@ pub enum QueueError {
     Timeout(Duration),
     #[error("the queue failed: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("SQS failed: {0}")]
+    Sqs(String),
 }
 
-/// The consuming side of the queue, and its progress. (Changes are appended by the cache's
-/// pending write, into [`Queue::stream`].)
+/// The consuming side of the queue, and its progress. (Changes are recorded by the cache's
+/// pending write, where [`Queue::appends`] says, then [`Queue::send`]t.)
 #[async_trait]
 pub trait Queue: Send + Sync {
-    /// The Redis stream the cache's pending write appends changes to.
-    fn stream(&self) -> &str;
+    /// Where the cache's pending write records changes.
+    fn appends(&self) -> Appends<'_>;
+
+    /// Sends a change whose pending record the cache just stored (SQS); nothing for a stream,
+    /// which the script appended to. An error fails the mutation, though the change may still
+    /// be applied later (it is recorded: see [`Queue::stranded`]).
+    async fn send(&self, _change: &Change, _carried: &Carried) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    /// Changes recorded for a while (a grace of some seconds) that the queue may never have
+    /// received (their writer died between its script and its send), each returned at most
+    /// once in a while, for the worker to send again; none for a stream.
+    async fn stranded(&self, _max: usize) -> Result<Vec<Change>, QueueError> {
+        Ok(Vec::new())
+    }
 
     /// Up to `max` changes for this consumer: first those another consumer took and left
     /// unacknowledged for the claim time (when `reclaim`), then new ones, waiting up to `wait`.

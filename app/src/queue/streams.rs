@@ -26,11 +26,11 @@ use redis::{
     streams::{
         StreamAutoClaimReply, StreamId, StreamInfoGroupsReply, StreamPendingReply, StreamReadReply,
     },
-    AsyncConnectionConfig, ErrorKind, FromRedisValue, RedisResult, ServerErrorKind,
+    ErrorKind, FromRedisValue, RedisResult, ServerErrorKind,
 };
 use tokio::time::Instant;
 
-use super::{Change, Delivery, Depth, Mark, Queue, QueueError};
+use super::{lane::Lane, Appends, Carried, Change, Delivery, Depth, Mark, Queue, QueueError};
 
 /// The consumer group every worker joins.
 const GROUP: &str = "workers";
@@ -115,20 +115,8 @@ impl RedisStreams {
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = RedisResult<T>>,
     {
-        let connection = lane.connection(&self.client, self.settings.timeout).await?;
-        match tokio::time::timeout(within, run(connection)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => {
-                if !matches!(error.kind(), ErrorKind::Server(_)) {
-                    lane.drop_connection();
-                }
-                Err(QueueError::Redis(error))
-            }
-            Err(_) => {
-                lane.drop_connection();
-                Err(QueueError::Timeout(within))
-            }
-        }
+        lane.within(&self.client, self.settings.timeout, within, run)
+            .await
     }
 
     /// Entries another consumer has held unacknowledged for the claim time, now this one's; at
@@ -259,8 +247,8 @@ impl Queue for RedisStreams {
         self.command::<u64>(&self.commands, trim).await.map(|_| ())
     }
 
-    fn stream(&self) -> &str {
-        &self.settings.key
+    fn appends(&self) -> Appends<'_> {
+        Appends::Stream(&self.settings.key)
     }
 
     async fn receive(
@@ -476,6 +464,7 @@ fn delivery(entry: &StreamId, deliveries: u64) -> Delivery {
         change: change_of(entry),
         handle: entry.id.clone(),
         deliveries,
+        carried: Carried::Nothing,
     }
 }
 
@@ -502,37 +491,6 @@ fn is_missing(error: &redis::RedisError) -> bool {
     error.code() == Some("NOGROUP")
         || error.kind() == ErrorKind::Server(ServerErrorKind::ResponseError)
             && error.to_string().contains("no such key")
-}
-
-/// One lazily made connection, dropped after a failure so the next call makes a new one.
-#[derive(Default)]
-struct Lane(Mutex<Option<MultiplexedConnection>>);
-
-impl Lane {
-    async fn connection(
-        &self,
-        client: &redis::Client,
-        timeout: Duration,
-    ) -> Result<MultiplexedConnection, QueueError> {
-        if let Some(connection) = self.0.lock().expect("lane lock").clone() {
-            return Ok(connection);
-        }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(None);
-        let connection = tokio::time::timeout(
-            timeout,
-            client.get_multiplexed_async_connection_with_config(&config),
-        )
-        .await
-        .map_err(|_| QueueError::Timeout(timeout))??;
-        *self.0.lock().expect("lane lock") = Some(connection.clone());
-        Ok(connection)
-    }
-
-    fn drop_connection(&self) {
-        *self.0.lock().expect("lane lock") = None;
-    }
 }
 
 #[cfg(test)]

@@ -394,6 +394,15 @@ impl TestApp {
         format!("{{{}q}}{name}", self.key_prefix)
     }
 
+    /// One of the extra settings the app was spawned with.
+    pub fn setting(&self, name: &str) -> String {
+        self.extra_settings
+            .iter()
+            .find(|(setting, _)| *setting == name)
+            .map(|(_, value)| value.clone())
+            .unwrap_or_else(|| panic!("the app was spawned without {name}"))
+    }
+
     /// A write-behind worker on this app's Redis, database and proxies (the app must run with
     /// `OPONN_WRITE_MODE=behind`); it stops, draining, when the handle is stopped or dropped.
     pub async fn spawn_worker(&self) -> WorkerHandle {

@@ -10,6 +10,7 @@
 mod audit;
 mod auth;
 mod behind;
+mod behind_sqs;
 mod books;
 mod bookstores;
 mod cache;

@@ -1,0 +1,418 @@
+//! Write-behind on SQS (`OPONN_QUEUE=sqs`) against a moto server on 127.0.0.1: the core cases
+//! of `behind.rs` again, and what SQS changes: a writer that died between its Redis script and
+//! its send is swept and persisted, and a pending record Redis lost is persisted from the copy
+//! its message carries.
+
+use std::collections::BTreeSet;
+
+use futures::future::join_all;
+use mongodb::bson::{doc, Document};
+use oponn::{
+    cache::Entry,
+    domain::{Book, BookId, Title},
+    queue::Appends,
+};
+use oponn_tests::Moto;
+use serde_json::{json, Value};
+
+use crate::helpers::{book_id, error_code, unique_suffix, Options, TestApp};
+
+const UPDATE: &str = "mutation($id: ID!, $title: String!) { updateBook(id: $id, input: { title: $title }) { id title version } }";
+const DELETE: &str = "mutation($id: ID!) { deleteBook(id: $id) { id } }";
+const BOOK: &str = "query($id: ID!) { book(id: $id) { id title version } }";
+const BY_TITLE: &str = "query($prefix: String!) { books(filter: { titlePrefix: $prefix }, first: 10) { edges { node { id title version } } } }";
+
+/// Write-behind on two FIFO queues of the test's own.
+async fn sqs_options(extra: Vec<(&'static str, String)>) -> Options {
+    let moto = Moto::shared();
+    let (queue, dead) = moto
+        .fifo_queues(&format!("oponn-{}", unique_suffix()))
+        .await;
+    let mut settings = vec![
+        ("OPONN_WRITE_MODE", "behind".to_owned()),
+        ("OPONN_QUEUE", "sqs".to_owned()),
+        ("OPONN_SQS_QUEUE_URL", queue),
+        ("OPONN_SQS_DEAD_LETTER_URL", dead),
+    ];
+    settings.extend(extra);
+    Options {
+        settings,
+        ..Options::default()
+    }
+}
+
+async fn spawn_sqs() -> TestApp {
+    TestApp::spawn_with(sqs_options(vec![]).await).await
+}
+
+async fn retitle(app: &TestApp, id: BookId, title: &str) -> Value {
+    app.graphql(UPDATE, json!({ "id": id.to_string(), "title": title }))
+        .await
+}
+
+async fn stored(app: &TestApp, id: BookId) -> Option<Document> {
+    app.mongodb()
+        .await
+        .collection::<Document>("books")
+        .find_one(doc! { "_id": id.object_id() })
+        .await
+        .expect("find_one")
+}
+
+async fn stored_version(app: &TestApp, id: BookId) -> Option<i64> {
+    stored(app, id)
+        .await
+        .map(|d| d.get_i64("version").expect("a version"))
+}
+
+async fn new_book(app: &TestApp, title: &str) -> BookId {
+    book_id(
+        &app.create_book(&format!("/works/sqs-{}", unique_suffix()), title)
+            .await,
+    )
+}
+
+async fn queued(app: &TestApp) -> u64 {
+    redis::cmd("ZCARD")
+        .arg(format!("{}queued", app.key_prefix))
+        .query_async(&mut app.redis().await)
+        .await
+        .expect("ZCARD")
+}
+
+#[tokio::test]
+async fn on_sqs_a_mutation_is_served_from_the_cache_before_mongodb_has_it_then_persisted() {
+    let app = spawn_sqs().await;
+    let id = new_book(&app, "First title").await;
+    let body = retitle(&app, id, "Second title").await;
+    assert_eq!(body["data"]["updateBook"]["version"], 2, "{body}");
+    assert_eq!(stored(&app, id).await, None, "no worker ran");
+    assert!(app
+        .stored_entry(id)
+        .await
+        .expect("cached")
+        .starts_with("2 pending "));
+    assert_eq!(queued(&app).await, 2, "both changes are in the queued set");
+    let sibling = app.spawn_sibling().await;
+    let read = sibling.graphql(BOOK, json!({ "id": id.to_string() })).await;
+    assert_eq!(read["data"]["book"]["title"], "Second title", "{read}");
+
+    let worker = app.spawn_worker().await;
+    app.persisted().await;
+    let document = stored(&app, id).await.expect("persisted");
+    assert_eq!(document.get_i64("version"), Ok(2));
+    assert_eq!(document.get_str("title"), Ok("Second title"));
+    let entry = app.stored_entry(id).await.expect("still cached");
+    assert!(
+        entry.starts_with("2 ") && !entry.starts_with("2 pending "),
+        "settled: {entry}"
+    );
+    assert_eq!(queued(&app).await, 0, "applied changes leave the set");
+
+    // A delete goes the same way.
+    let deleted = app.graphql(DELETE, json!({ "id": id.to_string() })).await;
+    assert!(deleted.get("errors").is_none(), "{deleted}");
+    app.persisted().await;
+    assert_eq!(stored(&app, id).await, None, "deleted in MongoDB");
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn on_sqs_a_list_page_waits_for_the_worker_rather_than_answer_from_mongodb_alone() {
+    let app =
+        TestApp::spawn_with(sqs_options(vec![("OPONN_QUEUE_BARRIER_MS", "300".into())]).await)
+            .await;
+    let prefix = format!("Zeta {}", unique_suffix());
+    let id = new_book(&app, "Alpha").await;
+    assert_eq!(
+        retitle(&app, id, &prefix).await["data"]["updateBook"]["version"],
+        2
+    );
+    let refused = app.graphql(BY_TITLE, json!({ "prefix": prefix })).await;
+    assert_eq!(error_code(&refused), "UNAVAILABLE", "{refused}");
+
+    let worker = app.spawn_worker().await;
+    let page = app.graphql(BY_TITLE, json!({ "prefix": prefix })).await;
+    let edges = page["data"]["books"]["edges"].as_array().expect("edges");
+    assert_eq!(edges.len(), 1, "{page}");
+    assert_eq!(edges[0]["node"]["version"], 2);
+    worker.stop().await;
+}
+
+/// The body of a change's message, as a writer sends it.
+fn message(id: BookId, version: i64, record: Option<&Book>) -> String {
+    json!({
+        "c": "books",
+        "i": id.to_string(),
+        "v": version,
+        "record": record.map(|book| serde_json::to_value(book).expect("JSON")),
+    })
+    .to_string()
+}
+
+async fn send_raw(app: &TestApp, body: String, group: &str) {
+    let url = app.setting("OPONN_SQS_QUEUE_URL");
+    Moto::shared()
+        .client()
+        .await
+        .send_message()
+        .queue_url(url)
+        .message_group_id(group)
+        .message_deduplication_id(uuid::Uuid::new_v4().simple().to_string())
+        .message_body(body)
+        .send()
+        .await
+        .expect("SendMessage");
+}
+
+#[tokio::test]
+async fn on_sqs_replayed_and_late_changes_never_move_mongodb_backwards() {
+    let app = spawn_sqs().await;
+    let id = new_book(&app, "Version 1").await;
+    for version in 2..=4 {
+        let body = retitle(&app, id, &format!("Version {version}")).await;
+        assert_eq!(body["data"]["updateBook"]["version"], version, "{body}");
+    }
+    let worker = app.spawn_worker().await;
+    app.persisted().await;
+    assert_eq!(stored_version(&app, id).await, Some(4));
+    let book = app.datastore.book(id).await.expect("read").expect("exists");
+
+    // Every change again, oldest last, each with an older record than MongoDB's; then one
+    // more, after the cache forgot the book (its TTL ran out), so the carried record is
+    // offered to MongoDB itself.
+    for version in [4, 1, 3, 2] {
+        let mut older = book.clone();
+        older.version = version;
+        older.title = Title::parse(&format!("Replayed {version}")).expect("valid");
+        send_raw(
+            &app,
+            message(id, version, Some(&older)),
+            &format!("books:{id}"),
+        )
+        .await;
+    }
+    wait_until_drained(&app).await;
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{}books_{id}", app.key_prefix))
+        .query_async(&mut app.redis().await)
+        .await
+        .expect("DEL");
+    let mut older = book.clone();
+    older.version = 3;
+    older.title = Title::parse("Replayed after expiry").expect("valid");
+    send_raw(&app, message(id, 3, Some(&older)), &format!("books:{id}")).await;
+    wait_until_drained(&app).await;
+
+    let document = stored(&app, id).await.expect("stored");
+    assert_eq!(document.get_i64("version"), Ok(4));
+    assert_eq!(document.get_str("title"), Ok("Version 4"));
+    let read = app.graphql(BOOK, json!({ "id": id.to_string() })).await;
+    assert_eq!(read["data"]["book"]["version"], 4, "{read}");
+    worker.stop().await;
+}
+
+/// Waits until the queue holds no message (raw sends are not in the `queued` set, so the
+/// barrier does not see them).
+async fn wait_until_drained(app: &TestApp) {
+    let url = app.setting("OPONN_SQS_QUEUE_URL");
+    let client = Moto::shared().client().await;
+    for _ in 0..200 {
+        let attributes = client
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(
+                aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            )
+            .send()
+            .await
+            .expect("GetQueueAttributes");
+        let left: u64 = attributes
+            .attributes()
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, count)| count.parse::<u64>().ok())
+            .sum();
+        if left == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the SQS queue did not drain");
+}
+
+#[tokio::test]
+async fn on_sqs_concurrent_writers_on_two_instances_get_distinct_versions_and_the_newest_persists()
+{
+    const WRITES_PER_INSTANCE: usize = 40;
+    let app = spawn_sqs().await;
+    let sibling = app.spawn_sibling().await;
+    let worker = app.spawn_worker().await;
+    let id = new_book(&app, "Contended").await;
+
+    let writes = (0..WRITES_PER_INSTANCE).flat_map(|n| {
+        [&app, &sibling].map(|instance| {
+            let title = format!("Write {n} via {}", instance.address);
+            async move { retitle(instance, id, &title).await }
+        })
+    });
+    let replies = join_all(writes).await;
+    let mut acknowledged: Vec<(i64, String)> = replies
+        .iter()
+        .map(|body| {
+            let book = &body["data"]["updateBook"];
+            let version = book["version"].as_i64().unwrap_or_else(|| panic!("{body}"));
+            (version, book["title"].as_str().expect("title").to_owned())
+        })
+        .collect();
+    acknowledged.sort();
+    let versions: BTreeSet<i64> = acknowledged.iter().map(|(v, _)| *v).collect();
+    assert_eq!(
+        versions.len(),
+        acknowledged.len(),
+        "a version acknowledged twice"
+    );
+    let (newest, title) = acknowledged.last().expect("writes").clone();
+    assert_eq!(newest, 1 + 2 * WRITES_PER_INSTANCE as i64);
+
+    app.persisted().await;
+    let document = stored(&app, id).await.expect("stored");
+    assert_eq!(document.get_i64("version"), Ok(newest));
+    assert_eq!(document.get_str("title"), Ok(title.as_str()));
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn on_sqs_with_mongodb_down_mutations_are_accepted_and_the_backlog_drains_when_it_returns() {
+    const WRITES: i64 = 30;
+    let app = TestApp::spawn_with(Options {
+        proxy_mongo: true,
+        ..sqs_options(vec![
+            ("OPONN_MONGODB_TIMEOUT_MS", "300".into()),
+            ("OPONN_QUEUE_BARRIER_MS", "10000".into()),
+        ])
+        .await
+    })
+    .await;
+    let id = new_book(&app, "Version 1").await;
+    let worker = app.spawn_worker().await;
+    app.persisted().await;
+
+    let proxy = app.mongo_proxy.as_ref().expect("a proxy");
+    proxy.cut().await;
+    for version in 2..=WRITES {
+        let body = retitle(&app, id, &format!("Version {version}")).await;
+        assert_eq!(body["data"]["updateBook"]["version"], version, "{body}");
+    }
+    assert_eq!(
+        stored_version(&app, id).await,
+        Some(1),
+        "MongoDB is cut off"
+    );
+
+    proxy.restore();
+    app.persisted().await;
+    let document = stored(&app, id).await.expect("stored");
+    assert_eq!(document.get_i64("version"), Ok(WRITES));
+    assert_eq!(
+        document.get_str("title"),
+        Ok(format!("Version {WRITES}").as_str())
+    );
+    assert!(worker.metrics.worker_retries.get() > 0);
+    worker.stop().await;
+}
+
+/// A writer that died between its Redis script and its send left a change in the `queued`
+/// set and none in SQS: the worker's sweep sends it after the grace, and it is persisted.
+#[tokio::test]
+async fn on_sqs_a_change_whose_writer_died_before_sending_it_is_swept_and_persisted() {
+    let app =
+        TestApp::spawn_with(sqs_options(vec![("OPONN_QUEUE_BARRIER_MS", "20000".into())]).await)
+            .await;
+    let id = new_book(&app, "Before the crash").await;
+    let worker = app.spawn_worker().await;
+    app.persisted().await;
+
+    // What the dead writer did: the script alone (the pending record and the `queued` member).
+    let cache = app.datastore.cache();
+    let noted = cache.note().await;
+    let mut book = app.datastore.book(id).await.expect("read").expect("exists");
+    book.version = 2;
+    book.title = Title::parse("Written by a writer that died").expect("valid");
+    let queued_key = format!("{}queued", app.key_prefix);
+    cache
+        .write_pending::<Book>(
+            &noted,
+            &id,
+            1,
+            &Entry::present(2, book),
+            Appends::Index(&queued_key),
+        )
+        .await
+        .expect("the script runs");
+    assert_eq!(queued(&app).await, 1);
+
+    app.persisted().await;
+    let document = stored(&app, id).await.expect("stored");
+    assert_eq!(document.get_i64("version"), Ok(2));
+    assert_eq!(
+        document.get_str("title"),
+        Ok("Written by a writer that died")
+    );
+    assert_eq!(queued(&app).await, 0);
+    worker.stop().await;
+}
+
+/// Once sent, a change survives Redis losing its pending record: the worker finds no entry
+/// and persists the record the message carries.
+#[tokio::test]
+async fn on_sqs_a_pending_record_redis_lost_is_persisted_from_its_message() {
+    let app = spawn_sqs().await;
+    let id = new_book(&app, "Version 1").await;
+    let body = retitle(&app, id, "Only in SQS now").await;
+    assert_eq!(body["data"]["updateBook"]["version"], 2, "{body}");
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{}books_{id}", app.key_prefix))
+        .query_async(&mut app.redis().await)
+        .await
+        .expect("DEL");
+
+    let worker = app.spawn_worker().await;
+    app.persisted().await;
+    let document = stored(&app, id).await.expect("persisted from the message");
+    assert_eq!(document.get_i64("version"), Ok(2));
+    assert_eq!(document.get_str("title"), Ok("Only in SQS now"));
+    let read = app.graphql(BOOK, json!({ "id": id.to_string() })).await;
+    assert_eq!(read["data"]["book"]["title"], "Only in SQS now", "{read}");
+    assert!(
+        worker
+            .metrics
+            .worker_applied
+            .with_label_values(&["carried"])
+            .get()
+            >= 1
+    );
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn on_sqs_a_message_that_is_no_change_is_dead_lettered_and_counted() {
+    let app = spawn_sqs().await;
+    let id = new_book(&app, "Fine").await;
+    send_raw(&app, "junk".to_owned(), "junk").await;
+    let worker = app.spawn_worker().await;
+    app.persisted().await;
+    wait_until_drained(&app).await;
+    assert_eq!(stored_version(&app, id).await, Some(1));
+    assert_eq!(worker.metrics.worker_dead_letters.get(), 1);
+    let depth = app
+        .datastore
+        .queue()
+        .expect("a queue")
+        .depth()
+        .await
+        .expect("depth");
+    assert_eq!((depth.pending, depth.dead), (0, 1));
+    worker.stop().await;
+}
