@@ -57,12 +57,12 @@ chaos: stack-up ## Chaos suite, full profile: Redis killed, rolled back, paused,
 	  cargo test -p oponn-tests --test chaos -- --nocapture --test-threads=1
 
 .PHONY: crash-behind
-crash-behind: stack-up ## Write-behind crash tests, full profile: 10,000 acknowledged mutations per run while workers (and once Redis) are SIGKILLed
+crash-behind: stack-up infra-check ## Write-behind crash tests, full profile: 10,000 acknowledged mutations per run while workers (and once Redis) are SIGKILLed; 1,000 on SQS (moto)
 	@scripts/timed "[crash-behind] building the binary it runs (the first time: about 3 minutes on 2 cores)" \
 	  cargo build -q -p oponn
-	@$(STACK_ENV); export OPONN_BEHIND_WRITES=10000; \
-	  scripts/timed "[crash-behind] three runs one after another (about 4 minutes)" \
-	  cargo test -p oponn-tests --test behind -- --nocapture --test-threads=1
+	@$(STACK_ENV); export OPONN_BEHIND_WRITES=10000 OPONN_BEHIND_SQS_WRITES=1000; \
+	  scripts/timed "[crash-behind] four runs one after another, the last on SQS (moto) (about 8 minutes)" \
+	  cargo test -p oponn-tests --test behind -- --nocapture --test-threads=1 --include-ignored
 
 .PHONY: infra-check
 infra-check: ## cfn-lint and cfn-guard on the templates (and a fixture every rule must reject), hadolint on the Dockerfile (offline)

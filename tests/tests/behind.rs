@@ -7,11 +7,13 @@
 //! newest acknowledged one, with that write's content when they are the same version; and
 //! `oponn audit-cache` must find nothing.
 //!
-//! The single-worker run is repeated with the SQS queue (`OPONN_QUEUE=sqs`) on a moto server
-//! (ignored for now: intermittent): there the queue drains once Redis's `queued` set is empty.
+//! The single-worker run is repeated with the SQS queue (`OPONN_QUEUE=sqs`) on a moto server:
+//! there the queue drains once Redis's `queued` set is empty. moto takes about 10 sends a second
+//! here, so that run is left out of `make test` (`#[ignore]`) and run by `make crash-behind`.
 //!
 //! `OPONN_BEHIND_WRITES` sets how many mutations must be acknowledged per run: 2,000 by default
-//! (in `make test`), 10,000 in `make crash-behind`.
+//! (in `make test`), 10,000 in `make crash-behind`; `OPONN_BEHIND_SQS_WRITES` the same for the
+//! SQS run (1,000).
 #![allow(
     clippy::unwrap_used,
     clippy::print_stdout,
@@ -85,11 +87,11 @@ async fn redis_restarted_from_its_append_only_file_loses_no_acknowledged_write()
     .await;
 }
 
-/// Not yet green: about one run in two ends with one record persisted in MongoDB at its newest
-/// acknowledged version but still pending in the cache, its `queued` member gone (see the
-/// branch's report); run it with `--ignored` while investigating.
+/// It found that a worker holding more than it could apply within the visibility timeout let
+/// its messages come back to other workers until their receive counts sent them to the dead
+/// letters, leaving their records pending (a receive now takes one batch of 10 at most).
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "intermittent: a record left pending in the cache after the drain (under investigation)"]
+#[ignore = "slow on moto (about 10 sends a second): make crash-behind runs it"]
 async fn on_sqs_a_worker_killed_at_random_points_loses_no_acknowledged_write() {
     run(Faults {
         workers: 1,
@@ -141,10 +143,14 @@ struct Acknowledged {
 }
 
 async fn run(faults: Faults) {
-    let target = std::env::var("OPONN_BEHIND_WRITES")
+    let (variable, default) = match faults.sqs {
+        true => ("OPONN_BEHIND_SQS_WRITES", 1_000u64),
+        false => ("OPONN_BEHIND_WRITES", 2_000u64),
+    };
+    let target = std::env::var(variable)
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(2_000u64);
+        .unwrap_or(default);
     let mut redis = RedisServer::start_durable().await;
     let environment = Environment::with_redis("behind", &redis.url());
     environment.seed().await;

@@ -277,6 +277,11 @@ impl Queue for Sqs {
         wait: Duration,
         _reclaim: bool,
     ) -> Result<Vec<Delivery>, QueueError> {
+        // At most one receive's worth: what a worker holds must be applied well within the
+        // visibility timeout, or the messages come back to other workers while it works and
+        // their receive counts climb toward the dead letters (the crash run found that with a
+        // batch of 256 and a 1 s visibility).
+        let max = max.min(SQS_BATCH);
         let poll = wait.min(LONGEST_POLL).as_secs_f64().ceil() as i32;
         let visibility = self.settings.visibility.as_secs_f64().ceil().max(1.0) as i32;
         let mut deliveries = Vec::new();
