@@ -131,6 +131,10 @@ impl Worker {
                     break;
                 }
                 self.metrics.worker_retries.inc_by(held.len() as u64);
+                // Held, not abandoned: a long MongoDB outage must not count as deliveries.
+                if let Err(error) = self.queue.hold(&held).await {
+                    tracing::warn!(%error, "write-behind: keeping held changes failed");
+                }
                 if *stopped.borrow() {
                     let since = *draining_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= self.settings.drain {

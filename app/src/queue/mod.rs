@@ -174,4 +174,11 @@ pub trait Queue: Send + Sync {
     async fn compact(&self) -> Result<(), QueueError> {
         Ok(())
     }
+
+    /// Keeps `deliveries`, which this worker holds to try again, from being handed to another
+    /// worker meanwhile (SQS: their visibility timeout starts again). A Redis stream needs
+    /// nothing: only a healthy worker claims another's changes.
+    async fn hold(&self, _deliveries: &[Delivery]) -> Result<(), QueueError> {
+        Ok(())
+    }
 }

@@ -39,7 +39,8 @@ use async_trait::async_trait;
 use aws_sdk_sqs::{
     error::DisplayErrorContext,
     types::{
-        DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName, QueueAttributeName,
+        ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
+        MessageSystemAttributeName, QueueAttributeName,
     },
     Client,
 };
@@ -317,6 +318,36 @@ impl Queue for Sqs {
             }
         }
         Ok(deliveries)
+    }
+
+    /// Starts the visibility timeout of held messages again, so that a worker retrying them
+    /// while MongoDB is away keeps them, and their receive counts do not climb toward the dead
+    /// letters.
+    async fn hold(&self, deliveries: &[Delivery]) -> Result<(), QueueError> {
+        let visibility = self.settings.visibility.as_secs_f64().ceil().max(1.0) as i32;
+        for chunk in deliveries.chunks(SQS_BATCH) {
+            let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = chunk
+                .iter()
+                .enumerate()
+                .map(|(n, delivery)| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(n.to_string())
+                        .receipt_handle(&delivery.handle)
+                        .visibility_timeout(visibility)
+                        .build()
+                        .expect("an id and a receipt handle are all a change needs")
+                })
+                .collect();
+            self.sqs(
+                self.client
+                    .change_message_visibility_batch()
+                    .queue_url(&self.settings.queue_url)
+                    .set_entries(Some(entries))
+                    .send(),
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     async fn ack(&self, deliveries: &[Delivery]) -> Result<(), QueueError> {

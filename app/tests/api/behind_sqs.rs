@@ -416,3 +416,48 @@ async fn on_sqs_a_message_that_is_no_change_is_dead_lettered_and_counted() {
     assert_eq!((depth.pending, depth.dead), (0, 1));
     worker.stop().await;
 }
+
+/// A worker retrying what it holds while MongoDB is away keeps it: the visibility timeout starts
+/// again on every retry, so another worker does not receive the same messages meanwhile (their
+/// receive counts would otherwise climb toward the dead letters over a long outage).
+#[tokio::test]
+async fn on_sqs_a_worker_keeps_what_it_holds_through_a_mongodb_outage() {
+    let app = TestApp::spawn_with(Options {
+        proxy_mongo: true,
+        ..sqs_options(vec![
+            ("OPONN_MONGODB_TIMEOUT_MS", "200".into()),
+            ("OPONN_WORKER_CLAIM_IDLE_MS", "1000".into()),
+            ("OPONN_QUEUE_BARRIER_MS", "20000".into()),
+        ])
+        .await
+    })
+    .await;
+    let id = new_book(&app, "Version 1").await;
+    let workers = [app.spawn_worker().await, app.spawn_worker().await];
+    app.persisted().await;
+
+    let proxy = app.mongo_proxy.as_ref().expect("a proxy");
+    proxy.cut().await;
+    assert_eq!(
+        retitle(&app, id, "Version 2").await["data"]["updateBook"]["version"],
+        2
+    );
+    // Three visibility timeouts of outage (a counter has no event to await: polled).
+    tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
+    let retried: Vec<u64> = workers
+        .iter()
+        .map(|w| w.metrics.worker_retries.get())
+        .collect();
+    assert_eq!(
+        retried.iter().filter(|n| **n > 0).count(),
+        1,
+        "one worker held the change, the other never received it: {retried:?}"
+    );
+
+    proxy.restore();
+    app.persisted().await;
+    assert_eq!(stored_version(&app, id).await, Some(2));
+    for worker in workers {
+        worker.stop().await;
+    }
+}
