@@ -442,7 +442,7 @@ async fn on_sqs_a_worker_keeps_what_it_holds_through_a_mongodb_outage() {
         retitle(&app, id, "Version 2").await["data"]["updateBook"]["version"],
         2
     );
-    // Three visibility timeouts of outage (a counter has no event to await: polled).
+    // The outage lasts three and a half visibility timeouts: time passing is what is tested.
     tokio::time::sleep(std::time::Duration::from_millis(3_500)).await;
     let retried: Vec<u64> = workers
         .iter()
