@@ -13,7 +13,7 @@
 //! | `oponn_redis_command_duration_seconds` | operation | latency of each Redis round trip |
 //! | `oponn_mongodb_commands_total` | command, outcome | every command the MongoDB driver sent |
 //! | `oponn_mongodb_command_duration_seconds` | command | latency of each MongoDB command |
-//! | `oponn_worker_applied_total` | outcome=`written`/`already_newer`/`removed`/`not_pending` | queued changes a write-behind worker applied (`not_pending`: the record had no pending version, a replay or a mutation that died before its cache write) |
+//! | `oponn_worker_applied_total` | outcome=`written`/`already_newer`/`overtaken`/`removed`/`not_pending`/`carried` | queued changes a write-behind worker applied (`already_newer`: MongoDB had the version already; `overtaken`: MongoDB had a newer one, and the cache's older pending record was replaced by it; `not_pending`: the record had no pending version, a replay; `carried`: persisted from an SQS message because Redis lost the record) |
 //! | `oponn_worker_retries_total` | | records a worker could not persist and kept to try again |
 //! | `oponn_worker_dead_letters_total` | | queued changes moved to the dead-letter stream |
 //! | `oponn_queue_depth` | | write-behind changes not acknowledged yet (sampled by the worker) |

@@ -263,6 +263,9 @@ impl Worker {
                 .await
                 .map(|()| "removed"),
         };
+        if let Ok("already_newer") = written {
+            return self.overtaken(id, entry.version).await;
+        }
         match written {
             Ok(outcome) => match self.cache.settle_pending::<Book>(&id, entry.version).await {
                 Ok(_) => {
@@ -281,6 +284,41 @@ impl Worker {
                 tracing::error!(%error, book_id = %id, version = entry.version, "write-behind: MongoDB refused a pending record");
                 Fate::Refused(error.to_string())
             }
+        }
+    }
+
+    /// MongoDB already held the pending version `version` or a newer one. The same version: an
+    /// earlier attempt persisted it and died before settling; settle it. A newer one: the cache
+    /// went back in time (a failover to a replica that lagged, a restore) and holds an older
+    /// pending version than MongoDB; replace it with MongoDB's, or readers would be served the
+    /// past (and settling would make it look current).
+    async fn overtaken(&self, id: BookId, version: crate::domain::Version) -> Fate {
+        let noted = self.cache.note().await;
+        let stored = match self.store.books().find_many(&[id]).await {
+            Ok(mut stored) => stored.pop(),
+            Err(StoreError::Unavailable(_) | StoreError::TimedOut(_) | StoreError::Contended) => {
+                return Fate::Retry
+            }
+            Err(error) => return Fate::Refused(error.to_string()),
+        };
+        match stored {
+            Some(book) if book.version > version => {
+                tracing::warn!(book_id = %id, pending = version, stored = book.version, "write-behind: MongoDB is ahead of a pending record; caching MongoDB's");
+                let entry = Entry::present(book.version, book);
+                self.cache.write_through(&noted, &[(id, entry)]).await;
+                self.count("overtaken");
+                Fate::Done
+            }
+            _ => match self.cache.settle_pending::<Book>(&id, version).await {
+                Ok(_) => {
+                    self.count("already_newer");
+                    Fate::Done
+                }
+                Err(error) => {
+                    tracing::warn!(%error, book_id = %id, "write-behind: settling a persisted record failed");
+                    Fate::Retry
+                }
+            },
         }
     }
 

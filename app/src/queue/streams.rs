@@ -94,15 +94,28 @@ impl RedisStreams {
         }
     }
 
+    /// One command; once more on a new connection if the one in use turns out to be broken
+    /// (Redis restarted since it was made). Every command the queue sends may run twice.
     async fn command<T: FromRedisValue>(
         &self,
         lane: &Lane,
         command: redis::Cmd,
     ) -> Result<T, QueueError> {
-        self.within(lane, self.settings.timeout, |mut connection| async move {
-            command.query_async(&mut connection).await
-        })
-        .await
+        let again = command.clone();
+        let first = self
+            .within(lane, self.settings.timeout, |mut connection| async move {
+                command.query_async(&mut connection).await
+            })
+            .await;
+        match first {
+            Err(QueueError::Redis(error)) if is_broken_connection(&error) => {
+                self.within(lane, self.settings.timeout, |mut connection| async move {
+                    again.query_async(&mut connection).await
+                })
+                .await
+            }
+            other => other,
+        }
     }
 
     async fn within<T, F, Fut>(
@@ -484,6 +497,11 @@ fn change_of(entry: &StreamId) -> Result<Change, String> {
             .parse()
             .map_err(|_| format!("version {version:?} is not a number"))?,
     })
+}
+
+/// A connection that died under the command (not a server's answer, not a timeout).
+fn is_broken_connection(error: &redis::RedisError) -> bool {
+    error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal()
 }
 
 /// "No such key" or "no such group": the queue is gone.

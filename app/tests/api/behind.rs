@@ -656,3 +656,49 @@ async fn consumers_of_workers_long_gone_are_forgotten() {
     );
     worker.stop().await;
 }
+
+/// A Redis that went back in time (a failover to a replica that lagged, a restore) can hold an
+/// older pending version than MongoDB. The worker must not settle it as current: it caches
+/// MongoDB's newer version instead, so readers are not served the past.
+#[tokio::test]
+async fn a_pending_record_older_than_mongodb_is_replaced_by_mongodb_s_not_settled() {
+    let mut redis = oponn_tests::RedisServer::start().await;
+    let app = TestApp::spawn_with(Options {
+        redis_url: Some(redis.url()),
+        ..behind(vec![("OPONN_QUEUE_BARRIER_MS", "10000".into())])
+    })
+    .await;
+    let id = new_book(&app, "Version 1").await;
+    assert_eq!(
+        retitle(&app, id, "Version 2").await["data"]["updateBook"]["version"],
+        2
+    );
+    // The replica that will be promoted: version 2 pending, its change not delivered yet.
+    let lagging = redis.snapshot().await;
+
+    let worker = app.spawn_worker().await;
+    assert_eq!(
+        retitle(&app, id, "Version 3").await["data"]["updateBook"]["version"],
+        3
+    );
+    app.persisted().await;
+    worker.stop().await;
+    assert_eq!(stored_version(&app, id).await, Some(3));
+
+    redis.restart_from(&lagging).await;
+    app.reconnect_redis().await;
+    let worker = app.spawn_worker().await;
+    app.persisted().await;
+    let read = app.graphql(BOOK, json!({ "id": id.to_string() })).await;
+    assert_eq!(read["data"]["book"]["version"], 3, "{read}");
+    assert_eq!(read["data"]["book"]["title"], "Version 3");
+    assert_eq!(
+        worker
+            .metrics
+            .worker_applied
+            .with_label_values(&["overtaken"])
+            .get(),
+        1
+    );
+    worker.stop().await;
+}
