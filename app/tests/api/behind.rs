@@ -702,3 +702,35 @@ async fn a_pending_record_older_than_mongodb_is_replaced_by_mongodb_s_not_settle
     );
     worker.stop().await;
 }
+
+/// Bookstores stay write-through in behind mode, so MongoDB's unique index decides a name race
+/// at once: two instances creating the same name (under normalisation) at the same moment get
+/// one store and one `CONFLICT`, never two stores.
+#[tokio::test]
+async fn two_instances_racing_for_one_bookstore_name_get_one_store_and_one_conflict() {
+    let app = spawn_behind().await;
+    let sibling = app.spawn_sibling().await;
+    let name = format!("Powell's Books {}", unique_suffix());
+    for _ in 0..5 {
+        let names = [name.clone(), format!("  {}  ", name.to_uppercase())];
+        let round = unique_suffix();
+        let attempts = [(&app, &names[0]), (&sibling, &names[1])].map(|(instance, name)| {
+            let name = format!("{name} {round}");
+            async move {
+                instance
+                    .graphql(CREATE_STORE, json!({ "name": name }))
+                    .await
+            }
+        });
+        let replies = join_all(attempts).await;
+        let created = replies
+            .iter()
+            .filter(|body| body["data"]["createBookstore"]["id"].is_string())
+            .count();
+        let conflicts = replies
+            .iter()
+            .filter(|body| body.get("errors").is_some() && error_code(body) == "CONFLICT")
+            .count();
+        assert_eq!((created, conflicts), (1, 1), "{replies:?}");
+    }
+}
