@@ -32,13 +32,14 @@
 
 use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
+use async_trait::async_trait;
 use futures::{stream, StreamExt};
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
     cache::{Cache, CacheEntity, Entry, Held},
     config::WriteSettings,
-    domain::{Book, BookId},
+    domain::{Book, Bookstore, Version},
     metrics::Metrics,
     queue::{Carried, Change, Delivery, Queue},
     store::{Persisted, Store, StoreError},
@@ -55,6 +56,61 @@ const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 const PERSISTS_IN_FLIGHT: usize = 16;
 /// The most stranded changes one sweep sends again.
 const SWEEP_MAX: usize = 100;
+
+/// The collections the worker persists.
+const QUEUED: &[&str] = &[Book::COLLECTION, Bookstore::COLLECTION];
+
+/// What the worker needs of an entity's collection: a guarded persist and delete, and a read.
+#[async_trait]
+pub trait Queued: CacheEntity {
+    /// Writes `record` unless MongoDB holds its version or a newer one.
+    async fn persist(store: &Store, record: &Self) -> Result<Persisted, StoreError>;
+    /// Deletes record `id` if MongoDB holds it below `tombstone`.
+    async fn remove_below(
+        store: &Store,
+        id: Self::Id,
+        tombstone: Version,
+    ) -> Result<(), StoreError>;
+    async fn find(store: &Store, id: Self::Id) -> Result<Option<Self>, StoreError>;
+}
+
+#[async_trait]
+impl Queued for Book {
+    async fn persist(store: &Store, record: &Self) -> Result<Persisted, StoreError> {
+        store.books().persist(record).await
+    }
+
+    async fn remove_below(
+        store: &Store,
+        id: Self::Id,
+        tombstone: Version,
+    ) -> Result<(), StoreError> {
+        store.books().remove_below(id, tombstone).await
+    }
+
+    async fn find(store: &Store, id: Self::Id) -> Result<Option<Self>, StoreError> {
+        Ok(store.books().find_many(&[id]).await?.pop())
+    }
+}
+
+#[async_trait]
+impl Queued for Bookstore {
+    async fn persist(store: &Store, record: &Self) -> Result<Persisted, StoreError> {
+        store.bookstores().persist(record).await
+    }
+
+    async fn remove_below(
+        store: &Store,
+        id: Self::Id,
+        tombstone: Version,
+    ) -> Result<(), StoreError> {
+        store.bookstores().remove_below(id, tombstone).await
+    }
+
+    async fn find(store: &Store, id: Self::Id) -> Result<Option<Self>, StoreError> {
+        Ok(store.bookstores().find_many(&[id]).await?.pop())
+    }
+}
 
 pub struct Worker {
     queue: Arc<dyn Queue>,
@@ -160,7 +216,7 @@ impl Worker {
         deliveries: Vec<Delivery>,
         refusals: &mut HashMap<String, u32>,
     ) -> Vec<Delivery> {
-        let mut by_record: HashMap<BookId, Vec<Delivery>> = HashMap::new();
+        let mut by_collection: HashMap<&'static str, Vec<(String, Delivery)>> = HashMap::new();
         for delivery in deliveries {
             let unusable = match &delivery.change {
                 Err(reason) => Some(format!("not a change: {reason}")),
@@ -170,38 +226,76 @@ impl Worker {
                         delivery.deliveries
                     ))
                 }
-                Ok(change) if change.collection != Book::COLLECTION => {
-                    Some(format!("unknown collection {:?}", change.collection))
-                }
-                Ok(change) => match change.id.parse::<BookId>() {
-                    Ok(id) => {
-                        by_record.entry(id).or_default().push(delivery.clone());
+                Ok(change) => match QUEUED
+                    .iter()
+                    .find(|collection| **collection == change.collection)
+                {
+                    Some(collection) => {
+                        let id = change.id.clone();
+                        by_collection
+                            .entry(collection)
+                            .or_default()
+                            .push((id, delivery.clone()));
                         None
                     }
-                    Err(_) => Some(format!("not a book id: {:?}", change.id)),
+                    None => Some(format!("unknown collection {:?}", change.collection)),
                 },
             };
             if let Some(reason) = unusable {
                 self.dead_letter(&delivery, &reason).await;
             }
         }
-        if by_record.is_empty() {
-            return Vec::new();
+        let mut done = Vec::new();
+        let mut retry = Vec::new();
+        for (collection, deliveries) in by_collection {
+            let (applied, again) = match collection {
+                Bookstore::COLLECTION => self.apply_to::<Bookstore>(deliveries, refusals).await,
+                _ => self.apply_to::<Book>(deliveries, refusals).await,
+            };
+            done.extend(applied);
+            retry.extend(again);
         }
-        let ids: Vec<BookId> = by_record.keys().copied().collect();
-        let held = match self.cache.held_entries::<Book>(&ids).await {
+        if let Err(error) = self.queue.ack(&done).await {
+            // Persisted but not acknowledged: delivered again later, and a no-op then.
+            tracing::warn!(%error, "write-behind: acknowledging changes failed");
+        }
+        retry
+    }
+
+    /// Applies the changes of one collection (each with its record's id as queued); returns
+    /// the deliveries applied (to acknowledge) and those to try again.
+    async fn apply_to<E: Queued>(
+        &self,
+        deliveries: Vec<(String, Delivery)>,
+        refusals: &mut HashMap<String, u32>,
+    ) -> (Vec<Delivery>, Vec<Delivery>) {
+        let mut by_record: HashMap<E::Id, Vec<Delivery>> = HashMap::new();
+        for (id, delivery) in deliveries {
+            match id.parse::<E::Id>() {
+                Ok(id) => by_record.entry(id).or_default().push(delivery),
+                Err(_) => {
+                    let reason = format!("not an id of {}: {id:?}", E::COLLECTION);
+                    self.dead_letter(&delivery, &reason).await;
+                }
+            }
+        }
+        if by_record.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        let ids: Vec<E::Id> = by_record.keys().copied().collect();
+        let held = match self.cache.held_entries::<E>(&ids).await {
             Ok(held) => held,
             Err(error) => {
                 tracing::warn!(%error, "write-behind: reading pending records failed");
-                return by_record.into_values().flatten().collect();
+                return (Vec::new(), by_record.into_values().flatten().collect());
             }
         };
         let work: Vec<_> = ids
             .into_iter()
             .zip(held)
-            .map(|(id, held)| (id, held, newest_carried(&by_record[&id])))
+            .map(|(id, held)| (id, held, newest_carried::<E>(&by_record[&id])))
             .collect();
-        let fates: Vec<(BookId, Fate)> = stream::iter(work)
+        let fates: Vec<(E::Id, Fate)> = stream::iter(work)
             .map(|(id, held, carried)| async move {
                 match (held, carried) {
                     (Held::Pending(entry), _) => (id, self.persist(id, entry).await),
@@ -209,10 +303,7 @@ impl Worker {
                     (Held::Cached(version), Some(entry)) if version < entry.version => {
                         (id, self.persist_carried(id, entry).await)
                     }
-                    _ => {
-                        self.count("not_pending");
-                        (id, Fate::Done)
-                    }
+                    _ => (id, self.replayed::<E>(id).await),
                 }
             })
             .buffer_unordered(PERSISTS_IN_FLIGHT)
@@ -223,17 +314,18 @@ impl Worker {
         let mut retry = Vec::new();
         for (id, fate) in fates {
             let deliveries = by_record.remove(&id).unwrap_or_default();
+            let record = format!("{}:{id}", E::COLLECTION);
             match fate {
                 Fate::Done => {
-                    refusals.remove(&id.to_string());
+                    refusals.remove(&record);
                     done.extend(deliveries);
                 }
                 Fate::Retry => retry.extend(deliveries),
                 Fate::Refused(reason) => {
-                    let attempts = refusals.entry(id.to_string()).or_default();
+                    let attempts = refusals.entry(record.clone()).or_default();
                     *attempts += 1;
                     if *attempts >= self.settings.max_deliveries {
-                        refusals.remove(&id.to_string());
+                        refusals.remove(&record);
                         for delivery in &deliveries {
                             self.dead_letter(delivery, &reason).await;
                         }
@@ -243,37 +335,42 @@ impl Worker {
                 }
             }
         }
-        if let Err(error) = self.queue.ack(&done).await {
-            // Persisted but not acknowledged: delivered again later, and a no-op then.
-            tracing::warn!(%error, "write-behind: acknowledging changes failed");
-        }
-        retry
+        (done, retry)
+    }
+
+    /// A change whose record is not pending any more: an earlier delivery persisted and
+    /// settled it (a replay).
+    async fn replayed<E: Queued>(&self, _id: E::Id) -> Fate {
+        self.count("not_pending");
+        Fate::Done
     }
 
     /// Persists one pending record, then settles it in the cache.
-    async fn persist(&self, id: BookId, entry: crate::cache::Entry<Book>) -> Fate {
-        let books = self.store.books();
+    async fn persist<E: Queued>(&self, id: E::Id, entry: Entry<E>) -> Fate {
         let written = match &entry.value {
-            Some(book) => books.persist(book).await.map(|persisted| match persisted {
-                Persisted::Written => "written",
-                Persisted::AlreadyNewer => "already_newer",
-            }),
-            None => books
-                .remove_below(id, entry.version)
+            Some(record) => {
+                E::persist(&self.store, record)
+                    .await
+                    .map(|persisted| match persisted {
+                        Persisted::Written => "written",
+                        Persisted::AlreadyNewer => "already_newer",
+                    })
+            }
+            None => E::remove_below(&self.store, id, entry.version)
                 .await
                 .map(|()| "removed"),
         };
         if let Ok("already_newer") = written {
-            return self.overtaken(id, entry.version).await;
+            return self.overtaken::<E>(id, entry.version).await;
         }
         match written {
-            Ok(outcome) => match self.cache.settle_pending::<Book>(&id, entry.version).await {
+            Ok(outcome) => match self.cache.settle_pending::<E>(&id, entry.version).await {
                 Ok(_) => {
                     self.count(outcome);
                     Fate::Done
                 }
                 Err(error) => {
-                    tracing::warn!(%error, book_id = %id, "write-behind: settling a persisted record failed");
+                    tracing::warn!(%error, collection = E::COLLECTION, id = %id, "write-behind: settling a persisted record failed");
                     Fate::Retry
                 }
             },
@@ -281,7 +378,7 @@ impl Worker {
                 Fate::Retry
             }
             Err(error) => {
-                tracing::error!(%error, book_id = %id, version = entry.version, "write-behind: MongoDB refused a pending record");
+                tracing::error!(%error, collection = E::COLLECTION, id = %id, version = entry.version, "write-behind: MongoDB refused a pending record");
                 Fate::Refused(error.to_string())
             }
         }
@@ -292,30 +389,30 @@ impl Worker {
     /// went back in time (a failover to a replica that lagged, a restore) and holds an older
     /// pending version than MongoDB; replace it with MongoDB's, or readers would be served the
     /// past (and settling would make it look current).
-    async fn overtaken(&self, id: BookId, version: crate::domain::Version) -> Fate {
+    async fn overtaken<E: Queued>(&self, id: E::Id, version: Version) -> Fate {
         let noted = self.cache.note().await;
-        let stored = match self.store.books().find_many(&[id]).await {
-            Ok(mut stored) => stored.pop(),
+        let stored = match E::find(&self.store, id).await {
+            Ok(stored) => stored,
             Err(StoreError::Unavailable(_) | StoreError::TimedOut(_) | StoreError::Contended) => {
                 return Fate::Retry
             }
             Err(error) => return Fate::Refused(error.to_string()),
         };
         match stored {
-            Some(book) if book.version > version => {
-                tracing::warn!(book_id = %id, pending = version, stored = book.version, "write-behind: MongoDB is ahead of a pending record; caching MongoDB's");
-                let entry = Entry::present(book.version, book);
+            Some(record) if record.version() > version => {
+                tracing::warn!(collection = E::COLLECTION, id = %id, pending = version, stored = record.version(), "write-behind: MongoDB is ahead of a pending record; caching MongoDB's");
+                let entry = Entry::present(record.version(), record);
                 self.cache.write_through(&noted, &[(id, entry)]).await;
                 self.count("overtaken");
                 Fate::Done
             }
-            _ => match self.cache.settle_pending::<Book>(&id, version).await {
+            _ => match self.cache.settle_pending::<E>(&id, version).await {
                 Ok(_) => {
                     self.count("already_newer");
                     Fate::Done
                 }
                 Err(error) => {
-                    tracing::warn!(%error, book_id = %id, "write-behind: settling a persisted record failed");
+                    tracing::warn!(%error, collection = E::COLLECTION, id = %id, "write-behind: settling a persisted record failed");
                     Fate::Retry
                 }
             },
@@ -326,22 +423,21 @@ impl Worker {
     /// version), guarded by version like any other; then caches what MongoDB holds afterwards,
     /// as a write-through would (MongoDB may have been newer already; a key a read filled from
     /// MongoDB's older version meanwhile moves forward).
-    async fn persist_carried(&self, id: BookId, entry: Entry<Book>) -> Fate {
-        tracing::warn!(book_id = %id, version = entry.version, "write-behind: Redis lost a pending record; persisting the one its message carries");
+    async fn persist_carried<E: Queued>(&self, id: E::Id, entry: Entry<E>) -> Fate {
+        tracing::warn!(collection = E::COLLECTION, id = %id, version = entry.version, "write-behind: Redis lost a pending record; persisting the one its message carries");
         let noted = self.cache.note().await;
-        let books = self.store.books();
         let written = match &entry.value {
-            Some(book) => books.persist(book).await.map(|_| ()),
-            None => books.remove_below(id, entry.version).await,
+            Some(record) => E::persist(&self.store, record).await.map(|_| ()),
+            None => E::remove_below(&self.store, id, entry.version).await,
         };
         let now = match written {
-            Ok(()) => books.find_many(&[id]).await,
+            Ok(()) => E::find(&self.store, id).await,
             Err(error) => Err(error),
         };
         match now {
-            Ok(mut now) => {
-                let cached = match now.pop() {
-                    Some(book) => Entry::present(book.version, book),
+            Ok(now) => {
+                let cached = match now {
+                    Some(record) => Entry::present(record.version(), record),
                     None => Entry::absent(entry.version),
                 };
                 self.cache.write_through(&noted, &[(id, cached)]).await;
@@ -352,7 +448,7 @@ impl Worker {
                 Fate::Retry
             }
             Err(error) => {
-                tracing::error!(%error, book_id = %id, version = entry.version, "write-behind: MongoDB refused a carried record");
+                tracing::error!(%error, collection = E::COLLECTION, id = %id, version = entry.version, "write-behind: MongoDB refused a carried record");
                 Fate::Refused(error.to_string())
             }
         }
@@ -369,37 +465,8 @@ impl Worker {
                 return;
             }
         };
-        let books: Vec<(Change, BookId)> = stranded
-            .into_iter()
-            .filter_map(|change| {
-                let id = change.id.parse::<BookId>().ok()?;
-                (change.collection == Book::COLLECTION).then_some((change, id))
-            })
-            .collect();
-        let ids: Vec<BookId> = books.iter().map(|(_, id)| *id).collect();
-        let held = match self.cache.held_entries::<Book>(&ids).await {
-            Ok(held) => held,
-            Err(error) => {
-                tracing::warn!(%error, "write-behind: reading stranded records failed");
-                return;
-            }
-        };
-        let work: Vec<(Change, Carried)> = books
-            .into_iter()
-            .zip(held)
-            .map(|((change, _), held)| {
-                let carried = match held {
-                    Held::Pending(entry) if entry.version == change.version => match entry.value {
-                        Some(book) => Carried::Record(
-                            serde_json::to_value(book).expect("cached types serialise to JSON"),
-                        ),
-                        None => Carried::Deleted,
-                    },
-                    _ => Carried::Nothing,
-                };
-                (change, carried)
-            })
-            .collect();
+        let mut work = self.stranded_records::<Book>(&stranded).await;
+        work.extend(self.stranded_records::<Bookstore>(&stranded).await);
         let sends = work.into_iter().map(|(change, carried)| async move {
             match self.queue.send(&change, &carried).await {
                 Ok(()) => tracing::warn!(change = change.member(), "write-behind: sent a stranded change again"),
@@ -410,6 +477,42 @@ impl Worker {
             .buffer_unordered(PERSISTS_IN_FLIGHT)
             .collect::<Vec<()>>()
             .await;
+    }
+
+    /// The stranded changes of `E`'s collection, each with the record it should carry.
+    async fn stranded_records<E: Queued>(&self, stranded: &[Change]) -> Vec<(Change, Carried)> {
+        let changes: Vec<(Change, E::Id)> = stranded
+            .iter()
+            .filter(|change| change.collection == E::COLLECTION)
+            .filter_map(|change| Some((change.clone(), change.id.parse::<E::Id>().ok()?)))
+            .collect();
+        let ids: Vec<E::Id> = changes.iter().map(|(_, id)| *id).collect();
+        if ids.is_empty() {
+            return Vec::new();
+        }
+        let held = match self.cache.held_entries::<E>(&ids).await {
+            Ok(held) => held,
+            Err(error) => {
+                tracing::warn!(%error, "write-behind: reading stranded records failed");
+                return Vec::new();
+            }
+        };
+        changes
+            .into_iter()
+            .zip(held)
+            .map(|((change, _), held)| {
+                let carried = match held {
+                    Held::Pending(entry) if entry.version == change.version => match entry.value {
+                        Some(record) => Carried::Record(
+                            serde_json::to_value(record).expect("cached types serialise to JSON"),
+                        ),
+                        None => Carried::Deleted,
+                    },
+                    _ => Carried::Nothing,
+                };
+                (change, carried)
+            })
+            .collect()
     }
 
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) {
@@ -452,7 +555,7 @@ impl Worker {
 }
 
 /// The newest record the deliveries of one record carry, as a cache entry.
-fn newest_carried(deliveries: &[Delivery]) -> Option<Entry<Book>> {
+fn newest_carried<E: Queued>(deliveries: &[Delivery]) -> Option<Entry<E>> {
     deliveries
         .iter()
         .filter_map(|delivery| {
@@ -460,10 +563,15 @@ fn newest_carried(deliveries: &[Delivery]) -> Option<Entry<Book>> {
             match &delivery.carried {
                 Carried::Nothing => None,
                 Carried::Deleted => Some(Entry::absent(version)),
-                Carried::Record(record) => match serde_json::from_value::<Book>(record.clone()) {
-                    Ok(book) if book.version == version => Some(Entry::present(version, book)),
+                Carried::Record(record) => match serde_json::from_value::<E>(record.clone()) {
+                    Ok(record) if record.version() == version => {
+                        Some(Entry::present(version, record))
+                    }
                     Ok(_) | Err(_) => {
-                        tracing::error!(entry = delivery.handle, "write-behind: a message carries a record that is not its change's book");
+                        tracing::error!(
+                            entry = delivery.handle,
+                            "write-behind: a message carries a record that is not its change's"
+                        );
                         None
                     }
                 },

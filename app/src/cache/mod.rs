@@ -76,7 +76,7 @@ use crate::{
 pub trait CacheEntity: Serialize + DeserializeOwned + Clone + Send + Sync {
     /// The collection name: the key stem (`books` gives `books_<id>`) and the metric label.
     const COLLECTION: &'static str;
-    type Id: Display + Copy + Eq + std::hash::Hash + Send + Sync;
+    type Id: Display + std::str::FromStr + Copy + Eq + std::hash::Hash + Send + Sync;
 
     fn id(&self) -> Self::Id;
     fn version(&self) -> Version;

@@ -13,7 +13,10 @@ use mongodb::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{bounded, indexes, update_conditioned, Conditioned, StoreError, Versioned};
+use super::{
+    bounded, indexes, persist_guarded, remove_guarded, update_conditioned, Conditioned, Persisted,
+    StoreError, Versioned,
+};
 use crate::domain::{
     Bookstore, BookstoreChanges, BookstoreId, BookstoreName, Label, NameKey, NewBookstore, Version,
 };
@@ -33,17 +36,23 @@ struct BookstoreDocument {
     updated_at: DateTime,
 }
 
+impl From<&Bookstore> for BookstoreDocument {
+    fn from(bookstore: &Bookstore) -> Self {
+        Self {
+            id: bookstore.id.object_id(),
+            name: bookstore.name.as_str().to_owned(),
+            name_key: bookstore.name.key().as_str().to_owned(),
+            city: bookstore.city.as_str().to_owned(),
+            version: bookstore.version,
+            updated_at: DateTime::from_chrono(bookstore.updated_at),
+        }
+    }
+}
+
 /// The document MongoDB stores for `bookstore`: what query filters evaluate on.
 pub fn stored_document(bookstore: &Bookstore) -> Document {
-    let document = BookstoreDocument {
-        id: bookstore.id.object_id(),
-        name: bookstore.name.as_str().to_owned(),
-        name_key: bookstore.name.key().as_str().to_owned(),
-        city: bookstore.city.as_str().to_owned(),
-        version: bookstore.version,
-        updated_at: DateTime::from_chrono(bookstore.updated_at),
-    };
-    mongodb::bson::to_document(&document).expect("a bookstore serialises to BSON")
+    mongodb::bson::to_document(&BookstoreDocument::from(bookstore))
+        .expect("a bookstore serialises to BSON")
 }
 
 /// A bookstore from a stored document (as a query returned it).
@@ -158,6 +167,29 @@ impl BookstoreStore {
         };
         bounded(self.timeout, self.collection.insert_one(&document)).await?;
         Bookstore::try_from(document)
+    }
+
+    /// Persists a version of `bookstore` the cache acknowledged (write-behind), unless MongoDB
+    /// holds it or a newer one already; `Duplicate` when another store holds its name.
+    pub async fn persist(&self, bookstore: &Bookstore) -> Result<Persisted, StoreError> {
+        persist_guarded(
+            &self.collection,
+            bookstore.id.object_id(),
+            bookstore.version,
+            &BookstoreDocument::from(bookstore),
+            self.timeout,
+        )
+        .await
+    }
+
+    /// Persists a delete the cache acknowledged: removes the store if MongoDB holds it below
+    /// `tombstone`.
+    pub async fn remove_below(
+        &self,
+        id: BookstoreId,
+        tombstone: Version,
+    ) -> Result<(), StoreError> {
+        remove_guarded(&self.collection, id.object_id(), tombstone, self.timeout).await
     }
 
     /// Applies `changes` and increments the version; `Duplicate` when a rename takes a name
