@@ -340,9 +340,21 @@ impl Worker {
 
     /// A change whose record is not pending any more: an earlier delivery persisted and
     /// settled it (a replay).
-    async fn replayed<E: Queued>(&self, _id: E::Id) -> Fate {
+    async fn replayed<E: Queued>(&self, id: E::Id) -> Fate {
         self.count("not_pending");
-        Fate::Done
+        self.released::<E>(id).await
+    }
+
+    /// Releases the claims of a record cached, not settled (settling releases them), or whose
+    /// earlier worker may have died between caching it and releasing them.
+    async fn released<E: Queued>(&self, id: E::Id) -> Fate {
+        match self.cache.release_claims::<E>(&id).await {
+            Ok(()) => Fate::Done,
+            Err(error) => {
+                tracing::warn!(%error, collection = E::COLLECTION, id = %id, "write-behind: releasing claims failed");
+                Fate::Retry
+            }
+        }
     }
 
     /// Persists one pending record, then settles it in the cache.
@@ -404,7 +416,7 @@ impl Worker {
                 let entry = Entry::present(record.version(), record);
                 self.cache.write_through(&noted, &[(id, entry)]).await;
                 self.count("overtaken");
-                Fate::Done
+                self.released::<E>(id).await
             }
             _ => match self.cache.settle_pending::<E>(&id, version).await {
                 Ok(_) => {
@@ -442,7 +454,7 @@ impl Worker {
                 };
                 self.cache.write_through(&noted, &[(id, cached)]).await;
                 self.count("carried");
-                Fate::Done
+                self.released::<E>(id).await
             }
             Err(StoreError::Unavailable(_) | StoreError::TimedOut(_) | StoreError::Contended) => {
                 Fate::Retry

@@ -80,6 +80,12 @@ pub trait CacheEntity: Serialize + DeserializeOwned + Clone + Send + Sync {
 
     fn id(&self) -> Self::Id;
     fn version(&self) -> Version;
+
+    /// Values no other record of the collection may hold (a unique index in MongoDB), as
+    /// strings: a write-behind write claims them before it replies (see `pending`).
+    fn claims(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// How long a write-through waits between two attempts to reach Redis.

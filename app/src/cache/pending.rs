@@ -24,18 +24,37 @@
 //!   the same step; the writer sends it to SQS afterwards (`crate::queue::sqs`).
 //! * `settle_pending` turns `"<n> pending ..."` into an ordinary entry, and does nothing if the
 //!   key moved on to a newer pending version meanwhile (that one has its own queued change).
+//!
+//! **Claims: unique values only MongoDB could check.** A record can hold values no other record
+//! may hold (a bookstore's normalised name: [`CacheEntity::claims`]). MongoDB's unique index
+//! checks them when a write reaches it, which in write-behind is after the reply. So a pending
+//! write also *claims* its record's values: `<prefix>claim_<collection>_<value>` holds the id
+//! of the record that claimed it, and `<prefix>claims_<collection>_<id>` the claims a record
+//! holds. `write_pending` takes them in the same step as the record, and refuses (`Claimed`)
+//! when another record holds one. A claim lasts while its record is pending (no TTL):
+//! `settle_pending` releases the record's claims in the step that settles it (MongoDB then
+//! holds the value, where a writer reads it), and the worker releases them on its other paths
+//! (`release_claims`, which does nothing while the record is pending).
+//!
+//! A writer first reads MongoDB for a holder of the value, then claims it. Between the two, a
+//! worker may persist another record's claim and release it: the value moved from the claims to
+//! MongoDB behind the writer's back. So every release bumps the generation `<prefix>claims`,
+//! the writer reads it before MongoDB, and `write_pending` refuses (`Recheck`) when it moved.
 
 use redis::Script;
 
 use super::{entry::PENDING, Cache, CacheEntity, CacheError, Entry, Epoch};
 use crate::{domain::Version, queue::Appends};
 
-/// `KEYS[1]` the key, `KEYS[2]` the queue's stream (or its `queued` set). `ARGV[1]` the version
-/// the writer read (0 for never written), `ARGV[2]` the epoch it noted, `ARGV[3]` the encoded
-/// pending value, `ARGV[4]` the collection, `ARGV[5]` the id, `ARGV[6]` the new version.
-/// Stores the value and records the change in one step ([`APPEND`] or [`INDEX`]). Returns `{1}`
-/// when stored (also when the value is already exactly this one: a retried call, which records
-/// nothing again), `{0, <version>}` when the trusted value is at another version.
+/// `KEYS[1]` the key, `KEYS[2]` the queue's stream (or its `queued` set); with claims, `KEYS[3]`
+/// the claims' generation, `KEYS[4]` the record's set of claims, `KEYS[5..]` the claims.
+/// `ARGV[1]` the version the writer read (0 for never written), `ARGV[2]` the epoch it noted,
+/// `ARGV[3]` the encoded pending value, `ARGV[4]` the collection, `ARGV[5]` the id, `ARGV[6]`
+/// the new version, `ARGV[7]` the claims' generation the writer read.
+/// Stores the value, takes its claims and records the change in one step ([`APPEND`] or
+/// [`INDEX`]). Returns `{1}` when stored (also when the value is already exactly this one: a
+/// retried call, which records nothing again), `{0, <version>}` when the trusted value is at
+/// another version, `{2}` when the generation moved, `{3}` when another record holds a claim.
 const WRITE_PENDING: &str = r"
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[3] then
@@ -45,6 +64,21 @@ if current then
   local version, stamp = string.match(current, '^(%-?%d+) (%S+) ')
   if version and (stamp == 'pending' or stamp == ARGV[2]) and tonumber(version) ~= tonumber(ARGV[1]) then
     return {0, tonumber(version)}
+  end
+end
+if #KEYS > 2 then
+  if (redis.call('GET', KEYS[3]) or '0') ~= ARGV[7] then
+    return {2}
+  end
+  for i = 5, #KEYS do
+    local holder = redis.call('GET', KEYS[i])
+    if holder and holder ~= ARGV[5] then
+      return {3}
+    end
+  end
+  for i = 5, #KEYS do
+    redis.call('SET', KEYS[i], ARGV[5])
+    redis.call('SADD', KEYS[4], KEYS[i])
   end
 end
 ";
@@ -66,26 +100,52 @@ redis.call('SET', KEYS[1], ARGV[3])
 return {1}
 ";
 
-/// `KEYS[1]` the key. `ARGV[1]` the persisted version, `ARGV[2]` the epoch to stamp,
-/// `ARGV[3]` a record's TTL in ms, `ARGV[4]` a tombstone's. Returns 1 when settled, 0 when
-/// the key no longer holds that pending version.
+/// Releases the claims of record `ARGV[1]`: `KEYS[2]` its set of claims, `KEYS[3]` the
+/// generation, bumped when a claim is released. A claim another record took since is kept.
+const RELEASE: &str = r"
+local released = 0
+for _, claim in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if redis.call('GET', claim) == ARGV[1] then
+    redis.call('DEL', claim)
+    released = released + 1
+  end
+end
+redis.call('DEL', KEYS[2])
+if released > 0 then
+  redis.call('INCR', KEYS[3])
+end
+";
+
+/// `KEYS[1]` the key, then as [`RELEASE`]. `ARGV[1]` the id, `ARGV[2]` the persisted version,
+/// `ARGV[3]` the epoch to stamp, `ARGV[4]` a record's TTL in ms, `ARGV[5]` a tombstone's.
+/// Returns 1 when settled (and its claims released), 0 when the key no longer holds that
+/// pending version.
 const SETTLE_PENDING: &str = r"
 local current = redis.call('GET', KEYS[1])
-local prefix = ARGV[1] .. ' pending '
+local prefix = ARGV[2] .. ' pending '
 if not current or string.sub(current, 1, #prefix) ~= prefix then
   return 0
 end
 local body = string.sub(current, #prefix + 1)
-local ttl = ARGV[3]
-if body == '-' then ttl = ARGV[4] end
-redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2] .. ' ' .. body, 'PX', ttl)
-return 1
+local ttl = ARGV[4]
+if body == '-' then ttl = ARGV[5] end
+redis.call('SET', KEYS[1], ARGV[2] .. ' ' .. ARGV[3] .. ' ' .. body, 'PX', ttl)
+";
+
+/// `KEYS` and `ARGV[1]` as [`RELEASE`], `KEYS[1]` the record's key: releases the claims of a
+/// record that is not pending (returns 0 and keeps them while it is).
+const RELEASE_CLAIMS: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current and string.match(current, '^%-?%d+ pending ') then
+  return 0
+end
 ";
 
 pub(super) struct PendingScripts {
     append: Script,
     index: Script,
     settle: Script,
+    release: Script,
 }
 
 impl PendingScripts {
@@ -93,7 +153,8 @@ impl PendingScripts {
         Self {
             append: Script::new(&format!("{WRITE_PENDING}{APPEND}")),
             index: Script::new(&format!("{WRITE_PENDING}{INDEX}")),
-            settle: Script::new(SETTLE_PENDING),
+            settle: Script::new(&format!("{SETTLE_PENDING}{RELEASE}return 1")),
+            release: Script::new(&format!("{RELEASE_CLAIMS}{RELEASE}return 1")),
         }
     }
 }
@@ -117,6 +178,11 @@ pub enum Pended {
     Moved {
         current: Version,
     },
+    /// Another record holds one of the record's claims: nothing was stored.
+    Claimed,
+    /// A claim was released since the writer read the generation (a value may have moved
+    /// from the claims to MongoDB): check MongoDB again.
+    Recheck,
 }
 
 /// What Redis says about the ability to hold pending records.
@@ -145,7 +211,9 @@ impl Durability {
 impl Cache {
     /// Stores `entry` (version n+1 of record `id`, or its tombstone) as pending and records its
     /// change where `appends` says, if the record is still at `read` (n) in Redis; `noted` is
-    /// the epoch noted before the record was read.
+    /// the epoch noted before the record was read. A record with claims takes them too, if
+    /// the claims' generation is still `generation` (read before MongoDB was checked for
+    /// holders; required then).
     /// Waits for a slow Redis like a write-through; fails if Redis cannot take it (the
     /// mutation must then fail: nothing else holds the write).
     pub async fn write_pending<E: CacheEntity>(
@@ -155,9 +223,29 @@ impl Cache {
         read: Version,
         entry: &Entry<E>,
         appends: Appends<'_>,
+        generation: Option<u64>,
     ) -> Result<Pended, CacheError> {
         let key = self.key::<E>(id);
         let value = entry.encode(&Epoch::pending());
+        let claims: Vec<String> = entry
+            .value
+            .as_ref()
+            .map(|record| {
+                record
+                    .claims()
+                    .iter()
+                    .map(|claim| self.claim_key::<E>(claim))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let claiming = if claims.is_empty() {
+            None
+        } else {
+            Some((
+                self.claims_set::<E>(id),
+                generation.expect("a record with claims is written with the claims' generation"),
+            ))
+        };
         let id = id.to_string();
         let stored = self
             .within_write_timeout(|session, left| {
@@ -175,6 +263,15 @@ impl Cache {
                     .arg(E::COLLECTION)
                     .arg(&id)
                     .arg(entry.version);
+                if let Some((set, generation)) = &claiming {
+                    invocation
+                        .key(self.claims_generation_key())
+                        .key(set)
+                        .arg(generation);
+                    for claim in &claims {
+                        invocation.key(claim);
+                    }
+                }
                 async move {
                     let mut connection = session.connection.clone();
                     self.call(
@@ -189,8 +286,12 @@ impl Cache {
             .await?;
         Ok(match stored.as_slice() {
             [1] => Pended::Stored,
+            [2] => Pended::Recheck,
+            [3] => Pended::Claimed,
             [_, current] => Pended::Moved { current: *current },
-            other => unreachable!("write_pending answers {{1}} or {{0, version}}, not {other:?}"),
+            other => unreachable!(
+                "write_pending answers {{1}}, {{2}}, {{3}} or {{0, version}}, not {other:?}"
+            ),
         })
     }
 
@@ -239,6 +340,9 @@ impl Cache {
         let mut invocation = self.pending.settle.prepare_invoke();
         invocation
             .key(self.key::<E>(id))
+            .key(self.claims_set::<E>(id))
+            .key(self.claims_generation_key())
+            .arg(id.to_string())
             .arg(version)
             .arg(session.epoch.as_str())
             .arg(self.lifetimes.record_ttl.as_millis() as u64)
@@ -253,6 +357,59 @@ impl Cache {
             )
             .await?;
         Ok(settled == 1)
+    }
+
+    /// Releases the claims of record `id` unless it is pending (see the module's doc).
+    pub async fn release_claims<E: CacheEntity>(&self, id: &E::Id) -> Result<(), CacheError> {
+        let session = self.direct_session().await?;
+        let mut invocation = self.pending.release.prepare_invoke();
+        invocation
+            .key(self.key::<E>(id))
+            .key(self.claims_set::<E>(id))
+            .key(self.claims_generation_key())
+            .arg(id.to_string());
+        let mut connection = session.connection.clone();
+        let _: i64 = self
+            .call(
+                "release_claims",
+                &session,
+                self.timeout,
+                invocation.invoke_async(&mut connection),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The claims' generation: read it before looking for a claim's holder in MongoDB, and
+    /// give it to [`Cache::write_pending`].
+    pub async fn claims_generation(&self) -> Result<u64, CacheError> {
+        let get = redis::cmd("GET")
+            .arg(self.claims_generation_key())
+            .to_owned();
+        let (_, generation): (_, Option<u64>) = self.direct("claims_generation", get).await?;
+        Ok(generation.unwrap_or(0))
+    }
+
+    /// The id of the record holding `claim` (of `E`'s claims), if a pending record does.
+    pub async fn claim_holder<E: CacheEntity>(
+        &self,
+        claim: &str,
+    ) -> Result<Option<String>, CacheError> {
+        let get = redis::cmd("GET").arg(self.claim_key::<E>(claim)).to_owned();
+        let (_, holder): (_, Option<String>) = self.direct("claim_holder", get).await?;
+        Ok(holder)
+    }
+
+    fn claim_key<E: CacheEntity>(&self, claim: &str) -> String {
+        format!("{}claim_{}_{claim}", self.prefix, E::COLLECTION)
+    }
+
+    fn claims_set<E: CacheEntity>(&self, id: &E::Id) -> String {
+        format!("{}claims_{}_{id}", self.prefix, E::COLLECTION)
+    }
+
+    fn claims_generation_key(&self) -> String {
+        format!("{}claims", self.prefix)
     }
 
     /// Whether this Redis can hold pending records safely (see [`Durability::refusal`]).

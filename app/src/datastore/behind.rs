@@ -14,12 +14,19 @@
 //! ([`Datastore::caught_up`], bounded by `OPONN_QUEUE_BARRIER_MS`), and a read the cache cannot
 //! serve because Redis is down fails with `UNAVAILABLE` instead of reading MongoDB's past.
 //!
-//! Which collections are written behind: books, through every path that writes them (the
-//! mutations, emptying a deleted store, the bulk upsert of `seed` and `ingest`, each record at
-//! its next version in Redis, so no path writes MongoDB behind the cache's back). Bookstores
-//! stay write-through in either mode: their unique names are checked by MongoDB's index when
-//! they are written, so a taken name is a `CONFLICT` at once, and a book's store is checked
-//! through the cache before the move is queued.
+//! Which collections are written behind: books and bookstores, through every path that writes
+//! them (the mutations, emptying a deleted store, the bulk upsert of `seed` and `ingest`, each
+//! record at its next version in Redis, so no path writes MongoDB behind the cache's back).
+//!
+//! Rules MongoDB would check only when the worker writes, checked before the reply:
+//!
+//! * **Unique values** (a bookstore's name): the record *claims* them in the script that stores
+//!   it (`cache::pending`), after the writer found no holder in MongoDB ([`Vet`]); a taken name
+//!   is a `CONFLICT` at once, whether MongoDB or a pending write holds it. A name that a
+//!   pending rename or delete is giving up is free once the worker persisted that change: the
+//!   writer waits for the queue (like a list page) rather than let the worker's write clash.
+//! * **References** (a book's store): checked through the cache, which holds pending stores,
+//!   before the book's change is queued.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -29,13 +36,13 @@ use tokio::time::Instant;
 use super::{Datastore, DatastoreError};
 use crate::{
     cache::{CacheEntity, CacheError, Entry, Epoch, Lookup, Pended},
-    domain::{Book, Version},
+    domain::{Book, Bookstore, Version},
     queue::{Appends, Carried, Change, Queue, QueueError},
     store::StoreError,
 };
 
 /// The collections whose writes go through the queue in `behind` mode.
-const QUEUED: &[&str] = &[Book::COLLECTION];
+const QUEUED: &[&str] = &[Book::COLLECTION, Bookstore::COLLECTION];
 
 /// How many times a writer reads again after losing the version race before it gives up
 /// (`CONFLICT`); after each loss it waits a random 0..=n ms (n: the losses so far), so
@@ -105,13 +112,32 @@ impl Datastore {
     /// One write-behind mutation of record `id`: `decide` gets the record as it stands (or
     /// `None`) and the version the write will have, and says what to do or refuses. Returns
     /// the record before and after (the same when `decide` kept it). `fetch` reads ids from
-    /// MongoDB.
+    /// MongoDB. For records without claims.
     pub(super) async fn write_behind<E, F, Fut>(
         &self,
         behind: &Behind,
         id: E::Id,
         fetch: F,
         decide: impl Fn(Option<&E>, Version) -> Result<Decision<E>, DatastoreError>,
+    ) -> Result<(Option<E>, Option<E>), DatastoreError>
+    where
+        E: CacheEntity,
+        F: Fn(Vec<E::Id>) -> Fut,
+        Fut: Future<Output = Result<Vec<E>, StoreError>>,
+    {
+        self.write_behind_vetted(behind, id, fetch, decide, &Unclaimed)
+            .await
+    }
+
+    /// [`Datastore::write_behind`] for records with claims: before a record's claims are
+    /// taken, `vet` checks MongoDB holds none of them for another record.
+    pub(super) async fn write_behind_vetted<E, F, Fut>(
+        &self,
+        behind: &Behind,
+        id: E::Id,
+        fetch: F,
+        decide: impl Fn(Option<&E>, Version) -> Result<Decision<E>, DatastoreError>,
+        vet: &impl Vet<E>,
     ) -> Result<(Option<E>, Option<E>), DatastoreError>
     where
         E: CacheEntity,
@@ -129,13 +155,29 @@ impl Datastore {
                 Decision::Remove => None,
                 Decision::Keep => return Ok((current.value.clone(), current.value)),
             };
+            // The generation is read before MongoDB is: see `cache::pending`.
+            let generation = match &after {
+                Some(record) if !record.claims().is_empty() => {
+                    let generation = self.cache.claims_generation().await.map_err(cache_failed)?;
+                    vet.vet(record).await?;
+                    Some(generation)
+                }
+                _ => None,
+            };
             let entry = match &after {
                 Some(record) => Entry::present(version, record.clone()),
                 None => Entry::absent(version),
             };
             match self
                 .cache
-                .write_pending(&noted, &id, current.version, &entry, behind.queue.appends())
+                .write_pending(
+                    &noted,
+                    &id,
+                    current.version,
+                    &entry,
+                    behind.queue.appends(),
+                    generation,
+                )
                 .await
                 .map_err(cache_failed)?
             {
@@ -143,7 +185,14 @@ impl Datastore {
                     send(behind, &id, &entry).await?;
                     return Ok((current.value, after));
                 }
-                Pended::Moved { .. } => continue,
+                Pended::Moved { .. } | Pended::Recheck => continue,
+                // Vetting again names the holder, or finds the claim released meanwhile.
+                Pended::Claimed => {
+                    if let Some(record) = &after {
+                        vet.vet(record).await?;
+                    }
+                    continue;
+                }
             }
         }
         Err(DatastoreError::Conflict(format!(
@@ -208,6 +257,21 @@ async fn send<E: CacheEntity>(
         .send(&change, &carried)
         .await
         .map_err(queue_failed)
+}
+
+/// Checks, before a write-behind record takes its claims, that MongoDB holds none of them for
+/// another record (and fails with the conflict when a record holds one).
+pub(super) trait Vet<E> {
+    fn vet(&self, record: &E) -> impl Future<Output = Result<(), DatastoreError>> + Send;
+}
+
+/// For records without claims.
+struct Unclaimed;
+
+impl<E: Sync> Vet<E> for Unclaimed {
+    async fn vet(&self, _record: &E) -> Result<(), DatastoreError> {
+        Ok(())
+    }
 }
 
 /// What a write-behind mutation does with the record it read.

@@ -9,7 +9,7 @@
 use futures::{stream, StreamExt, TryStreamExt};
 
 use super::{
-    behind::{self, Decision},
+    behind::{self, Decision, Vet},
     books::BULK_IN_FLIGHT,
     Behind, Datastore, DatastoreError,
 };
@@ -17,7 +17,7 @@ use crate::{
     cache::{CacheEntity, Entry},
     domain::{
         Book, BookChanges, BookId, Bookstore, BookstoreChanges, BookstoreId, BookstoreName,
-        NewBookstore, Version,
+        NameKey, NewBookstore, Version,
     },
     store::{BookstoreWrite, StoreError, UpdateOutcome},
 };
@@ -32,6 +32,54 @@ impl CacheEntity for Bookstore {
 
     fn version(&self) -> Version {
         self.version
+    }
+
+    /// Its normalised name: unique among bookstores.
+    fn claims(&self) -> Vec<String> {
+        vec![name_claim(self.name.key())]
+    }
+}
+
+fn name_claim(key: &NameKey) -> String {
+    format!("name:{}", key.as_str())
+}
+
+/// Who holds a bookstore name now.
+enum NameHolder {
+    Free,
+    /// This store is named so (in its newest version).
+    Held(Bookstore),
+    /// This store holds the name in MongoDB (or a claim on it) but a queued rename or delete
+    /// is giving it up: free once the worker persisted that change.
+    Freeing(Bookstore),
+}
+
+/// Vets a write-behind bookstore's name: no other store holds it.
+struct UniqueName<'a>(&'a Datastore);
+
+impl Vet<Bookstore> for UniqueName<'_> {
+    async fn vet(&self, record: &Bookstore) -> Result<(), DatastoreError> {
+        let datastore = self.0;
+        // Once through the queue: a store giving the name up has then given it up.
+        for waited in [false, true] {
+            match datastore.name_holder(record.name.key()).await? {
+                NameHolder::Free => return Ok(()),
+                NameHolder::Held(holder) | NameHolder::Freeing(holder)
+                    if holder.id == record.id =>
+                {
+                    return Ok(())
+                }
+                NameHolder::Held(holder) => return Err(name_taken_by(&record.name, &holder)),
+                NameHolder::Freeing(_) if !waited => {
+                    datastore.caught_up(Bookstore::COLLECTION).await?;
+                }
+                NameHolder::Freeing(_) => break,
+            }
+        }
+        Err(DatastoreError::Conflict(format!(
+            "the name {:?} is taken",
+            record.name.as_str()
+        )))
     }
 }
 
@@ -58,7 +106,46 @@ impl Datastore {
         &self,
         name: &BookstoreName,
     ) -> Result<Option<Bookstore>, DatastoreError> {
-        Ok(self.store.bookstores().find_by_name_key(name.key()).await?)
+        if self.behind(Bookstore::COLLECTION).is_none() {
+            return Ok(self.store.bookstores().find_by_name_key(name.key()).await?);
+        }
+        Ok(match self.name_holder(name.key()).await? {
+            NameHolder::Held(store) => Some(store),
+            NameHolder::Free | NameHolder::Freeing(_) => None,
+        })
+    }
+
+    /// Who holds the name `key` (write-behind): a pending store's claim first, then MongoDB,
+    /// each holder read again through the cache (its newest version may be named otherwise).
+    /// In that order: a claim is released only once MongoDB holds its store.
+    async fn name_holder(&self, key: &NameKey) -> Result<NameHolder, DatastoreError> {
+        let claimed = self
+            .cache
+            .claim_holder::<Bookstore>(&name_claim(key))
+            .await
+            .map_err(|_| behind::redis_unavailable())?
+            .and_then(|id| id.parse::<BookstoreId>().ok());
+        let holder = match claimed {
+            Some(id) => Some(id),
+            None => self
+                .store
+                .bookstores()
+                .find_by_name_key(key)
+                .await?
+                .map(|store| store.id),
+        };
+        let Some(id) = holder else {
+            return Ok(NameHolder::Free);
+        };
+        Ok(match self.bookstore(id).await? {
+            Some(store) if store.name.key() == key => NameHolder::Held(store),
+            Some(store) => NameHolder::Freeing(store),
+            // Deleted (pending): its MongoDB record or claim still holds the name.
+            None => match self.store.bookstores().find_many(&[id]).await?.pop() {
+                Some(store) => NameHolder::Freeing(store),
+                None => NameHolder::Free,
+            },
+        })
     }
 
     /// For each book, the bookstore that holds it: one batched read per layer (books, then
@@ -84,6 +171,31 @@ impl Datastore {
 
     #[tracing::instrument(skip_all, fields(name = %new.name.as_str()))]
     pub async fn create_bookstore(&self, new: NewBookstore) -> Result<Bookstore, DatastoreError> {
+        if let Some(behind) = self.behind(Bookstore::COLLECTION) {
+            let id = BookstoreId::generate();
+            let stores = &self.store.bookstores();
+            let (_, created) = self
+                .write_behind_vetted(
+                    behind,
+                    id,
+                    move |ids: Vec<BookstoreId>| async move { stores.find_many(&ids).await },
+                    |current: Option<&Bookstore>, version| match current {
+                        Some(_) => Err(DatastoreError::Conflict(format!(
+                            "bookstore {id} already exists"
+                        ))),
+                        None => Ok(Decision::Put(new.clone().into_bookstore(
+                            id,
+                            version,
+                            behind::now(),
+                        ))),
+                    },
+                    &UniqueName(self),
+                )
+                .await?;
+            let created = created.expect("a create leaves a record");
+            self.reconcile(&[(None, Some(&created))]).await;
+            return Ok(created);
+        }
         let noted = self.cache.note().await;
         let created = match self.store.bookstores().insert(&new).await {
             Err(StoreError::Duplicate) => return Err(self.name_taken(&new.name).await),
@@ -105,6 +217,31 @@ impl Datastore {
             return Err(DatastoreError::InvalidInput(
                 "the update changes nothing: give at least one field".into(),
             ));
+        }
+        if let Some(behind) = self.behind(Bookstore::COLLECTION) {
+            let stores = &self.store.bookstores();
+            let (before, after) = self
+                .write_behind_vetted(
+                    behind,
+                    id,
+                    move |ids: Vec<BookstoreId>| async move { stores.find_many(&ids).await },
+                    |current: Option<&Bookstore>, version| {
+                        let current = existing(current, id, expected)?;
+                        Ok(Decision::Put(changes.apply(
+                            current,
+                            version,
+                            behind::now(),
+                        )))
+                    },
+                    &UniqueName(self),
+                )
+                .await?;
+            let (before, after) = (
+                before.expect("an update reads a record"),
+                after.expect("an update leaves a record"),
+            );
+            self.reconcile(&[(Some(&before), Some(&after))]).await;
+            return Ok(after);
         }
         let noted = self.cache.note().await;
         let written = match self.store.bookstores().update(id, &changes, expected).await {
@@ -129,18 +266,13 @@ impl Datastore {
         expected: Option<Version>,
         held_books: HeldBooks,
     ) -> Result<Bookstore, DatastoreError> {
-        let Some(store) = self.store.bookstores().find_many(&[id]).await?.pop() else {
-            return Err(DatastoreError::NotFound {
-                entity: "bookstore",
-                id: id.to_string(),
-            });
+        let behind = self.behind(Bookstore::COLLECTION);
+        let store = match behind {
+            // MongoDB may not have it yet.
+            Some(_) => self.bookstore(id).await?,
+            None => self.store.bookstores().find_many(&[id]).await?.pop(),
         };
-        if let Some(expected) = expected.filter(|v| *v != store.version) {
-            return Err(DatastoreError::Conflict(format!(
-                "bookstore {id} is at version {}, not the expected {expected}",
-                store.version
-            )));
-        }
+        existing(store.as_ref(), id, expected)?;
         // Which books the store holds is MongoDB's to say: in write-behind mode, once it has
         // every book write acknowledged so far.
         self.caught_up(Book::COLLECTION).await?;
@@ -168,6 +300,23 @@ impl Datastore {
                 self.empty_store(id, Some(target)).await?;
             }
             HeldBooks::Delete => self.empty_store(id, None).await?,
+        }
+        if let Some(behind) = behind {
+            let stores = &self.store.bookstores();
+            let (deleted, _) = self
+                .write_behind(
+                    behind,
+                    id,
+                    move |ids: Vec<BookstoreId>| async move { stores.find_many(&ids).await },
+                    |current: Option<&Bookstore>, _| {
+                        existing(current, id, expected)?;
+                        Ok(Decision::Remove)
+                    },
+                )
+                .await?;
+            let deleted = deleted.expect("a delete reads a record");
+            self.reconcile(&[(Some(&deleted), None)]).await;
+            return Ok(deleted);
         }
         let noted = self.cache.note().await;
         let deleted = settled(
@@ -299,16 +448,41 @@ impl Datastore {
     /// The conflict for a taken name, naming the store that holds it.
     async fn name_taken(&self, name: &BookstoreName) -> DatastoreError {
         match self.store.bookstores().find_by_name_key(name.key()).await {
-            Ok(Some(holder)) => DatastoreError::Conflict(format!(
-                "the name {:?} is taken by bookstore {} ({:?})",
-                name.as_str(),
-                holder.id,
-                holder.name.as_str()
-            )),
+            Ok(Some(holder)) => name_taken_by(name, &holder),
             // The holder was renamed or deleted meanwhile: still a conflict for this write.
             _ => DatastoreError::Conflict(format!("the name {:?} is taken", name.as_str())),
         }
     }
+}
+
+fn name_taken_by(name: &BookstoreName, holder: &Bookstore) -> DatastoreError {
+    DatastoreError::Conflict(format!(
+        "the name {:?} is taken by bookstore {} ({:?})",
+        name.as_str(),
+        holder.id,
+        holder.name.as_str()
+    ))
+}
+
+/// The store a write found, if it exists at the version the caller expected.
+fn existing(
+    store: Option<&Bookstore>,
+    id: BookstoreId,
+    expected: Option<Version>,
+) -> Result<&Bookstore, DatastoreError> {
+    let Some(store) = store else {
+        return Err(DatastoreError::NotFound {
+            entity: "bookstore",
+            id: id.to_string(),
+        });
+    };
+    if let Some(expected) = expected.filter(|v| *v != store.version) {
+        return Err(DatastoreError::Conflict(format!(
+            "bookstore {id} is at version {}, not the expected {expected}",
+            store.version
+        )));
+    }
+    Ok(store)
 }
 
 /// What deleting a bookstore does with the books it holds.

@@ -49,6 +49,41 @@ impl BookstoreChanges {
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
     }
+
+    /// `store` with these changes applied, at `version` and `updated_at` (what MongoDB's
+    /// update does in write-through; write-behind applies changes here).
+    pub fn apply(
+        &self,
+        store: &Bookstore,
+        version: Version,
+        updated_at: DateTime<Utc>,
+    ) -> Bookstore {
+        Bookstore {
+            id: store.id,
+            name: self.name.clone().unwrap_or_else(|| store.name.clone()),
+            city: self.city.clone().unwrap_or_else(|| store.city.clone()),
+            version,
+            updated_at,
+        }
+    }
+}
+
+impl NewBookstore {
+    /// The bookstore this creates, with `id`, at `version` and `updated_at`.
+    pub fn into_bookstore(
+        self,
+        id: BookstoreId,
+        version: Version,
+        updated_at: DateTime<Utc>,
+    ) -> Bookstore {
+        Bookstore {
+            id,
+            name: self.name,
+            city: self.city,
+            version,
+            updated_at,
+        }
+    }
 }
 
 /// A bookstore's name as the user spelled it (whitespace tidied), with its uniqueness key.

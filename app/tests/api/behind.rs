@@ -703,9 +703,9 @@ async fn a_pending_record_older_than_mongodb_is_replaced_by_mongodb_s_not_settle
     worker.stop().await;
 }
 
-/// Bookstores stay write-through in behind mode, so MongoDB's unique index decides a name race
-/// at once: two instances creating the same name (under normalisation) at the same moment get
-/// one store and one `CONFLICT`, never two stores.
+/// Two instances creating the same name (under normalisation) at the same moment, with no
+/// worker running (so MongoDB has neither): the first claim wins in Redis, the other gets
+/// `CONFLICT` at once, never two stores.
 #[tokio::test]
 async fn two_instances_racing_for_one_bookstore_name_get_one_store_and_one_conflict() {
     let app = spawn_behind().await;
@@ -733,4 +733,307 @@ async fn two_instances_racing_for_one_bookstore_name_get_one_store_and_one_confl
             .count();
         assert_eq!((created, conflicts), (1, 1), "{replies:?}");
     }
+}
+
+const STORE: &str = "query($id: ID!) { bookstore(id: $id) { id name version } }";
+const STORE_BY_NAME: &str =
+    "query($name: String!) { bookstoreByName(name: $name) { id name version } }";
+const RENAME_STORE: &str = "mutation($id: ID!, $name: String!) { updateBookstore(id: $id, input: { name: $name }) { id name version } }";
+
+async fn create_store(app: &TestApp, name: &str) -> Value {
+    app.graphql(CREATE_STORE, json!({ "name": name })).await
+}
+
+/// The bookstore as MongoDB holds it: (name, version).
+async fn stored_store(app: &TestApp, id: &str) -> Option<(String, i64)> {
+    let id = mongodb::bson::oid::ObjectId::parse_str(id).expect("an ObjectId");
+    let document = app
+        .mongodb()
+        .await
+        .collection::<Document>("bookstores")
+        .find_one(doc! { "_id": id })
+        .await
+        .expect("find_one")?;
+    Some((
+        document.get_str("name").expect("a name").to_owned(),
+        document.get_i64("version").expect("a version"),
+    ))
+}
+
+/// The app's claims and sets of claims left in Redis (not the claims' generation).
+async fn claims_left(app: &TestApp) -> Vec<String> {
+    let mut redis = app.redis().await;
+    let mut keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}claim*", app.key_prefix))
+        .query_async(&mut redis)
+        .await
+        .expect("KEYS");
+    keys.retain(|key| *key != format!("{}claims", app.key_prefix));
+    keys.sort();
+    keys
+}
+
+/// A bookstore is written behind like a book: served (by id and by name) and usable as a
+/// book's store before MongoDB has it, then persisted; its name claim lasts until then.
+#[tokio::test]
+async fn a_bookstore_is_served_before_mongodb_has_it_then_persisted_and_its_claim_released() {
+    let app = spawn_behind().await;
+    let name = format!("Behind Books {}", unique_suffix());
+    let created = create_store(&app, &name).await;
+    let id = created["data"]["createBookstore"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_owned();
+    let renamed = app
+        .graphql(
+            RENAME_STORE,
+            json!({ "id": id, "name": format!("{name} Annex") }),
+        )
+        .await;
+    assert_eq!(
+        renamed["data"]["updateBookstore"]["version"], 2,
+        "{renamed}"
+    );
+    assert_eq!(
+        stored_store(&app, &id).await,
+        None,
+        "MongoDB has it already"
+    );
+
+    let served = app.graphql(STORE, json!({ "id": id })).await;
+    assert_eq!(served["data"]["bookstore"]["version"], 2, "{served}");
+    let by_name = app
+        .graphql(
+            STORE_BY_NAME,
+            json!({ "name": format!("{} annex", name.to_uppercase()) }),
+        )
+        .await;
+    assert_eq!(by_name["data"]["bookstoreByName"]["id"], id, "{by_name}");
+    let by_old_name = app.graphql(STORE_BY_NAME, json!({ "name": name })).await;
+    assert_eq!(
+        by_old_name["data"]["bookstoreByName"],
+        Value::Null,
+        "{by_old_name}"
+    );
+    let book = new_book(&app, "Shelved").await;
+    let moved = app
+        .graphql(MOVE, json!({ "book": book.to_string(), "store": id }))
+        .await;
+    assert_eq!(moved["data"]["moveBook"]["bookstoreId"], id, "{moved}");
+    assert_eq!(
+        claims_left(&app).await.len(),
+        3,
+        "two names claimed, and the store's set of claims"
+    );
+
+    let worker = app.spawn_worker().await;
+    app.persisted().await;
+    assert_eq!(
+        stored_store(&app, &id).await,
+        Some((format!("{name} Annex"), 2))
+    );
+    assert_eq!(claims_left(&app).await, Vec::<String>::new());
+    worker.stop().await;
+}
+
+/// A taken name is a `CONFLICT` at once, whether a pending write claims it or MongoDB holds it,
+/// for a create and for a rename; a store keeps its own name through an update.
+#[tokio::test]
+async fn a_taken_name_is_a_conflict_at_once_whether_pending_or_persisted() {
+    let app = spawn_behind().await;
+    let name = format!("Taken Books {}", unique_suffix());
+    let first = create_store(&app, &name).await;
+    let first = first["data"]["createBookstore"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_owned();
+    let other = new_store(&app).await;
+    let clash = |body: Value| {
+        assert_eq!(error_code(&body), "CONFLICT", "{body}");
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&first)),
+            "the conflict names the holder: {body}"
+        );
+    };
+    // Pending: only the claim knows.
+    clash(create_store(&app, &name.to_lowercase()).await);
+    clash(
+        app.graphql(RENAME_STORE, json!({ "id": other, "name": name }))
+            .await,
+    );
+
+    let worker = app.spawn_worker().await;
+    app.persisted().await;
+    assert!(claims_left(&app).await.is_empty());
+    // Persisted: only MongoDB knows.
+    clash(create_store(&app, &format!(" {name} ")).await);
+    clash(
+        app.graphql(RENAME_STORE, json!({ "id": other, "name": name }))
+            .await,
+    );
+    let kept = app
+        .graphql(
+            RENAME_STORE,
+            json!({ "id": first, "name": name.to_uppercase() }),
+        )
+        .await;
+    assert_eq!(kept["data"]["updateBookstore"]["version"], 2, "{kept}");
+    worker.stop().await;
+}
+
+/// A name a queued rename gives up is free once the worker persisted the rename: before that a
+/// create of it waits for the queue (and fails `UNAVAILABLE`, not `CONFLICT`, when no worker
+/// runs), so the worker never meets the old holder in MongoDB's unique index.
+#[tokio::test]
+async fn a_name_given_up_by_a_queued_rename_is_free_once_the_worker_persisted_it() {
+    let app = TestApp::spawn_with(behind(vec![("OPONN_QUEUE_BARRIER_MS", "300".into())])).await;
+    let name = format!("Moving Books {}", unique_suffix());
+    let holder = create_store(&app, &name).await;
+    let holder = holder["data"]["createBookstore"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{holder}"))
+        .to_owned();
+    let worker = app.spawn_worker().await;
+    app.persisted().await;
+    worker.stop().await;
+
+    let renamed = app
+        .graphql(
+            RENAME_STORE,
+            json!({ "id": holder, "name": format!("{name} Moved") }),
+        )
+        .await;
+    assert_eq!(
+        renamed["data"]["updateBookstore"]["version"], 2,
+        "{renamed}"
+    );
+    let early = create_store(&app, &name).await;
+    assert_eq!(error_code(&early), "UNAVAILABLE", "{early}");
+
+    let worker = app.spawn_worker().await;
+    let created = create_store(&app, &name).await;
+    let created = created["data"]["createBookstore"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_owned();
+    app.persisted().await;
+    assert_eq!(
+        stored_store(&app, &holder).await,
+        Some((format!("{name} Moved"), 2))
+    );
+    assert_eq!(stored_store(&app, &created).await, Some((name, 1)));
+    assert_eq!(worker.metrics.worker_dead_letters.get(), 0);
+    worker.stop().await;
+}
+
+/// Renames racing over a small pool of names through two instances while a worker persists:
+/// every acknowledged rename reaches MongoDB (the worker never meets a name held by another
+/// store in the unique index, which would dead-letter the change), and once drained MongoDB
+/// holds each store at its newest acknowledged version and name, and no claim is left.
+#[tokio::test]
+async fn renames_racing_over_few_names_all_persist_and_leave_no_claim() {
+    let app = spawn_behind().await;
+    let sibling = app.spawn_sibling().await;
+    let worker = app.spawn_worker().await;
+    let round = unique_suffix();
+    let names: Vec<String> = (0..6).map(|i| format!("Pool {round} {i}")).collect();
+    let mut stores = Vec::new();
+    for name in &names[..3] {
+        let body = create_store(&app, name).await;
+        stores.push(
+            body["data"]["createBookstore"]["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{body}"))
+                .to_owned(),
+        );
+    }
+    let writers = (0..8).map(|writer| {
+        let instance = if writer % 2 == 0 { &app } else { &sibling };
+        let (stores, names) = (&stores, &names);
+        async move {
+            let mut acknowledged = Vec::new();
+            for _ in 0..15 {
+                let store = &stores[fastrand::usize(..stores.len())];
+                let name = &names[fastrand::usize(..names.len())];
+                let body = instance
+                    .graphql(RENAME_STORE, json!({ "id": store, "name": name }))
+                    .await;
+                match body["data"]["updateBookstore"]["version"].as_i64() {
+                    Some(version) => acknowledged.push((store.clone(), version, name.clone())),
+                    None => assert!(
+                        ["CONFLICT", "UNAVAILABLE"].contains(&error_code(&body)),
+                        "{body}"
+                    ),
+                }
+            }
+            acknowledged
+        }
+    });
+    let acknowledged: Vec<(String, i64, String)> =
+        join_all(writers).await.into_iter().flatten().collect();
+    assert!(
+        acknowledged.len() >= 10,
+        "too few renames went through: {acknowledged:?}"
+    );
+    app.persisted().await;
+    for store in &stores {
+        let newest = acknowledged
+            .iter()
+            .filter(|(id, _, _)| id == store)
+            .max_by_key(|(_, version, _)| *version);
+        let (name, version) = stored_store(&app, store).await.expect("persisted");
+        if let Some((_, acked, acked_name)) = newest {
+            assert_eq!((&name, version), (acked_name, *acked), "store {store}");
+        }
+    }
+    assert_eq!(worker.metrics.worker_dead_letters.get(), 0);
+    assert_eq!(claims_left(&app).await, Vec::<String>::new());
+    worker.stop().await;
+}
+
+/// Two stores swapping names through a third while no worker runs: each rename to a name the
+/// other is giving up waits for the queue, so the swap cannot be queued as a cycle the worker
+/// could never persist (each store's new name still held by the other in MongoDB); with a
+/// worker it goes through, step by step.
+#[tokio::test]
+async fn two_stores_swap_names_without_queueing_a_cycle_the_worker_cannot_persist() {
+    let app = TestApp::spawn_with(behind(vec![("OPONN_QUEUE_BARRIER_MS", "300".into())])).await;
+    let round = unique_suffix();
+    let [n, m, x] = ["N", "M", "X"].map(|name| format!("Swap {round} {name}"));
+    let [a, b] = [&n, &m].map(|name| {
+        let app = &app;
+        async move {
+            let body = create_store(app, name).await;
+            body["data"]["createBookstore"]["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{body}"))
+                .to_owned()
+        }
+    });
+    let (a, b) = (a.await, b.await);
+    let worker = app.spawn_worker().await;
+    app.persisted().await;
+    worker.stop().await;
+
+    let rename =
+        |id: &str, name: &str| app.graphql(RENAME_STORE, json!({ "id": id, "name": name }));
+    assert_eq!(
+        rename(&a, &x).await["data"]["updateBookstore"]["version"],
+        2
+    );
+    let early = rename(&b, &n).await;
+    assert_eq!(error_code(&early), "UNAVAILABLE", "{early}");
+
+    let worker = app.spawn_worker().await;
+    let late = rename(&b, &n).await;
+    assert_eq!(late["data"]["updateBookstore"]["version"], 2, "{late}");
+    let last = rename(&a, &m).await;
+    assert_eq!(last["data"]["updateBookstore"]["version"], 3, "{last}");
+    app.persisted().await;
+    assert_eq!(stored_store(&app, &a).await, Some((m, 3)));
+    assert_eq!(stored_store(&app, &b).await, Some((n, 2)));
+    assert_eq!(worker.metrics.worker_dead_letters.get(), 0);
+    worker.stop().await;
 }

@@ -348,6 +348,7 @@ async fn on_sqs_a_change_whose_writer_died_before_sending_it_is_swept_and_persis
             1,
             &Entry::present(2, book),
             Appends::Index(&queued_key),
+            None,
         )
         .await
         .expect("the script runs");
@@ -460,4 +461,58 @@ async fn on_sqs_a_worker_keeps_what_it_holds_through_a_mongodb_outage() {
     for worker in workers {
         worker.stop().await;
     }
+}
+
+const CREATE_STORE: &str = "mutation($name: String!) { createBookstore(input: { name: $name, city: \"Portland\" }) { id version } }";
+
+/// Bookstores travel through SQS like books: two stores created behind, one of whose pending
+/// record Redis then loses, are both persisted (that one from its message), and their name
+/// claims are released.
+#[tokio::test]
+async fn on_sqs_bookstores_are_persisted_also_from_their_messages() {
+    let app = spawn_sqs().await;
+    let round = unique_suffix();
+    let mut ids = Vec::new();
+    for name in ["Kept", "Lost"] {
+        let body = app
+            .graphql(
+                CREATE_STORE,
+                json!({ "name": format!("SQS {name} {round}") }),
+            )
+            .await;
+        ids.push(
+            body["data"]["createBookstore"]["id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{body}"))
+                .to_owned(),
+        );
+    }
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{}bookstores_{}", app.key_prefix, ids[1]))
+        .query_async(&mut app.redis().await)
+        .await
+        .expect("DEL");
+
+    let worker = app.spawn_worker().await;
+    app.persisted().await;
+    let stores = app.mongodb().await.collection::<Document>("bookstores");
+    for (id, name) in ids.iter().zip(["Kept", "Lost"]) {
+        let oid = mongodb::bson::oid::ObjectId::parse_str(id).expect("an ObjectId");
+        let document = stores
+            .find_one(doc! { "_id": oid })
+            .await
+            .expect("find_one")
+            .unwrap_or_else(|| panic!("store {name} persisted"));
+        assert_eq!(
+            document.get_str("name"),
+            Ok(format!("SQS {name} {round}").as_str())
+        );
+    }
+    let claims: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}claim_*", app.key_prefix))
+        .query_async(&mut app.redis().await)
+        .await
+        .expect("KEYS");
+    assert_eq!(claims, Vec::<String>::new());
+    worker.stop().await;
 }

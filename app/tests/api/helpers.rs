@@ -432,8 +432,9 @@ impl TestApp {
         }
     }
 
-    /// Resolves once MongoDB holds every book write acknowledged so far (write-behind: once a
-    /// worker persisted them), within `OPONN_QUEUE_BARRIER_MS`.
+    /// Resolves once MongoDB holds every write acknowledged so far (write-behind: once a
+    /// worker persisted them; books and bookstores share the queue), within
+    /// `OPONN_QUEUE_BARRIER_MS`.
     pub async fn persisted(&self) {
         self.datastore
             .caught_up("books")
