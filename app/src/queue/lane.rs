@@ -1,5 +1,7 @@
 //! One lazily made Redis connection for a queue, dropped after a failure so that the next call
-//! makes a new one (a connection that timed out may hold a late reply).
+//! makes a new one (a connection that timed out may hold a late reply), and every call made
+//! once more on a new connection when the one in use turns out broken (Redis restarted since it
+//! was made): so every command a queue sends may run twice, and each is written to allow it.
 
 use std::{sync::Mutex, time::Duration};
 
@@ -37,8 +39,9 @@ impl Lane {
         *self.0.lock().expect("lane lock") = None;
     }
 
-    /// Runs `run` on this lane's connection within `within`; a failure other than a server's
-    /// answer (a timeout, a broken connection) drops the connection.
+    /// Runs `run` on this lane's connection within `within`, once more on a new connection if
+    /// the one in use was broken; a failure other than a server's answer (a timeout, a broken
+    /// connection) drops the connection.
     pub(super) async fn within<T, F, Fut>(
         &self,
         client: &redis::Client,
@@ -47,7 +50,26 @@ impl Lane {
         run: F,
     ) -> Result<T, QueueError>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = RedisResult<T>>,
+    {
+        match self.once(client, connect_timeout, within, &run).await {
+            Err(QueueError::Redis(error)) if is_broken_connection(&error) => {
+                self.once(client, connect_timeout, within, &run).await
+            }
+            other => other,
+        }
+    }
+
+    async fn once<T, F, Fut>(
+        &self,
+        client: &redis::Client,
+        connect_timeout: Duration,
+        within: Duration,
+        run: &F,
+    ) -> Result<T, QueueError>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = RedisResult<T>>,
     {
         let connection = self.connection(client, connect_timeout).await?;
@@ -65,4 +87,9 @@ impl Lane {
             }
         }
     }
+}
+
+/// A connection that died under the command (not a server's answer, not a timeout).
+fn is_broken_connection(error: &redis::RedisError) -> bool {
+    error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal()
 }

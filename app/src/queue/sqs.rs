@@ -134,7 +134,7 @@ impl Sqs {
 
     async fn redis<T, F, Fut>(&self, run: F) -> Result<T, QueueError>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: Fn(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = RedisResult<T>>,
     {
         self.lane
@@ -202,6 +202,7 @@ impl Sqs {
             .arg(&self.resent_key)
             .arg(&members)
             .ignore();
+        let pipeline = &pipeline;
         self.redis(
             |mut connection| async move { pipeline.query_async::<()>(&mut connection).await },
         )
@@ -257,6 +258,7 @@ impl Queue for Sqs {
             .arg(RESEND_EVERY.as_millis() as u64)
             .arg(max)
             .arg(SWEEP_SCAN);
+        let invocation = &invocation;
         let members: Vec<String> = self
             .redis(|mut connection| async move { invocation.invoke_async(&mut connection).await })
             .await?;
@@ -426,10 +428,10 @@ impl Queue for Sqs {
     }
 
     async fn passed(&self, mark: &Mark) -> Result<bool, QueueError> {
-        let Some(mark) = mark.0.clone() else {
+        let Some(mark) = &mark.0 else {
             return Ok(true);
         };
-        let queued = self.settings.queued_key.clone();
+        let queued = &self.settings.queued_key;
         let before: u64 = self
             .redis(|mut connection| async move {
                 redis::cmd("ZCOUNT")
@@ -454,6 +456,7 @@ impl Queue for Sqs {
             .arg(0)
             .arg(0)
             .arg("WITHSCORES");
+        let pipeline = &pipeline;
         let ((seconds, micros), pending, oldest): ((u64, u64), u64, Vec<(String, f64)>) = self
             .redis(|mut connection| async move { pipeline.query_async(&mut connection).await })
             .await?;

@@ -94,28 +94,17 @@ impl RedisStreams {
         }
     }
 
-    /// One command; once more on a new connection if the one in use turns out to be broken
-    /// (Redis restarted since it was made). Every command the queue sends may run twice.
+    /// One command (see [`Lane::within`]: it may run twice).
     async fn command<T: FromRedisValue>(
         &self,
         lane: &Lane,
         command: redis::Cmd,
     ) -> Result<T, QueueError> {
-        let again = command.clone();
-        let first = self
-            .within(lane, self.settings.timeout, |mut connection| async move {
-                command.query_async(&mut connection).await
-            })
-            .await;
-        match first {
-            Err(QueueError::Redis(error)) if is_broken_connection(&error) => {
-                self.within(lane, self.settings.timeout, |mut connection| async move {
-                    again.query_async(&mut connection).await
-                })
-                .await
-            }
-            other => other,
-        }
+        let command = &command;
+        self.within(lane, self.settings.timeout, |mut connection| async move {
+            command.query_async(&mut connection).await
+        })
+        .await
     }
 
     async fn within<T, F, Fut>(
@@ -125,7 +114,7 @@ impl RedisStreams {
         run: F,
     ) -> Result<T, QueueError>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: Fn(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = RedisResult<T>>,
     {
         lane.within(&self.client, self.settings.timeout, within, run)
@@ -174,6 +163,7 @@ impl RedisStreams {
                 .arg(&entry.id)
                 .arg(1);
         }
+        let pipeline = &pipeline;
         let counts: Vec<redis::streams::StreamPendingCountReply> = self
             .within(
                 &self.commands,
@@ -205,6 +195,7 @@ impl RedisStreams {
             .arg(GROUP)
             .cmd("XLEN")
             .arg(&self.dead_key);
+        let pipeline = &pipeline;
         let answered = self
             .within(
                 &self.commands,
@@ -289,6 +280,7 @@ impl Queue for RedisStreams {
             .arg(">")
             .to_owned();
         let within = wait + self.settings.timeout;
+        let read = &read;
         let answered = self
             .within(&self.reads, within, |mut connection| async move {
                 read.query_async::<Option<StreamReadReply>>(&mut connection)
@@ -497,11 +489,6 @@ fn change_of(entry: &StreamId) -> Result<Change, String> {
             .parse()
             .map_err(|_| format!("version {version:?} is not a number"))?,
     })
-}
-
-/// A connection that died under the command (not a server's answer, not a timeout).
-fn is_broken_connection(error: &redis::RedisError) -> bool {
-    error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal()
 }
 
 /// "No such key" or "no such group": the queue is gone.

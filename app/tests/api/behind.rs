@@ -1037,3 +1037,62 @@ async fn two_stores_swap_names_without_queueing_a_cycle_the_worker_cannot_persis
     assert_eq!(worker.metrics.worker_dead_letters.get(), 0);
     worker.stop().await;
 }
+
+async fn behind_on(redis: &oponn_tests::RedisServer) -> TestApp {
+    TestApp::spawn_with(Options {
+        redis_url: Some(redis.url()),
+        ..behind(vec![])
+    })
+    .await
+}
+
+/// Redis crashed and came back from its append-only file: the queue's connections died with
+/// it, and every kind of call (a command, a pipeline, a script) answers on its first try, each
+/// sent once more on a new connection.
+#[tokio::test]
+async fn after_a_redis_restart_every_queue_call_answers_on_its_first_try() {
+    let mut redis = oponn_tests::RedisServer::start_durable().await;
+    let app = behind_on(&redis).await;
+    let queue = app.datastore.queue().expect("write-behind has a queue");
+    let id = new_book(&app, "Before the crash").await;
+    let mark = queue.mark().await.expect("a mark");
+    queue.depth().await.expect("the depth");
+    queue.passed(&mark).await.expect("passed");
+
+    redis.crash_and_restart().await;
+    let depth = queue
+        .depth()
+        .await
+        .expect("the depth (a pipeline) after the restart");
+    assert_eq!(depth.pending, 1, "the AOF kept the change: {depth:?}");
+    let mark = queue
+        .mark()
+        .await
+        .expect("a mark (a command) after the restart");
+    assert!(!queue.passed(&mark).await.expect("passed after the restart"));
+
+    let worker = app.spawn_worker().await;
+    app.reconnect_redis().await;
+    app.persisted().await;
+    assert_eq!(stored_version(&app, id).await, Some(1));
+    worker.stop().await;
+}
+
+/// A Redis without an append-only file restarted empty loses the stream and its consumer
+/// group: the running worker makes the group again (at the stream's start), so a change
+/// queued after the restart, which recreated the stream alone, is still persisted.
+#[tokio::test]
+async fn a_worker_makes_the_consumer_group_again_after_redis_restarted_empty() {
+    let mut redis = oponn_tests::RedisServer::start().await;
+    let app = behind_on(&redis).await;
+    let worker = app.spawn_worker().await;
+    new_book(&app, "Before").await;
+    app.persisted().await;
+
+    redis.restart_empty().await;
+    app.reconnect_redis().await;
+    let id = new_book(&app, "After the restart").await;
+    app.persisted().await;
+    assert_eq!(stored_version(&app, id).await, Some(1));
+    worker.stop().await;
+}
