@@ -28,10 +28,15 @@
 //! * **References** (a book's store): checked through the cache, which holds pending stores,
 //!   before the book's change is queued.
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    hash::{Hash, Hasher},
+    sync::Arc,
+    time::Duration,
+};
 
 use chrono::{DateTime, Utc};
-use tokio::time::Instant;
+use tokio::{sync::Mutex, time::Instant};
 
 use super::{Datastore, DatastoreError};
 use crate::{
@@ -52,15 +57,33 @@ const WRITE_ATTEMPTS: u64 = 32;
 /// The longest pause between two checks of the queue's progress.
 const BARRIER_PACE: Duration = Duration::from_millis(20);
 
+/// How many locks the writers of one process take turns on (one per record, striped).
+const TURNS: usize = 1024;
+
 /// The queue a write-behind datastore appends to.
 pub struct Behind {
     queue: Arc<dyn Queue>,
     barrier: Duration,
+    /// Writers of one record in this process take turns, so the version race (and its
+    /// retries) is only between processes: without them, 40 writers of one record in one
+    /// process lose to each other until some run out of attempts.
+    turns: Vec<Mutex<()>>,
 }
 
 impl Behind {
     pub fn new(queue: Arc<dyn Queue>, barrier: Duration) -> Self {
-        Self { queue, barrier }
+        Self {
+            queue,
+            barrier,
+            turns: (0..TURNS).map(|_| Mutex::new(())).collect(),
+        }
+    }
+
+    /// The lock the writers of record `id` of `E` take turns on.
+    fn turn<E: CacheEntity>(&self, id: &E::Id) -> &Mutex<()> {
+        let mut hasher = std::hash::DefaultHasher::new();
+        (E::COLLECTION, id).hash(&mut hasher);
+        &self.turns[(hasher.finish() % TURNS as u64) as usize]
     }
 }
 
@@ -144,6 +167,7 @@ impl Datastore {
         F: Fn(Vec<E::Id>) -> Fut,
         Fut: Future<Output = Result<Vec<E>, StoreError>>,
     {
+        let mut turn = Some(behind.turn::<E>(&id).lock().await);
         for attempt in 0..WRITE_ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=attempt))).await;
@@ -182,6 +206,8 @@ impl Datastore {
                 .map_err(cache_failed)?
             {
                 Pended::Stored => {
+                    // The version is taken: the next writer may go while this one sends.
+                    turn.take();
                     send(behind, &id, &entry).await?;
                     return Ok((current.value, after));
                 }

@@ -1071,8 +1071,8 @@ async fn after_a_redis_restart_every_queue_call_answers_on_its_first_try() {
         .expect("a mark (a command) after the restart");
     assert!(!queue.passed(&mark).await.expect("passed after the restart"));
 
-    let worker = app.spawn_worker().await;
     app.reconnect_redis().await;
+    let worker = app.spawn_worker().await;
     app.persisted().await;
     assert_eq!(stored_version(&app, id).await, Some(1));
     worker.stop().await;
