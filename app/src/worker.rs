@@ -37,7 +37,7 @@ use futures::{stream, StreamExt};
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
-    cache::{Cache, CacheEntity, Entry, Held},
+    cache::{Cache, CacheEntity, CacheError, Entry, Held},
     config::WriteSettings,
     domain::{Book, Bookstore, Version},
     metrics::Metrics,
@@ -170,7 +170,14 @@ impl Worker {
                 _ = stop_signal.changed() => break,
                 received = self.queue.receive(self.settings.batch, RECEIVE_WAIT, healthy) => received,
             };
-            let mut held = match received {
+            let screened = match received {
+                Ok(received) => self
+                    .screen(received)
+                    .await
+                    .map_err(|error| error.to_string()),
+                Err(error) => Err(error.to_string()),
+            };
+            let mut held = match screened {
                 Ok(held) => held,
                 Err(error) => {
                     tracing::warn!(%error, "write-behind: reading the queue failed");
@@ -210,7 +217,43 @@ impl Worker {
         tracing::info!("write-behind worker stopped");
     }
 
-    /// Applies one batch; returns the deliveries to try again.
+    /// Dead-letters the deliveries that cannot be applied (not a change, an unknown collection,
+    /// or a change `OPONN_WORKER_MAX_DELIVERIES` workers began applying without success: it
+    /// may be what kills them) and returns the others. Attempts are counted here, once per
+    /// receive, not per retry: a batch held through a MongoDB outage does not climb toward the
+    /// dead letters, and a worker killed before it began does not count either (a queue's own
+    /// delivery count would: workers stopped or killed while they wait are not a poison).
+    /// Fails when Redis does not count them: the deliveries are left to come back.
+    async fn screen(&self, deliveries: Vec<Delivery>) -> Result<Vec<Delivery>, CacheError> {
+        let mut changes = Vec::new();
+        for delivery in deliveries {
+            let unusable = match &delivery.change {
+                Err(reason) => Some(format!("not a change: {reason}")),
+                Ok(change) if !QUEUED.contains(&change.collection.as_str()) => {
+                    Some(format!("unknown collection {:?}", change.collection))
+                }
+                Ok(_) => None,
+            };
+            match unusable {
+                Some(reason) => self.dead_letter(&delivery, &reason).await,
+                None => changes.push(delivery),
+            }
+        }
+        let members: Vec<String> = changes.iter().filter_map(member).collect();
+        let attempts = self.cache.count_attempts(&members).await?;
+        let mut usable = Vec::new();
+        for (delivery, attempts) in changes.into_iter().zip(attempts) {
+            if attempts > u64::from(self.settings.max_deliveries) {
+                let reason = format!("{attempts} attempts to apply it did not end");
+                self.dead_letter(&delivery, &reason).await;
+            } else {
+                usable.push(delivery);
+            }
+        }
+        Ok(usable)
+    }
+
+    /// Applies one batch of screened deliveries; returns those to try again.
     async fn apply(
         &self,
         deliveries: Vec<Delivery>,
@@ -218,31 +261,18 @@ impl Worker {
     ) -> Vec<Delivery> {
         let mut by_collection: HashMap<&'static str, Vec<(String, Delivery)>> = HashMap::new();
         for delivery in deliveries {
-            let unusable = match &delivery.change {
-                Err(reason) => Some(format!("not a change: {reason}")),
-                Ok(_) if delivery.deliveries > u64::from(self.settings.max_deliveries) => {
-                    Some(format!(
-                        "delivered {} times without being applied",
-                        delivery.deliveries
-                    ))
-                }
-                Ok(change) => match QUEUED
-                    .iter()
-                    .find(|collection| **collection == change.collection)
-                {
-                    Some(collection) => {
-                        let id = change.id.clone();
-                        by_collection
-                            .entry(collection)
-                            .or_default()
-                            .push((id, delivery.clone()));
-                        None
-                    }
-                    None => Some(format!("unknown collection {:?}", change.collection)),
-                },
+            let Ok(change) = &delivery.change else {
+                continue;
             };
-            if let Some(reason) = unusable {
-                self.dead_letter(&delivery, &reason).await;
+            if let Some(collection) = QUEUED
+                .iter()
+                .find(|collection| **collection == change.collection)
+            {
+                let id = change.id.clone();
+                by_collection
+                    .entry(collection)
+                    .or_default()
+                    .push((id, delivery));
             }
         }
         let mut done = Vec::new();
@@ -258,6 +288,10 @@ impl Worker {
         if let Err(error) = self.queue.ack(&done).await {
             // Persisted but not acknowledged: delivered again later, and a no-op then.
             tracing::warn!(%error, "write-behind: acknowledging changes failed");
+        }
+        let applied: Vec<String> = done.iter().filter_map(member).collect();
+        if let Err(error) = self.cache.forget_attempts(&applied).await {
+            tracing::warn!(%error, "write-behind: forgetting attempts failed");
         }
         retry
     }
@@ -534,7 +568,13 @@ impl Worker {
             "write-behind: change dead-lettered"
         );
         match self.queue.dead_letter(delivery, reason).await {
-            Ok(()) => self.metrics.worker_dead_letters.inc(),
+            Ok(()) => {
+                self.metrics.worker_dead_letters.inc();
+                let members: Vec<String> = member(delivery).into_iter().collect();
+                if let Err(error) = self.cache.forget_attempts(&members).await {
+                    tracing::warn!(%error, "write-behind: forgetting attempts failed");
+                }
+            }
             // Still pending: delivered again, and dead-lettered then.
             Err(error) => tracing::warn!(%error, "write-behind: dead-lettering failed"),
         }
@@ -564,6 +604,11 @@ impl Worker {
         }
         self.sweep().await;
     }
+}
+
+/// The change's member (`<collection>:<id>:<version>`), if it is a change.
+fn member(delivery: &Delivery) -> Option<String> {
+    delivery.change.as_ref().ok().map(Change::member)
 }
 
 /// The newest record the deliveries of one record carry, as a cache entry.

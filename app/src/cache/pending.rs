@@ -380,6 +380,46 @@ impl Cache {
         Ok(())
     }
 
+    /// Counts one more attempt at applying each change (by [`crate::queue::Change::member`])
+    /// and returns the counts, in one pipeline: how many workers began applying it. Unlike a
+    /// queue's delivery count, a worker that dies before it begins does not count.
+    pub async fn count_attempts(&self, members: &[String]) -> Result<Vec<u64>, CacheError> {
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = self.attempts_key();
+        let mut pipeline = redis::pipe();
+        for member in members {
+            pipeline.cmd("HINCRBY").arg(&key).arg(member).arg(1);
+        }
+        let session = self.direct_session().await?;
+        let mut connection = session.connection.clone();
+        self.call(
+            "count_attempts",
+            &session,
+            self.timeout,
+            pipeline.query_async(&mut connection),
+        )
+        .await
+    }
+
+    /// Forgets the attempts of changes that were applied or dead-lettered.
+    pub async fn forget_attempts(&self, members: &[String]) -> Result<(), CacheError> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        let forget = redis::cmd("HDEL")
+            .arg(self.attempts_key())
+            .arg(members)
+            .to_owned();
+        let (_, _): (_, u64) = self.direct("forget_attempts", forget).await?;
+        Ok(())
+    }
+
+    fn attempts_key(&self) -> String {
+        format!("{}attempts", self.prefix)
+    }
+
     /// The claims' generation: read it before looking for a claim's holder in MongoDB, and
     /// give it to [`Cache::write_pending`].
     pub async fn claims_generation(&self) -> Result<u64, CacheError> {

@@ -1096,3 +1096,74 @@ async fn a_worker_makes_the_consumer_group_again_after_redis_restarted_empty() {
     assert_eq!(stored_version(&app, id).await, Some(1));
     worker.stop().await;
 }
+
+/// A change is dead-lettered for the attempts to apply it, not for its deliveries: one that
+/// workers received and lost before they began (stopped, killed while waiting) is applied by
+/// the next, however often that happened; one that `OPONN_WORKER_MAX_DELIVERIES` workers began
+/// applying (it may be what kills them) goes to the dead letters without blocking the others.
+#[tokio::test]
+async fn changes_are_dead_lettered_for_attempts_to_apply_them_not_for_deliveries() {
+    let app = TestApp::spawn_with(behind(vec![
+        ("OPONN_WORKER_MAX_DELIVERIES", "2".into()),
+        ("OPONN_WORKER_CLAIM_IDLE_MS", "100".into()),
+    ]))
+    .await;
+    let queue = app.datastore.queue().expect("write-behind has a queue");
+    let (lost, cursed) = (
+        new_book(&app, "Lost by workers").await,
+        new_book(&app, "Kills its workers").await,
+    );
+    let stream = format!("{}writes", app.key_prefix);
+    let mut redis = app.redis().await;
+    // Ten workers that took both changes and died before applying either.
+    for ghost in 0..10 {
+        let _: redis::Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg("workers")
+            .arg(format!("ghost-{ghost}"))
+            .arg("STREAMS")
+            .arg(&stream)
+            .arg(if ghost == 0 { ">" } else { "0" })
+            .query_async(&mut redis)
+            .await
+            .expect("XREADGROUP");
+        if ghost > 0 {
+            let _: redis::Value = redis::cmd("XAUTOCLAIM")
+                .arg(&stream)
+                .arg("workers")
+                .arg(format!("ghost-{ghost}"))
+                .arg(0)
+                .arg("0")
+                .query_async(&mut redis)
+                .await
+                .expect("XAUTOCLAIM");
+        }
+    }
+    // Two workers began applying the cursed change and died.
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{}attempts", app.key_prefix))
+        .arg(format!("books:{cursed}:1"))
+        .arg(2)
+        .query_async(&mut redis)
+        .await
+        .expect("HSET");
+
+    let worker = app.spawn_worker().await;
+    app.persisted().await;
+    assert_eq!(
+        stored_version(&app, lost).await,
+        Some(1),
+        "the lost change persisted"
+    );
+    assert_eq!(stored_version(&app, cursed).await, None);
+    assert_eq!(worker.metrics.worker_dead_letters.get(), 1);
+    let depth = queue.depth().await.expect("the depth");
+    assert_eq!((depth.pending, depth.dead), (0, 1), "{depth:?}");
+    let attempts: std::collections::HashMap<String, u64> = redis::cmd("HGETALL")
+        .arg(format!("{}attempts", app.key_prefix))
+        .query_async(&mut redis)
+        .await
+        .expect("HGETALL");
+    assert!(attempts.is_empty(), "attempts are forgotten: {attempts:?}");
+    worker.stop().await;
+}
