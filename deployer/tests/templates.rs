@@ -356,6 +356,7 @@ fn the_write_behind_queue_is_fifo_encrypted_and_redrives_past_the_workers_own_li
     assert_eq!(
         actions,
         [
+            "sqs:ChangeMessageVisibility",
             "sqs:DeleteMessage",
             "sqs:GetQueueAttributes",
             "sqs:ReceiveMessage",
@@ -364,6 +365,84 @@ fn the_write_behind_queue_is_fifo_encrypted_and_redrives_past_the_workers_own_li
         .map(|action| json!(action))
     );
     assert_eq!(as_list(&statements[0]["Resource"]).len(), 2);
+}
+
+/// The snake_case names of the methods called on the SQS client in `app/src/queue/sqs.rs`
+/// (`self.client` then, across any whitespace, `.send_message()`), in order of appearance.
+fn sqs_client_calls() -> Vec<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../app/src/queue/sqs.rs");
+    let source = std::fs::read_to_string(&path).expect("the app's SQS queue");
+    let mut calls = Vec::new();
+    for (at, _) in source.match_indices("self.client") {
+        let rest = source[at + "self.client".len()..].trim_start();
+        let Some(rest) = rest.strip_prefix('.') else {
+            continue;
+        };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        if rest[name.len()..].starts_with("()") && !calls.contains(&name) {
+            calls.push(name);
+        }
+    }
+    calls
+}
+
+/// The IAM action an SQS operation needs: `change_message_visibility_batch` ->
+/// `sqs:ChangeMessageVisibility` (a batch call is authorised by its single form's action;
+/// https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-api-permissions-reference.html).
+fn iam_action(call: &str) -> String {
+    let single = call.strip_suffix("_batch").unwrap_or(call);
+    let pascal: String = single
+        .split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    format!("sqs:{pascal}")
+}
+
+#[test]
+fn the_queue_policy_allows_every_sqs_call_the_app_makes() {
+    assert_eq!(
+        iam_action("change_message_visibility_batch"),
+        "sqs:ChangeMessageVisibility"
+    );
+    assert_eq!(iam_action("get_queue_attributes"), "sqs:GetQueueAttributes");
+    let calls = sqs_client_calls();
+    // The scan must see the calls the worker is known to make, or it proves nothing.
+    for known in [
+        "send_message",
+        "receive_message",
+        "change_message_visibility_batch",
+        "delete_message_batch",
+        "delete_message",
+        "get_queue_attributes",
+    ] {
+        assert!(
+            calls.iter().any(|call| call == known),
+            "{known} not found in app/src/queue/sqs.rs: {calls:?}"
+        );
+    }
+    let queue = load("queue.yaml");
+    let (_, policy) = only(&queue, "AWS::IAM::ManagedPolicy");
+    let allowed: Vec<Value> = as_list(&policy["Properties"]["PolicyDocument"]["Statement"])
+        .iter()
+        .filter(|statement| statement["Effect"] == "Allow")
+        .flat_map(|statement| as_list(&statement["Action"]))
+        .collect();
+    for call in &calls {
+        let action = iam_action(call);
+        assert!(
+            allowed.contains(&json!(action)),
+            "app/src/queue/sqs.rs calls .{call}(), which needs {action}; QueueAccessPolicy allows {allowed:?}"
+        );
+    }
 }
 
 /// Every IAM statement in every template: (template, resource, statement).
