@@ -404,11 +404,16 @@ mod tests {
 
     #[test]
     fn write_behind_on_sqs_is_read_from_the_service_section() {
-        let text = EXAMPLE.replace(
-            "[service]\n",
-            "[service]\nwrite_mode = \"behind\"\nqueue = \"sqs\"\n",
-        );
-        let config = parse(&text).expect("behind on SQS");
+        // The example's commented lines, uncommented.
+        let text: Vec<&str> = EXAMPLE
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(setting) if setting.starts_with("write_mode =") => setting,
+                Some(setting) if setting.starts_with("queue =") => setting,
+                _ => line,
+            })
+            .collect();
+        let config = parse(&text.join("\n")).expect("behind on SQS");
         assert_eq!(config.service.write_mode, WriteMode::Behind);
         assert!(config.service.queue_on_sqs());
         let redis = parse(&EXAMPLE.replace("[service]\n", "[service]\nwrite_mode = \"behind\"\n"))

@@ -55,10 +55,8 @@ impl Layer {
     pub fn data(self) -> Option<&'static str> {
         match self {
             Layer::Pipeline => Some("the images"),
-            Layer::Queue => Some(
-                "acknowledged writes MongoDB may not have yet; let the worker drain it \
-                 (oponn_queue_depth 0) first",
-            ),
+            // How to check it drained: deployer/README.md, "Write-behind on SQS".
+            Layer::Queue => Some("acknowledged writes MongoDB may not have yet"),
             Layer::Network | Layer::Cluster | Layer::Service => None,
         }
     }
