@@ -105,10 +105,34 @@ impl Deployer {
             self.console.line(plan.to_string().trim_end());
             plans.push(plan);
         }
+        self.report_unconfigured().await?;
         let changes = plans.iter().filter(|plan| plan.is_change()).count();
         self.console
             .line(format!("plan: {changes} of {} stacks change", plans.len()));
         Ok(plans)
+    }
+
+    /// Says which deployed stacks `deploy.toml` no longer has (a queue stack after
+    /// `queue = "sqs"` was dropped): `plan` and `up` leave them alone, and `down` treats them
+    /// like the others. One holding data may hold what the person still needs: a queue
+    /// nothing reads any more still holds the writes no worker persisted.
+    async fn report_unconfigured(&self) -> Result<(), DeployError> {
+        for layer in Layer::ALL {
+            if layer.is_configured(&self.config) {
+                continue;
+            }
+            if let Some(stack) = self.deployed(layer).await? {
+                let data = layer
+                    .data()
+                    .map(|data| format!("; it holds {data}"))
+                    .unwrap_or_default();
+                self.console.line(format!(
+                    "! {}: deployed but not in deploy.toml, left alone{data}",
+                    stack.name
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// `up`: each stack in order, created or updated, its events streamed, then (unless told
@@ -116,7 +140,7 @@ impl Deployer {
     /// it back.
     pub async fn up(&self, options: UpOptions) -> Result<Vec<StackPlan>, DeployError> {
         let mut plans = Vec::new();
-        for layer in Layer::ALL {
+        for layer in stacks::layers(&self.config) {
             let image = match layer {
                 Layer::Service => self.image_for_service().await?,
                 _ => String::new(),
@@ -135,6 +159,7 @@ impl Deployer {
             self.apply(&spec, operation).await?;
             plans.push(plan);
         }
+        self.report_unconfigured().await?;
         if !options.skip_verify {
             self.verify().await?;
         }
@@ -389,8 +414,10 @@ impl Deployer {
         Ok(())
     }
 
-    /// `down`: the stacks in reverse order. The pipeline stack (images, artifacts) stays
-    /// unless `delete_data`; the artifact bucket stays even then (DeletionPolicy: Retain).
+    /// `down`: the stacks in reverse order, every layer's whether `deploy.toml` still has it
+    /// or not. The stacks holding data stay unless `delete_data`: the pipeline's (images,
+    /// artifacts; the artifact bucket stays even then, DeletionPolicy: Retain) and the
+    /// queue's (acknowledged writes MongoDB may not have yet).
     pub async fn down(&self, delete_data: bool) -> Result<(), DeployError> {
         for layer in Layer::ALL.into_iter().rev() {
             let name = stacks::stack_name(&self.config, layer);
@@ -398,9 +425,9 @@ impl Deployer {
                 self.console.line(format!("= {name}: not deployed"));
                 continue;
             };
-            if layer.holds_data() && !delete_data {
+            if let (Some(data), false) = (layer.data(), delete_data) {
                 self.console.line(format!(
-                    "= {name}: kept (it holds the images; `deployer down --delete-data` deletes it)"
+                    "= {name}: kept (it holds {data}; `deployer down --delete-data` deletes it)"
                 ));
                 continue;
             }

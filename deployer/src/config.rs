@@ -73,6 +73,49 @@ pub struct ServiceConfig {
     /// `deployer rollout`, and `up` keeps whatever image is running.
     pub image: Option<String>,
     pub certificate_arn: Option<String>,
+    /// `OPONN_WRITE_MODE` of the tasks.
+    #[serde(default)]
+    pub write_mode: WriteMode,
+    /// The write-behind queue (`OPONN_QUEUE`); `sqs` adds the queue stack.
+    #[serde(default)]
+    pub queue: QueueKind,
+}
+
+/// When a mutation replies: once MongoDB has it (`through`), or once Redis and the queue
+/// have it (`behind`; every task then also runs the worker that persists it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteMode {
+    #[default]
+    Through,
+    Behind,
+}
+
+impl WriteMode {
+    /// The value of `OPONN_WRITE_MODE`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteMode::Through => "through",
+            WriteMode::Behind => "behind",
+        }
+    }
+}
+
+/// Where write-behind queues its changes: the Redis stream next to the cache (nothing to
+/// deploy), or SQS FIFO queues of their own stack (`queue.yaml`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueKind {
+    #[default]
+    Redis,
+    Sqs,
+}
+
+impl ServiceConfig {
+    /// Whether the deployment has the queue stack and the service uses it.
+    pub fn queue_on_sqs(&self) -> bool {
+        self.queue == QueueKind::Sqs
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -202,6 +245,13 @@ impl DeployConfig {
                 "expected min_tasks <= max_tasks, max_tasks >= 1".into(),
             ));
         }
+        // Only write-behind reads the queue: a queue stack nothing uses is a mistake.
+        if service.queue_on_sqs() && service.write_mode != WriteMode::Behind {
+            return Err(invalid(
+                "service.queue",
+                "queue = \"sqs\" is write-behind's queue: it needs write_mode = \"behind\"".into(),
+            ));
+        }
         let base = path.parent().unwrap_or(Path::new("."));
         let templates = base.join(raw.templates.unwrap_or_else(|| "infra-templates".into()));
         Ok(Self {
@@ -258,6 +308,8 @@ fn default_service() -> ServiceConfig {
         mongodb_database: default_database(),
         image: None,
         certificate_arn: None,
+        write_mode: WriteMode::default(),
+        queue: QueueKind::default(),
     }
 }
 
@@ -340,6 +392,45 @@ mod tests {
         ] {
             let error = parse(&EXAMPLE.replace(from, to)).expect_err(to).to_string();
             assert!(error.contains(field), "{error}");
+        }
+    }
+
+    #[test]
+    fn writes_are_through_without_a_queue_stack_unless_told() {
+        let config = parse(EXAMPLE).expect("the example parses");
+        assert_eq!(config.service.write_mode, WriteMode::Through);
+        assert!(!config.service.queue_on_sqs());
+    }
+
+    #[test]
+    fn write_behind_on_sqs_is_read_from_the_service_section() {
+        // The example's commented lines, uncommented.
+        let text: Vec<&str> = EXAMPLE
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(setting) if setting.starts_with("write_mode =") => setting,
+                Some(setting) if setting.starts_with("queue =") => setting,
+                _ => line,
+            })
+            .collect();
+        let config = parse(&text.join("\n")).expect("behind on SQS");
+        assert_eq!(config.service.write_mode, WriteMode::Behind);
+        assert!(config.service.queue_on_sqs());
+        let redis = parse(&EXAMPLE.replace("[service]\n", "[service]\nwrite_mode = \"behind\"\n"))
+            .expect("behind on the Redis stream");
+        assert_eq!(redis.service.queue, QueueKind::Redis);
+    }
+
+    #[test]
+    fn an_sqs_queue_without_write_behind_or_an_unknown_mode_is_refused() {
+        let unused = EXAMPLE.replace("[service]\n", "[service]\nqueue = \"sqs\"\n");
+        let error = parse(&unused).expect_err("nothing reads it").to_string();
+        assert!(error.contains("service.queue"), "{error}");
+        assert!(error.contains("write_mode = \"behind\""), "{error}");
+        for (key, value) in [("write_mode", "later"), ("queue", "kafka")] {
+            let text = EXAMPLE.replace("[service]\n", &format!("[service]\n{key} = {value:?}\n"));
+            let error = parse(&text).expect_err(value).to_string();
+            assert!(error.contains(value), "{error}");
         }
     }
 

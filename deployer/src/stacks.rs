@@ -5,6 +5,9 @@
 //! meets a missing export, and deleting in reverse never removes an export still imported.
 //! The pipeline imports nothing: it addresses the service by name, so it can outlive the
 //! cluster and service stacks (`down` keeps it, with the images, unless told otherwise).
+//! The queue stack (only with `queue = "sqs"`) imports nothing either; the service, after
+//! it, imports its queue URLs and access policy. It holds acknowledged writes MongoDB may
+//! not have yet, so `down` keeps it too unless told otherwise.
 
 use std::{collections::BTreeMap, fmt};
 
@@ -18,15 +21,17 @@ pub enum Layer {
     Network,
     Cluster,
     Pipeline,
+    Queue,
     Service,
 }
 
 impl Layer {
-    /// Apply order.
-    pub const ALL: [Layer; 4] = [
+    /// Apply order, of every layer a deployment can have ([`layers`]: the ones it has).
+    pub const ALL: [Layer; 5] = [
         Layer::Network,
         Layer::Cluster,
         Layer::Pipeline,
+        Layer::Queue,
         Layer::Service,
     ];
 
@@ -35,14 +40,42 @@ impl Layer {
             Layer::Network => "network",
             Layer::Cluster => "cluster",
             Layer::Pipeline => "pipeline",
+            Layer::Queue => "queue",
             Layer::Service => "service",
         }
     }
 
-    /// Whether deleting the stack deletes data (container images, build artifacts).
+    /// Whether deleting the stack deletes data (container images, build artifacts; writes
+    /// not yet persisted).
     pub fn holds_data(self) -> bool {
-        self == Layer::Pipeline
+        self.data().is_some()
     }
+
+    /// What deleting the stack would lose, said to the person running `down`.
+    pub fn data(self) -> Option<&'static str> {
+        match self {
+            Layer::Pipeline => Some("the images"),
+            // How to check it drained: deployer/README.md, "Write-behind on SQS".
+            Layer::Queue => Some("acknowledged writes MongoDB may not have yet"),
+            Layer::Network | Layer::Cluster | Layer::Service => None,
+        }
+    }
+
+    /// Whether this deployment has the layer: the queue only with `queue = "sqs"`.
+    pub fn is_configured(self, config: &DeployConfig) -> bool {
+        match self {
+            Layer::Queue => config.service.queue_on_sqs(),
+            Layer::Network | Layer::Cluster | Layer::Pipeline | Layer::Service => true,
+        }
+    }
+}
+
+/// The layers this deployment has, in apply order.
+pub fn layers(config: &DeployConfig) -> Vec<Layer> {
+    Layer::ALL
+        .into_iter()
+        .filter(|layer| layer.is_configured(config))
+        .collect()
 }
 
 impl fmt::Display for Layer {
@@ -89,9 +122,9 @@ pub fn stack_name(config: &DeployConfig, layer: Layer) -> String {
 /// config): shown by `plan`; `up` waits for the pipeline's first build instead.
 pub const IMAGE_FROM_FIRST_BUILD: &str = "(built by the pipeline's first run)";
 
-/// Every stack, in apply order. `image` is the service's image (see `up`).
+/// Every stack of this deployment, in apply order. `image` is the service's image (see `up`).
 pub fn specs(config: &DeployConfig, image: &str) -> Result<Vec<StackSpec>, TemplateError> {
-    Layer::ALL
+    layers(config)
         .into_iter()
         .map(|layer| spec(config, layer, image))
         .collect()
@@ -117,8 +150,13 @@ fn parameters(config: &DeployConfig, layer: Layer, image: &str) -> BTreeMap<Stri
     ]);
     let network = stack_name(config, Layer::Network);
     let cluster = stack_name(config, Layer::Cluster);
+    // Empty: the service uses the Redis stream and imports nothing from a queue stack.
+    let queue = match config.service.queue_on_sqs() {
+        true => stack_name(config, Layer::Queue),
+        false => String::new(),
+    };
     let more: Vec<(&str, String)> = match layer {
-        Layer::Network => vec![],
+        Layer::Network | Layer::Queue => vec![],
         Layer::Cluster => vec![
             ("NetworkStack", network),
             ("InstanceType", config.cluster.instance_type.clone()),
@@ -150,6 +188,8 @@ fn parameters(config: &DeployConfig, layer: Layer, image: &str) -> BTreeMap<Stri
                     "CertificateArn",
                     service.certificate_arn.clone().unwrap_or_default(),
                 ),
+                ("WriteMode", service.write_mode.as_str().to_owned()),
+                ("QueueStack", queue),
             ]
         }
     };
@@ -189,6 +229,7 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     use super::*;
+    use crate::config::{QueueKind, WriteMode};
 
     fn config() -> DeployConfig {
         let mut config = DeployConfig::parse(
@@ -215,11 +256,98 @@ mod tests {
         );
     }
 
+    fn behind_on_sqs() -> DeployConfig {
+        let mut config = config();
+        config.service.write_mode = WriteMode::Behind;
+        config.service.queue = QueueKind::Sqs;
+        config
+    }
+
+    #[test]
+    fn the_queue_stack_comes_with_sqs_only_and_before_the_service() {
+        let names = |config: &DeployConfig| -> Vec<String> {
+            specs(config, "repo:tag")
+                .expect("the templates load")
+                .into_iter()
+                .map(|spec| spec.name)
+                .collect()
+        };
+        assert_eq!(
+            names(&behind_on_sqs()),
+            [
+                "oponn-dev-network",
+                "oponn-dev-cluster",
+                "oponn-dev-pipeline",
+                "oponn-dev-queue",
+                "oponn-dev-service"
+            ]
+        );
+        let mut on_redis = config();
+        on_redis.service.write_mode = WriteMode::Behind;
+        assert!(!names(&on_redis).contains(&"oponn-dev-queue".to_owned()));
+        assert!(!names(&config()).contains(&"oponn-dev-queue".to_owned()));
+    }
+
+    #[test]
+    fn the_service_imports_the_queue_stack_only_on_sqs_and_gets_the_write_mode() {
+        let on_sqs = spec(&behind_on_sqs(), Layer::Service, "repo:abc").expect("loads");
+        assert_eq!(on_sqs.parameters["WriteMode"], "behind");
+        assert_eq!(on_sqs.parameters["QueueStack"], "oponn-dev-queue");
+
+        let through = spec(&config(), Layer::Service, "repo:abc").expect("loads");
+        assert_eq!(through.parameters["WriteMode"], "through");
+        assert_eq!(through.parameters["QueueStack"], "");
+
+        let mut on_redis = config();
+        on_redis.service.write_mode = WriteMode::Behind;
+        let on_redis = spec(&on_redis, Layer::Service, "repo:abc").expect("loads");
+        assert_eq!(on_redis.parameters["WriteMode"], "behind");
+        assert_eq!(on_redis.parameters["QueueStack"], "");
+
+        let queue = spec(&behind_on_sqs(), Layer::Queue, "").expect("loads");
+        assert_eq!(queue.name, "oponn-dev-queue");
+        assert_eq!(
+            queue.parameters.keys().collect::<Vec<_>>(),
+            ["App", "Stage"],
+            "the visibility timeout keeps its default; the app sets it per receive"
+        );
+    }
+
+    #[test]
+    fn every_stack_imports_only_from_stacks_applied_before_it() {
+        for config in [config(), behind_on_sqs()] {
+            let specs = specs(&config, "repo:tag").expect("the templates load");
+            for (position, spec) in specs.iter().enumerate() {
+                let before: Vec<&str> = specs[..position].iter().map(|s| s.name.as_str()).collect();
+                for (name, value) in &spec.parameters {
+                    if name.ends_with("Stack") && !value.is_empty() {
+                        assert!(
+                            before.contains(&value.as_str()),
+                            "{} imports from {value} ({name}), not applied before it",
+                            spec.name
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_queue_holds_data_as_the_pipeline_does() {
+        let holding: Vec<Layer> = Layer::ALL
+            .into_iter()
+            .filter(|layer| layer.holds_data())
+            .collect();
+        assert_eq!(holding, [Layer::Pipeline, Layer::Queue]);
+    }
+
     #[test]
     fn every_template_gets_exactly_the_parameters_it_declares() {
         // check_parameters runs inside spec(); this pins that it passes for every layer.
-        for spec in specs(&config(), "repo:tag").expect("the templates load") {
-            assert!(spec.parameters.contains_key("App"), "{}", spec.name);
+        for config in [config(), behind_on_sqs()] {
+            for spec in specs(&config, "repo:tag").expect("the templates load") {
+                assert!(spec.parameters.contains_key("App"), "{}", spec.name);
+            }
         }
     }
 

@@ -16,7 +16,7 @@ use deployer::{
     plan::{ParameterChange, PlanAction},
     stacks::{self, Layer},
 };
-use support::{config, deployer, moto::Moto};
+use support::{behind_on_sqs, config, deployer, moto::Moto};
 
 const SKIP_VERIFY: UpOptions = UpOptions { skip_verify: true };
 
@@ -62,7 +62,7 @@ async fn up_creates_the_stacks_in_order_and_a_second_plan_shows_no_change() {
 
     deployer.up(SKIP_VERIFY).await.expect("up");
 
-    for layer in Layer::ALL {
+    for layer in stacks::layers(&deployer.config) {
         let name = stacks::stack_name(&deployer.config, layer);
         let stack = cloudformation::describe(&deployer.aws.cloudformation, &name)
             .await
@@ -101,6 +101,32 @@ async fn up_creates_the_stacks_in_order_and_a_second_plan_shows_no_change() {
     assert_eq!(
         groups.target_groups()[0].health_check_path(),
         Some("/healthz")
+    );
+    // Write-through, the default: the image's own command, and no queue.
+    let described = deployer
+        .aws
+        .ecs
+        .describe_task_definition()
+        .task_definition("oponn-dev")
+        .send()
+        .await
+        .expect("DescribeTaskDefinition");
+    let container = &described
+        .task_definition()
+        .expect("a task definition")
+        .container_definitions()[0];
+    assert!(container.command().is_empty(), "{:?}", container.command());
+    let names: Vec<&str> = container
+        .environment()
+        .iter()
+        .filter_map(|pair| pair.name())
+        .collect();
+    assert!(names.contains(&"OPONN_WRITE_MODE"), "{names:?}");
+    assert!(
+        !names
+            .iter()
+            .any(|name| name.contains("QUEUE") || name.contains("SQS")),
+        "{names:?}"
     );
 
     let again = deployer.plan().await.expect("plan again");
@@ -276,6 +302,153 @@ async fn down_deletes_in_reverse_order_and_keeps_the_pipeline_stack_unless_told(
 
     deployer.down(true).await.expect("down --delete-data");
     assert!(describe("oponn-dev-pipeline").await.is_none());
+}
+
+#[tokio::test]
+async fn write_behind_on_sqs_applies_the_queue_stack_before_the_service_and_down_keeps_it() {
+    let moto = Moto::start();
+    let deployer = deployer(behind_on_sqs(), moto.aws().await);
+
+    let plans = deployer.plan().await.expect("plan");
+    let stacks: Vec<&str> = plans.iter().map(|plan| plan.stack.as_str()).collect();
+    assert_eq!(
+        stacks,
+        [
+            "oponn-dev-network",
+            "oponn-dev-cluster",
+            "oponn-dev-pipeline",
+            "oponn-dev-queue",
+            "oponn-dev-service"
+        ]
+    );
+    deployer.up(SKIP_VERIFY).await.expect("up");
+    let text = deployer.console.text();
+    let queue = text.find("oponn-dev-queue: Create complete").expect(&text);
+    let service = text
+        .find("oponn-dev-service: Create complete")
+        .expect(&text);
+    assert!(queue < service, "{text}");
+
+    // The task runs the worker, with the queue stack's URLs and a role for them.
+    let outputs = cloudformation::describe(&deployer.aws.cloudformation, "oponn-dev-queue")
+        .await
+        .expect("describe")
+        .expect("the queue stack")
+        .outputs;
+    let described = deployer
+        .aws
+        .ecs
+        .describe_task_definition()
+        .task_definition("oponn-dev")
+        .send()
+        .await
+        .expect("DescribeTaskDefinition");
+    let task = described.task_definition().expect("a task definition");
+    let container = &task.container_definitions()[0];
+    assert_eq!(container.command(), ["serve", "--with-worker"]);
+    let environment = |name: &str| {
+        container
+            .environment()
+            .iter()
+            .find(|pair| pair.name() == Some(name))
+            .and_then(|pair| pair.value())
+            .unwrap_or_else(|| panic!("{name} in {:?}", container.environment()))
+            .to_owned()
+    };
+    assert_eq!(environment("OPONN_WRITE_MODE"), "behind");
+    assert_eq!(environment("OPONN_QUEUE"), "sqs");
+    assert_eq!(environment("OPONN_SQS_QUEUE_URL"), outputs["QueueUrl"]);
+    assert_eq!(
+        environment("OPONN_SQS_DEAD_LETTER_URL"),
+        outputs["DeadLetterQueueUrl"]
+    );
+    // moto registers a task definition from CloudFormation without its roles (the template
+    // test pins TaskRoleArn), so the role is looked for among the stack's resources.
+    let resources = deployer
+        .aws
+        .cloudformation
+        .list_stack_resources()
+        .stack_name("oponn-dev-service")
+        .send()
+        .await
+        .expect("ListStackResources");
+    let role = resources
+        .stack_resource_summaries()
+        .iter()
+        .find(|resource| resource.logical_resource_id() == Some("TaskRole"))
+        .expect("the task role, with the queue");
+    assert_eq!(role.resource_type(), Some("AWS::IAM::Role"));
+    // The URLs are FIFO queues SQS answers on.
+    let sqs = moto.sqs().await;
+    for url in [&outputs["QueueUrl"], &outputs["DeadLetterQueueUrl"]] {
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::FifoQueue)
+            .send()
+            .await
+            .expect("GetQueueAttributes");
+        let fifo = attributes
+            .attributes()
+            .and_then(|attributes| {
+                attributes.get(&aws_sdk_sqs::types::QueueAttributeName::FifoQueue)
+            })
+            .map(String::as_str);
+        assert_eq!(fifo, Some("true"), "{url}");
+    }
+
+    let again = deployer.plan().await.expect("plan again");
+    assert!(
+        again.iter().all(|plan| plan.action == PlanAction::NoChange),
+        "{again:?}"
+    );
+
+    // Back to write-through: the service lets go of the queue, which is left alone, and said.
+    let through = support::deployer(config(), moto.aws().await);
+    let plans = through.plan().await.expect("plan without the queue");
+    let service = plans
+        .iter()
+        .find(|plan| plan.stack == "oponn-dev-service")
+        .expect("the service's plan");
+    let PlanAction::Update { parameters, .. } = &service.action else {
+        panic!("an update: {service}");
+    };
+    assert!(
+        parameters.contains(&ParameterChange {
+            name: "QueueStack".into(),
+            from: Some("oponn-dev-queue".into()),
+            to: String::new(),
+        }),
+        "{parameters:?}"
+    );
+    assert!(!plans.iter().any(|plan| plan.stack == "oponn-dev-queue"));
+    let text = through.console.text();
+    assert!(
+        text.contains("! oponn-dev-queue: deployed but not in deploy.toml, left alone; it holds acknowledged writes"),
+        "{text}"
+    );
+
+    // down keeps it, whatever deploy.toml says now, unless told.
+    let _ = through.down(false).await;
+    let text = through.console.text();
+    assert!(
+        text.contains("= oponn-dev-queue: kept (it holds acknowledged writes"),
+        "{text}"
+    );
+    let queue_stack = cloudformation::describe(&deployer.aws.cloudformation, "oponn-dev-queue")
+        .await
+        .expect("describe");
+    assert!(queue_stack.is_some(), "the queue is kept");
+    let service_stack = cloudformation::describe(&deployer.aws.cloudformation, "oponn-dev-service")
+        .await
+        .expect("describe");
+    assert!(service_stack.is_none(), "{text}");
+    // (The network's deletion fails under moto: see the test of down above.)
+    let _ = through.down(true).await;
+    let queue_stack = cloudformation::describe(&deployer.aws.cloudformation, "oponn-dev-queue")
+        .await
+        .expect("describe");
+    assert!(queue_stack.is_none(), "down --delete-data deletes it");
 }
 
 #[tokio::test]

@@ -43,6 +43,23 @@ fn as_list(value: &Value) -> Vec<Value> {
     }
 }
 
+/// Every environment a container can get: its `Environment` list, or both lists of an
+/// `Fn::If` between two (service.yaml's, with the queue stack and without).
+fn environments(container: &Value) -> Vec<Vec<Value>> {
+    let environment = &container["Environment"];
+    match environment.get("Fn::If") {
+        Some(branches) => vec![as_list(&branches[1]), as_list(&branches[2])],
+        None => vec![as_list(environment)],
+    }
+}
+
+fn variable<'a>(environment: &'a [Value], name: &str) -> Option<&'a Value> {
+    environment
+        .iter()
+        .find(|variable| variable["Name"] == name)
+        .map(|variable| &variable["Value"])
+}
+
 #[test]
 fn the_target_group_health_checks_healthz_on_the_traffic_port() {
     let service = load("service.yaml");
@@ -111,11 +128,12 @@ fn the_container_listens_on_all_interfaces_of_its_port() {
     let service = load("service.yaml");
     let (_, task) = only(&service, "AWS::ECS::TaskDefinition");
     let container = &task["Properties"]["ContainerDefinitions"][0];
-    let listen = as_list(&container["Environment"])
-        .into_iter()
-        .find(|variable| variable["Name"] == "OPONN_LISTEN")
-        .expect("OPONN_LISTEN is set");
-    assert_eq!(listen["Value"], "0.0.0.0:8080");
+    for environment in environments(container) {
+        assert_eq!(
+            variable(&environment, "OPONN_LISTEN"),
+            Some(&json!("0.0.0.0:8080"))
+        );
+    }
 }
 
 #[test]
@@ -154,10 +172,12 @@ fn secrets_reach_the_container_through_secrets_never_environment() {
             secrets.contains(&(name.to_owned(), json!({"Ref": parameter}))),
             "{name} comes from {parameter}: {secrets:?}"
         );
-        let in_environment = as_list(&container["Environment"])
-            .iter()
-            .any(|variable| variable["Name"] == name);
-        assert!(!in_environment, "{name} is in Environment");
+        for environment in environments(container) {
+            assert!(
+                variable(&environment, name).is_none(),
+                "{name} is in Environment"
+            );
+        }
         // The secret parameters hold ARNs only, and the pattern refuses anything else.
         let pattern = &service.document["Parameters"][parameter]["AllowedPattern"];
         assert!(
@@ -305,8 +325,10 @@ fn the_build_pushes_to_the_stacks_repository_as_the_tasks_container() {
 fn the_pipeline_may_pass_only_the_services_roles_to_ecs() {
     let pipeline = load("pipeline.yaml");
     let service = load("service.yaml");
-    let path = &service.resource("TaskExecutionRole").unwrap()["Properties"]["Path"];
-    assert_eq!(path, &json!({"Fn::Sub": "/${App}-${Stage}/"}));
+    for role in ["TaskExecutionRole", "TaskRole"] {
+        let path = &service.resource(role).unwrap()["Properties"]["Path"];
+        assert_eq!(path, &json!({"Fn::Sub": "/${App}-${Stage}/"}), "{role}");
+    }
     let statements = &pipeline.resource("PipelineRole").unwrap()["Properties"]["Policies"][0]
         ["PolicyDocument"]["Statement"];
     let pass_role = statements
@@ -356,6 +378,7 @@ fn the_write_behind_queue_is_fifo_encrypted_and_redrives_past_the_workers_own_li
     assert_eq!(
         actions,
         [
+            "sqs:ChangeMessageVisibility",
             "sqs:DeleteMessage",
             "sqs:GetQueueAttributes",
             "sqs:ReceiveMessage",
@@ -364,6 +387,175 @@ fn the_write_behind_queue_is_fifo_encrypted_and_redrives_past_the_workers_own_li
         .map(|action| json!(action))
     );
     assert_eq!(as_list(&statements[0]["Resource"]).len(), 2);
+}
+
+/// The snake_case names of the methods called on the SQS client in `app/src/queue/sqs.rs`
+/// (`self.client` then, across any whitespace, `.send_message()`), in order of appearance.
+fn sqs_client_calls() -> Vec<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../app/src/queue/sqs.rs");
+    let source = std::fs::read_to_string(&path).expect("the app's SQS queue");
+    let mut calls = Vec::new();
+    for (at, _) in source.match_indices("self.client") {
+        let rest = source[at + "self.client".len()..].trim_start();
+        let Some(rest) = rest.strip_prefix('.') else {
+            continue;
+        };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+            .collect();
+        if rest[name.len()..].starts_with("()") && !calls.contains(&name) {
+            calls.push(name);
+        }
+    }
+    calls
+}
+
+/// The IAM action an SQS operation needs: `change_message_visibility_batch` ->
+/// `sqs:ChangeMessageVisibility` (a batch call is authorised by its single form's action;
+/// https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-api-permissions-reference.html).
+fn iam_action(call: &str) -> String {
+    let single = call.strip_suffix("_batch").unwrap_or(call);
+    let pascal: String = single
+        .split('_')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|first| first.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect();
+    format!("sqs:{pascal}")
+}
+
+#[test]
+fn the_queue_policy_allows_every_sqs_call_the_app_makes() {
+    assert_eq!(
+        iam_action("change_message_visibility_batch"),
+        "sqs:ChangeMessageVisibility"
+    );
+    assert_eq!(iam_action("get_queue_attributes"), "sqs:GetQueueAttributes");
+    let calls = sqs_client_calls();
+    // The scan must see the calls the worker is known to make, or it proves nothing.
+    for known in [
+        "send_message",
+        "receive_message",
+        "change_message_visibility_batch",
+        "delete_message_batch",
+        "delete_message",
+        "get_queue_attributes",
+    ] {
+        assert!(
+            calls.iter().any(|call| call == known),
+            "{known} not found in app/src/queue/sqs.rs: {calls:?}"
+        );
+    }
+    let queue = load("queue.yaml");
+    let (_, policy) = only(&queue, "AWS::IAM::ManagedPolicy");
+    let allowed: Vec<Value> = as_list(&policy["Properties"]["PolicyDocument"]["Statement"])
+        .iter()
+        .filter(|statement| statement["Effect"] == "Allow")
+        .flat_map(|statement| as_list(&statement["Action"]))
+        .collect();
+    for call in &calls {
+        let action = iam_action(call);
+        assert!(
+            allowed.contains(&json!(action)),
+            "app/src/queue/sqs.rs calls .{call}(), which needs {action}; QueueAccessPolicy allows {allowed:?}"
+        );
+    }
+}
+
+#[test]
+fn only_with_the_queue_stack_does_the_task_get_a_role_for_it_and_its_urls() {
+    let service = load("service.yaml");
+    assert_eq!(service.parameters()["QueueStack"].as_deref(), Some(""));
+    let condition = &service.document["Conditions"]["QueueOnSqs"];
+    assert_eq!(
+        condition,
+        &json!({"Fn::Not": [{"Fn::Equals": [{"Ref": "QueueStack"}, ""]}]})
+    );
+    let import =
+        |export: &str| json!({"Fn::ImportValue": {"Fn::Sub": format!("${{QueueStack}}-{export}")}});
+
+    // The task role exists only with the queue, and may do exactly what the queue's policy
+    // allows.
+    let role = service.resource("TaskRole").expect("a task role");
+    assert_eq!(role["Condition"], "QueueOnSqs");
+    assert_eq!(
+        role["Properties"]["ManagedPolicyArns"],
+        json!([import("QueueAccessPolicyArn")])
+    );
+    assert!(role["Properties"].get("Policies").is_none());
+    assert_eq!(
+        role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"],
+        "ecs-tasks.amazonaws.com"
+    );
+    let (_, task) = only(&service, "AWS::ECS::TaskDefinition");
+    assert_eq!(
+        task["Properties"]["TaskRoleArn"],
+        json!({"Fn::If": ["QueueOnSqs", {"Fn::GetAtt": ["TaskRole", "Arn"]}, {"Ref": "AWS::NoValue"}]})
+    );
+    // Nothing else imports from the queue stack, so without it nothing needs it.
+    let mut imports = Vec::new();
+    collect_imports(&service.document["Resources"], &mut imports);
+    let from_queue = imports
+        .iter()
+        .filter(|name| name.starts_with("${QueueStack}"))
+        .count();
+    assert_eq!(from_queue, 3, "the policy and the two URLs: {imports:?}");
+
+    // The container's environment: the same list either way, plus the queue's three
+    // variables with it.
+    let container = &task["Properties"]["ContainerDefinitions"][0];
+    let branches = &container["Environment"]["Fn::If"];
+    assert_eq!(branches[0], "QueueOnSqs");
+    let (with_queue, without) = (as_list(&branches[1]), as_list(&branches[2]));
+    assert_eq!(with_queue[..without.len()], without[..]);
+    assert_eq!(
+        with_queue[without.len()..],
+        [
+            json!({"Name": "OPONN_QUEUE", "Value": "sqs"}),
+            json!({"Name": "OPONN_SQS_QUEUE_URL", "Value": import("QueueUrl")}),
+            json!({"Name": "OPONN_SQS_DEAD_LETTER_URL", "Value": import("DeadLetterQueueUrl")}),
+        ]
+    );
+    for environment in [&with_queue, &without] {
+        assert_eq!(
+            variable(environment, "OPONN_WRITE_MODE"),
+            Some(&json!({"Ref": "WriteMode"}))
+        );
+    }
+}
+
+#[test]
+fn write_behind_runs_the_worker_in_every_task() {
+    let service = load("service.yaml");
+    let write_mode = &service.document["Parameters"]["WriteMode"];
+    assert_eq!(write_mode["Default"], "through");
+    assert_eq!(write_mode["AllowedValues"], json!(["through", "behind"]));
+    assert_eq!(
+        service.document["Conditions"]["WritesBehind"],
+        json!({"Fn::Equals": [{"Ref": "WriteMode"}, "behind"]})
+    );
+    let (_, task) = only(&service, "AWS::ECS::TaskDefinition");
+    let container = &task["Properties"]["ContainerDefinitions"][0];
+    assert_eq!(
+        container["Command"],
+        json!({"Fn::If": ["WritesBehind", ["serve", "--with-worker"], {"Ref": "AWS::NoValue"}]})
+    );
+    // The command replaces the image's CMD after its ENTRYPOINT: `oponn serve`, and the
+    // flag is the app's.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).expect("the Dockerfile");
+    assert!(dockerfile.contains("ENTRYPOINT [\"/usr/local/bin/oponn\"]"));
+    assert!(dockerfile.contains("CMD [\"serve\"]"));
+    let cli = std::fs::read_to_string(root.join("app/src/cli.rs")).expect("the app's CLI");
+    assert!(
+        cli.contains("with_worker: bool"),
+        "oponn serve --with-worker"
+    );
 }
 
 /// Every IAM statement in every template: (template, resource, statement).
@@ -432,16 +624,18 @@ fn every_import_names_an_export_of_the_stack_it_imports_from() {
     };
     let network = exports_of(&load("network.yaml"));
     let cluster = exports_of(&load("cluster.yaml"));
+    let queue = exports_of(&load("queue.yaml"));
     let mut imports = Vec::new();
     for template in all() {
         collect_imports(&template.document["Resources"], &mut imports);
     }
-    assert!(imports.len() >= 6, "{imports:?}");
+    assert!(imports.len() >= 9, "{imports:?}");
     for import in imports {
         let (stack, name) = import.split_once("}-").expect("${Stack}-Name");
         let exports = match stack {
             "${NetworkStack" => &network,
             "${ClusterStack" => &cluster,
+            "${QueueStack" => &queue,
             other => panic!("an import from an unknown stack: {other}"),
         };
         assert!(

@@ -8,7 +8,13 @@ pub mod moto;
 
 use std::{path::PathBuf, time::Duration};
 
-use deployer::{aws::Aws, commands::Deployer, config::DeployConfig, console::Console, pace::Pace};
+use deployer::{
+    aws::Aws,
+    commands::Deployer,
+    config::{DeployConfig, QueueKind, WriteMode},
+    console::Console,
+    pace::Pace,
+};
 
 pub fn templates() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../infra-templates")
@@ -26,6 +32,14 @@ pub fn config() -> DeployConfig {
     let mut config = DeployConfig::parse(std::path::Path::new("deploy.toml"), &text)
         .expect("the test config parses");
     config.templates = templates();
+    config
+}
+
+/// [`config`] with write-behind on SQS: the queue stack, and the service using it.
+pub fn behind_on_sqs() -> DeployConfig {
+    let mut config = config();
+    config.service.write_mode = WriteMode::Behind;
+    config.service.queue = QueueKind::Sqs;
     config
 }
 

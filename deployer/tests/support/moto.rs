@@ -6,7 +6,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use aws_config::{BehaviorVersion, Region};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use deployer::aws::Aws;
 
@@ -52,13 +52,21 @@ impl Moto {
     }
 
     pub async fn aws(&self) -> Aws {
-        let sdk = aws_config::defaults(BehaviorVersion::latest())
+        Aws::from_sdk(&self.sdk().await, REGION)
+    }
+
+    /// An SQS client (the deployer has none: only the service calls SQS).
+    pub async fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk().await)
+    }
+
+    async fn sdk(&self) -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(REGION))
             .endpoint_url(&self.endpoint)
             .credentials_provider(Credentials::new("testing", "testing", None, None, "moto"))
             .load()
-            .await;
-        Aws::from_sdk(&sdk, REGION)
+            .await
     }
 }
 
