@@ -82,8 +82,8 @@ pub struct WriteSettings {
     /// `OPONN_WORKER_CLAIM_IDLE_MS`: a queued write delivered to a worker that has not
     /// acknowledged it for this long is taken over by another (its worker is presumed dead).
     pub claim_idle: Duration,
-    /// `OPONN_WORKER_MAX_DELIVERIES`: a queued write delivered this many times without being
-    /// applied goes to the dead-letter stream, so that it cannot block the others.
+    /// `OPONN_WORKER_MAX_DELIVERIES`: a queued write this many workers began applying without
+    /// success goes to the dead letters, so that it cannot block the others.
     pub max_deliveries: u32,
     /// `OPONN_WORKER_DRAIN_MS`: how long a worker told to stop (SIGTERM) keeps applying what
     /// it holds.
