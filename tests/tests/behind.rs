@@ -33,7 +33,7 @@ use std::{
 
 use futures::future::join_all;
 use mongodb::bson::{doc, Document};
-use oponn_tests::{wait_for_log, Environment, Moto, RedisServer, Server, TOKEN};
+use oponn_tests::{Environment, Moto, RedisServer, Server, TOKEN};
 use serde_json::{json, Value};
 use tokio::{
     io::{AsyncBufReadExt, BufReader},
@@ -387,15 +387,37 @@ async fn create_store(base: &str, name: &str) -> String {
         .to_owned()
 }
 
-/// `oponn worker` in `environment`, once it has started; its logs are read and dropped.
+/// `oponn worker` in `environment`, once it has started; its logs are read and dropped. Like a
+/// supervisor, starts it again (up to 5 times) when it exits before it started (Redis still
+/// loading its append-only file, say), printing why.
 async fn start_worker(environment: &Environment, settings: &[(String, String)]) -> Child {
-    let mut command = environment.command(&["worker"]);
-    command.envs(settings.iter().cloned());
-    let mut child = command.spawn().expect("the worker starts");
-    let mut logs = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    wait_for_log(&mut logs, "write-behind worker started").await;
-    tokio::spawn(async move { while let Ok(Some(_)) = logs.next_line().await {} });
-    child
+    for _ in 0..5 {
+        let mut command = environment.command(&["worker"]);
+        command.envs(settings.iter().cloned());
+        let mut child = command.spawn().expect("the worker starts");
+        let mut logs = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let started = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = logs.next_line().await {
+                if line.contains("write-behind worker started") {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .expect("the worker starts or exits within 30 s");
+        if started {
+            tokio::spawn(async move { while let Ok(Some(_)) = logs.next_line().await {} });
+            return child;
+        }
+        let output = child.wait_with_output().await.expect("the worker's output");
+        eprintln!(
+            "a worker exited before it started, starting it again: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the worker exited before it started, 5 times");
 }
 
 /// Waits until the consumer group has delivered and acknowledged every change (with SQS:

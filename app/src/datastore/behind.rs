@@ -29,6 +29,7 @@
 //!   before the book's change is queued.
 
 use std::{
+    collections::BTreeMap,
     future::Future,
     hash::{Hash, Hasher},
     sync::Arc,
@@ -36,13 +37,16 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use tokio::{sync::Mutex, time::Instant};
+use tokio::{
+    sync::{Mutex, Notify},
+    time::Instant,
+};
 
 use super::{Datastore, DatastoreError};
 use crate::{
     cache::{CacheEntity, CacheError, Entry, Epoch, Lookup, Pended},
     domain::{Book, Bookstore, Version},
-    queue::{Appends, Carried, Change, Queue, QueueError},
+    queue::{Appends, Carried, Change, Mark, Queue, QueueError},
     store::StoreError,
 };
 
@@ -68,6 +72,62 @@ pub struct Behind {
     /// retries) is only between processes: without them, 40 writers of one record in one
     /// process lose to each other until some run out of attempts.
     turns: Vec<Mutex<()>>,
+    progress: Progress,
+}
+
+/// The barrier's polls of the queue's progress, shared by every read waiting in this process:
+/// one of them polls (for the oldest mark still awaited), at most once per [`BARRIER_PACE`]
+/// once it has waited a while, and wakes the others when a mark passed. So however many
+/// anonymous reads wait for a lagging worker, the queue is polled as if one did.
+#[derive(Default)]
+struct Progress {
+    state: std::sync::Mutex<ProgressState>,
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct ProgressState {
+    /// Polls begun so far.
+    polls: u64,
+    /// The mark the last successful poll found passed, and which poll it was. A read trusts
+    /// only a poll begun after it took its mark: a Redis that went back in time (a lagging
+    /// replica promoted) hands out marks below those passed before, for changes not applied.
+    passed: Option<((u64, u64), u64)>,
+    /// The marks awaited, with how many reads await each.
+    awaited: BTreeMap<(u64, u64), (Mark, usize)>,
+    /// Whether a read is polling.
+    polling: bool,
+}
+
+impl Progress {
+    fn state(&self) -> std::sync::MutexGuard<'_, ProgressState> {
+        self.state.lock().expect("progress lock is never poisoned")
+    }
+}
+
+/// A read's place among those awaiting a mark; leaving (also by an error or a timeout) gives up
+/// the place and, for the poller, the polling.
+struct Awaiting<'a> {
+    progress: &'a Progress,
+    position: (u64, u64),
+    polling: bool,
+}
+
+impl Drop for Awaiting<'_> {
+    fn drop(&mut self) {
+        let mut state = self.progress.state();
+        if let Some((_, count)) = state.awaited.get_mut(&self.position) {
+            *count -= 1;
+            if *count == 0 {
+                state.awaited.remove(&self.position);
+            }
+        }
+        if self.polling {
+            state.polling = false;
+            drop(state);
+            self.progress.changed.notify_waiters();
+        }
+    }
 }
 
 impl Behind {
@@ -76,6 +136,7 @@ impl Behind {
             queue,
             barrier,
             turns: (0..TURNS).map(|_| Mutex::new(())).collect(),
+            progress: Progress::default(),
         }
     }
 
@@ -107,18 +168,57 @@ impl Datastore {
     }
 
     /// Resolves once MongoDB holds every write of `collection` acknowledged before this call:
-    /// at once in write-through, after the worker caught up in write-behind.
+    /// at once in write-through, after the worker caught up in write-behind (one poll of the
+    /// queue's progress per process at a time: see [`Progress`]).
     pub async fn caught_up(&self, collection: &str) -> Result<(), DatastoreError> {
         let Some(behind) = self.behind(collection) else {
             return Ok(());
         };
         let mark = behind.queue.mark().await.map_err(queue_failed)?;
+        let Some(position) = mark.position() else {
+            return Ok(());
+        };
         let deadline = Instant::now() + behind.barrier;
+        let progress = &behind.progress;
+        let (mut awaiting, registered) = {
+            let mut state = progress.state();
+            state.awaited.entry(position).or_insert((mark, 0)).1 += 1;
+            let awaiting = Awaiting {
+                progress,
+                position,
+                polling: false,
+            };
+            (awaiting, state.polls)
+        };
+        let passed = |state: &ProgressState| matches!(state.passed, Some((at, poll)) if at >= position && poll > registered);
         let mut pause = Duration::from_millis(1);
         loop {
-            if behind.queue.passed(&mark).await.map_err(queue_failed)? {
-                return Ok(());
-            }
+            let changed = progress.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let oldest = {
+                let mut state = progress.state();
+                if passed(&state) {
+                    return Ok(());
+                }
+                if !awaiting.polling && !state.polling {
+                    state.polling = true;
+                    awaiting.polling = true;
+                }
+                let oldest = awaiting
+                    .polling
+                    .then(|| {
+                        state
+                            .awaited
+                            .first_key_value()
+                            .map(|(at, (mark, _))| (*at, mark.clone()))
+                    })
+                    .flatten();
+                if oldest.is_some() {
+                    state.polls += 1;
+                }
+                oldest.map(|(at, mark)| (at, mark, state.polls))
+            };
             if Instant::now() >= deadline {
                 return Err(DatastoreError::Behind(format!(
                     "the write-behind worker has not persisted the writes acknowledged before \
@@ -127,8 +227,24 @@ impl Datastore {
                     behind.barrier
                 )));
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(BARRIER_PACE);
+            match oldest {
+                Some((at, oldest, poll)) => {
+                    if behind.queue.passed(&oldest).await.map_err(queue_failed)? {
+                        progress.state().passed = Some((at, poll));
+                        progress.changed.notify_waiters();
+                        pause = Duration::from_millis(1);
+                        continue;
+                    }
+                    tokio::time::sleep(
+                        pause.min(deadline.saturating_duration_since(Instant::now())),
+                    )
+                    .await;
+                    pause = (pause * 2).min(BARRIER_PACE);
+                }
+                None => {
+                    let _ = tokio::time::timeout_at(deadline, changed).await;
+                }
+            }
         }
     }
 

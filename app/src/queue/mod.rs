@@ -116,6 +116,16 @@ pub struct Depth {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mark(pub(crate) Option<String>);
 
+impl Mark {
+    /// Where the mark lies, for ordering marks of one queue (a stream id `<ms>-<seq>`, or
+    /// Redis's time in ms); `None` for a mark every state has passed (an empty queue).
+    pub fn position(&self) -> Option<(u64, u64)> {
+        let mark = self.0.as_deref()?;
+        let (ms, seq) = mark.split_once('-').unwrap_or((mark, "0"));
+        Some((ms.parse().unwrap_or(0), seq.parse().unwrap_or(0)))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error("the queue did not answer within {0:?}")]

@@ -354,18 +354,18 @@ impl Queue for RedisStreams {
     }
 
     async fn passed(&self, mark: &Mark) -> Result<bool, QueueError> {
-        let Some(mark) = mark.0.as_deref().map(StreamPosition::parse) else {
+        let Some(mark) = mark.position() else {
             return Ok(true);
         };
         let Some(progress) = self.progress().await? else {
             // No stream or no group: Redis lost the queue; nothing is pending any more.
             return Ok(true);
         };
-        let delivered = StreamPosition::parse(&progress.last_delivered) >= mark;
+        let delivered = position(&progress.last_delivered) >= mark;
         let acknowledged = progress
             .smallest_pending
             .as_deref()
-            .is_none_or(|smallest| StreamPosition::parse(smallest) > mark);
+            .is_none_or(|smallest| position(smallest) > mark);
         Ok(delivered && acknowledged)
     }
 
@@ -400,9 +400,8 @@ impl Queue for RedisStreams {
             .as_millis() as u64;
         Ok(Depth {
             pending: progress.pending + progress.lag.unwrap_or(0),
-            oldest: oldest_id.map(|id| {
-                Duration::from_millis(now_ms.saturating_sub(StreamPosition::parse(&id).0))
-            }),
+            oldest: oldest_id
+                .map(|id| Duration::from_millis(now_ms.saturating_sub(position(&id).0))),
             dead: progress.dead,
         })
     }
@@ -453,15 +452,9 @@ struct Progress {
     dead: u64,
 }
 
-/// A stream entry id (`<ms>-<seq>`), ordered as Redis orders them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct StreamPosition(u64, u64);
-
-impl StreamPosition {
-    fn parse(id: &str) -> Self {
-        let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
-        Self(ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
-    }
+/// Where an entry id lies in the stream: `(ms, seq)`, ordered as Redis orders ids.
+fn position(id: &str) -> (u64, u64) {
+    Mark(Some(id.to_owned())).position().unwrap_or_default()
 }
 
 fn delivery(entry: &StreamId, deliveries: u64) -> Delivery {
@@ -504,8 +497,8 @@ mod tests {
 
     #[test]
     fn stream_positions_order_as_redis_does() {
-        assert!(StreamPosition::parse("10-0") > StreamPosition::parse("9-5"));
-        assert!(StreamPosition::parse("10-2") > StreamPosition::parse("10-1"));
-        assert_eq!(StreamPosition::parse("7"), StreamPosition(7, 0));
+        assert!(position("10-0") > position("9-5"));
+        assert!(position("10-2") > position("10-1"));
+        assert_eq!(position("7"), (7, 0));
     }
 }

@@ -1167,3 +1167,84 @@ async fn changes_are_dead_lettered_for_attempts_to_apply_them_not_for_deliveries
     assert!(attempts.is_empty(), "attempts are forgotten: {attempts:?}");
     worker.stop().await;
 }
+
+/// The queue, counting the barrier's polls of its progress.
+struct CountingPolls {
+    queue: std::sync::Arc<dyn oponn::queue::Queue>,
+    polls: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl oponn::queue::Queue for CountingPolls {
+    fn appends(&self) -> oponn::queue::Appends<'_> {
+        self.queue.appends()
+    }
+    async fn receive(
+        &self,
+        max: usize,
+        wait: std::time::Duration,
+        reclaim: bool,
+    ) -> Result<Vec<oponn::queue::Delivery>, oponn::queue::QueueError> {
+        self.queue.receive(max, wait, reclaim).await
+    }
+    async fn ack(
+        &self,
+        deliveries: &[oponn::queue::Delivery],
+    ) -> Result<(), oponn::queue::QueueError> {
+        self.queue.ack(deliveries).await
+    }
+    async fn dead_letter(
+        &self,
+        delivery: &oponn::queue::Delivery,
+        reason: &str,
+    ) -> Result<(), oponn::queue::QueueError> {
+        self.queue.dead_letter(delivery, reason).await
+    }
+    async fn mark(&self) -> Result<oponn::queue::Mark, oponn::queue::QueueError> {
+        self.queue.mark().await
+    }
+    async fn passed(&self, mark: &oponn::queue::Mark) -> Result<bool, oponn::queue::QueueError> {
+        self.polls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.queue.passed(mark).await
+    }
+    async fn depth(&self) -> Result<oponn::queue::Depth, oponn::queue::QueueError> {
+        self.queue.depth().await
+    }
+}
+
+/// However many reads wait for a lagging worker, one of them polls the queue's progress: 50
+/// reads waiting 300 ms poll it about as often as one would (each alone would poll it about 20
+/// times), all fail `UNAVAILABLE` at their deadline, and all pass together once a worker runs.
+#[tokio::test]
+async fn reads_waiting_for_the_worker_share_one_poll_of_the_queue() {
+    const READS: usize = 50;
+    let app = spawn_behind().await;
+    new_book(&app, "Waited for").await;
+    let queue = app.datastore.queue().expect("write-behind has a queue");
+    let counting = std::sync::Arc::new(CountingPolls {
+        queue,
+        polls: std::sync::atomic::AtomicU64::new(0),
+    });
+    let datastore = app
+        .one_shot_datastore()
+        .await
+        .writing_behind(oponn::datastore::Behind::new(
+            counting.clone(),
+            std::time::Duration::from_millis(300),
+        ));
+    let waits = (0..READS).map(|_| datastore.caught_up("books"));
+    let outcomes = join_all(waits).await;
+    assert!(outcomes.iter().all(Result::is_err), "{outcomes:?}");
+    let polls = counting.polls.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        polls <= 40,
+        "{READS} waiting reads polled the queue {polls} times"
+    );
+
+    let worker = app.spawn_worker().await;
+    let waits = (0..READS).map(|_| datastore.caught_up("books"));
+    let outcomes = join_all(waits).await;
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    worker.stop().await;
+}
