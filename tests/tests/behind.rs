@@ -388,10 +388,11 @@ async fn create_store(base: &str, name: &str) -> String {
 }
 
 /// `oponn worker` in `environment`, once it has started; its logs are read and dropped. Like a
-/// supervisor, starts it again (up to 5 times) when it exits before it started (Redis still
-/// loading its append-only file, say), printing why.
+/// supervisor, starts it again (up to 10 times, waiting longer each time) when it exits before
+/// it started (Redis still loading its append-only file, moto too slow to answer), saying why.
 async fn start_worker(environment: &Environment, settings: &[(String, String)]) -> Child {
-    for _ in 0..5 {
+    let mut pause = Duration::from_millis(100);
+    for _ in 0..10 {
         let mut command = environment.command(&["worker"]);
         command.envs(settings.iter().cloned());
         let mut child = command.spawn().expect("the worker starts");
@@ -415,9 +416,10 @@ async fn start_worker(environment: &Environment, settings: &[(String, String)]) 
             "a worker exited before it started, starting it again: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
     }
-    panic!("the worker exited before it started, 5 times");
+    panic!("the worker exited before it started, 10 times");
 }
 
 /// Waits until the consumer group has delivered and acknowledged every change (with SQS:
