@@ -9,7 +9,7 @@ use super::{
 use crate::{
     cache::{CacheEntity, Entry},
     domain::{Book, BookChanges, BookId, BookstoreId, NewBook, Version},
-    store::{BookStore, StoreError, UpdateOutcome, UpsertSummary},
+    store::{BookStore, StoreError, UpsertSummary},
 };
 
 impl CacheEntity for Book {
@@ -85,18 +85,11 @@ impl Datastore {
                 .await;
         }
         let noted = self.cache.note().await;
-        match self.store.books().update(id, &changes, expected).await? {
-            UpdateOutcome::Updated { before, after } => {
-                self.cache_written(&noted, &after).await;
-                self.reconcile(&[(Some(&before), Some(&after))]).await;
-                Ok(after)
-            }
-            UpdateOutcome::NotFound => Err(not_found(id)),
-            UpdateOutcome::VersionMismatch { current } => Err(DatastoreError::Conflict(format!(
-                "book {id} is at version {current}, not the expected {}",
-                expected.unwrap_or_default()
-            ))),
-        }
+        let written = self.store.books().update(id, &changes, expected).await?;
+        let (before, after) = super::written(written, "book", id, expected)?;
+        self.cache_written(&noted, &after).await;
+        self.reconcile(&[(Some(&before), Some(&after))]).await;
+        Ok(after)
     }
 
     /// Deletes a book and leaves a tombstone in the cache, so that a read that fetched the

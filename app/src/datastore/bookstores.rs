@@ -19,7 +19,7 @@ use crate::{
         Book, BookChanges, BookId, Bookstore, BookstoreChanges, BookstoreId, BookstoreName,
         NameKey, NewBookstore, Version,
     },
-    store::{BookstoreWrite, StoreError, UpdateOutcome},
+    store::{StoreError, Written},
 };
 
 impl CacheEntity for Bookstore {
@@ -251,7 +251,7 @@ impl Datastore {
             }
             other => other?,
         };
-        let (before, after) = settled(written, id, expected)?;
+        let (before, after) = written_bookstore(written, id, expected)?;
         self.cache_written(&noted, &after).await;
         self.reconcile(&[(Some(&before), Some(&after))]).await;
         Ok(after)
@@ -319,7 +319,7 @@ impl Datastore {
             return Ok(deleted);
         }
         let noted = self.cache.note().await;
-        let deleted = settled(
+        let deleted = written_bookstore(
             self.store.bookstores().delete(id, expected).await?,
             id,
             expected,
@@ -428,21 +428,11 @@ impl Datastore {
                 .await;
         }
         let noted = self.cache.note().await;
-        match self.store.books().update(book, &changes, expected).await? {
-            UpdateOutcome::Updated { before, after } => {
-                self.cache_written(&noted, &after).await;
-                self.reconcile(&[(Some(&before), Some(&after))]).await;
-                Ok(after)
-            }
-            UpdateOutcome::NotFound => Err(DatastoreError::NotFound {
-                entity: "book",
-                id: book.to_string(),
-            }),
-            UpdateOutcome::VersionMismatch { current } => Err(DatastoreError::Conflict(format!(
-                "book {book} is at version {current}, not the expected {}",
-                expected.unwrap_or_default()
-            ))),
-        }
+        let written = self.store.books().update(book, &changes, expected).await?;
+        let (before, after) = super::written(written, "book", book, expected)?;
+        self.cache_written(&noted, &after).await;
+        self.reconcile(&[(Some(&before), Some(&after))]).await;
+        Ok(after)
     }
 
     /// The conflict for a taken name, naming the store that holds it.
@@ -496,20 +486,10 @@ pub enum HeldBooks {
     Delete,
 }
 
-fn settled<T>(
-    write: BookstoreWrite<T>,
+fn written_bookstore<T>(
+    write: Written<T>,
     id: BookstoreId,
     expected: Option<Version>,
 ) -> Result<T, DatastoreError> {
-    match write {
-        BookstoreWrite::Done(done) => Ok(done),
-        BookstoreWrite::NotFound => Err(DatastoreError::NotFound {
-            entity: "bookstore",
-            id: id.to_string(),
-        }),
-        BookstoreWrite::VersionMismatch { current } => Err(DatastoreError::Conflict(format!(
-            "bookstore {id} is at version {current}, not the expected {}",
-            expected.unwrap_or_default()
-        ))),
-    }
+    super::written(write, "bookstore", id, expected)
 }

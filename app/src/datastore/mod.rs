@@ -72,3 +72,26 @@ impl Datastore {
         &self.checkpoints
     }
 }
+
+/// A conditioned write's outcome as the API answers it: the record(s) written, `NOT_FOUND`, or
+/// a `CONFLICT` naming the version found.
+fn written<T>(
+    write: crate::store::Written<T>,
+    entity: &'static str,
+    id: impl std::fmt::Display,
+    expected: Option<crate::domain::Version>,
+) -> Result<T, DatastoreError> {
+    match write {
+        crate::store::Written::Done(done) => Ok(done),
+        crate::store::Written::NotFound => Err(DatastoreError::NotFound {
+            entity,
+            id: id.to_string(),
+        }),
+        crate::store::Written::VersionMismatch { current } => {
+            Err(DatastoreError::Conflict(format!(
+                "{entity} {id} is at version {current}, not the expected {}",
+                expected.unwrap_or_default()
+            )))
+        }
+    }
+}

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     bounded, error::duplicate_positions, indexes, persist_guarded, remove_guarded,
-    update_conditioned, Conditioned, Persisted, StoreError, Versioned,
+    update_conditioned, Conditioned, Persisted, StoreError, Versioned, Written,
 };
 use crate::domain::{
     Book, BookChanges, BookId, BookstoreId, LabelList, NewBook, PublishYear, SourceKey, Title,
@@ -133,21 +133,6 @@ impl TryFrom<BookDocument> for Book {
 }
 
 /// What an update found.
-#[derive(Debug)]
-// Returned once per write and matched at once: boxing the large variant would buy nothing.
-#[allow(clippy::large_enum_variant)]
-pub enum UpdateOutcome {
-    Updated {
-        before: Book,
-        after: Book,
-    },
-    NotFound,
-    /// The caller expected another version; nothing was written.
-    VersionMismatch {
-        current: Version,
-    },
-}
-
 /// What a batch upsert by source key did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct UpsertSummary {
@@ -269,7 +254,7 @@ impl BookStore {
         id: BookId,
         changes: &BookChanges,
         expected: Option<Version>,
-    ) -> Result<UpdateOutcome, StoreError> {
+    ) -> Result<Written<(Book, Book)>, StoreError> {
         let update = update_document(changes);
         let updated = update_conditioned(
             &self.collection,
@@ -280,12 +265,11 @@ impl BookStore {
         )
         .await?;
         Ok(match updated {
-            Conditioned::Updated { before, after } => UpdateOutcome::Updated {
-                before: Book::try_from(before)?,
-                after: Book::try_from(after)?,
-            },
-            Conditioned::NotFound => UpdateOutcome::NotFound,
-            Conditioned::VersionMismatch { current } => UpdateOutcome::VersionMismatch { current },
+            Conditioned::Updated { before, after } => {
+                Written::Done((Book::try_from(before)?, Book::try_from(after)?))
+            }
+            Conditioned::NotFound => Written::NotFound,
+            Conditioned::VersionMismatch { current } => Written::VersionMismatch { current },
         })
     }
 

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     bounded, indexes, persist_guarded, remove_guarded, update_conditioned, Conditioned, Persisted,
-    StoreError, Versioned,
+    StoreError, Versioned, Written,
 };
 use crate::domain::{
     Bookstore, BookstoreChanges, BookstoreId, BookstoreName, Label, NameKey, NewBookstore, Version,
@@ -91,19 +91,6 @@ impl TryFrom<BookstoreDocument> for Bookstore {
             updated_at: document.updated_at.to_chrono(),
         })
     }
-}
-
-/// What an update or a delete found.
-#[derive(Debug)]
-pub enum BookstoreWrite<T> {
-    /// Written: for an update the record before and after (see `BookStore::update` for why
-    /// both), for a delete the record as it was.
-    Done(T),
-    NotFound,
-    /// The caller expected another version; nothing was written.
-    VersionMismatch {
-        current: Version,
-    },
 }
 
 /// The operations on the `bookstores` collection.
@@ -199,7 +186,7 @@ impl BookstoreStore {
         id: BookstoreId,
         changes: &BookstoreChanges,
         expected: Option<Version>,
-    ) -> Result<BookstoreWrite<(Bookstore, Bookstore)>, StoreError> {
+    ) -> Result<Written<(Bookstore, Bookstore)>, StoreError> {
         let mut set = doc! { "updatedAt": DateTime::from_chrono(Utc::now()) };
         if let Some(name) = &changes.name {
             set.insert("name", name.as_str());
@@ -219,10 +206,10 @@ impl BookstoreStore {
         .await?;
         Ok(match updated {
             Conditioned::Updated { before, after } => {
-                BookstoreWrite::Done((Bookstore::try_from(before)?, Bookstore::try_from(after)?))
+                Written::Done((Bookstore::try_from(before)?, Bookstore::try_from(after)?))
             }
-            Conditioned::NotFound => BookstoreWrite::NotFound,
-            Conditioned::VersionMismatch { current } => BookstoreWrite::VersionMismatch { current },
+            Conditioned::NotFound => Written::NotFound,
+            Conditioned::VersionMismatch { current } => Written::VersionMismatch { current },
         })
     }
 
@@ -231,14 +218,14 @@ impl BookstoreStore {
         &self,
         id: BookstoreId,
         expected: Option<Version>,
-    ) -> Result<BookstoreWrite<Bookstore>, StoreError> {
+    ) -> Result<Written<Bookstore>, StoreError> {
         let mut filter = doc! { "_id": id.object_id() };
         if let Some(version) = expected {
             filter.insert("version", version);
         }
         let deleted = bounded(self.timeout, self.collection.find_one_and_delete(filter)).await?;
         match deleted {
-            Some(document) => Ok(BookstoreWrite::Done(Bookstore::try_from(document)?)),
+            Some(document) => Ok(Written::Done(Bookstore::try_from(document)?)),
             None => self.missing_or_moved_on(id, expected).await,
         }
     }
@@ -247,9 +234,9 @@ impl BookstoreStore {
         &self,
         id: BookstoreId,
         expected: Option<Version>,
-    ) -> Result<BookstoreWrite<T>, StoreError> {
+    ) -> Result<Written<T>, StoreError> {
         if expected.is_none() {
-            return Ok(BookstoreWrite::NotFound);
+            return Ok(Written::NotFound);
         }
         let current = bounded(
             self.timeout,
@@ -260,8 +247,8 @@ impl BookstoreStore {
         )
         .await?;
         Ok(match current.and_then(|d| d.get_i64("version").ok()) {
-            Some(current) => BookstoreWrite::VersionMismatch { current },
-            None => BookstoreWrite::NotFound,
+            Some(current) => Written::VersionMismatch { current },
+            None => Written::NotFound,
         })
     }
 

@@ -24,14 +24,27 @@ use mongodb::{
 };
 use secrecy::ExposeSecret;
 
-pub use books::{BookStore, UpdateOutcome, UpsertSummary, Upserted};
+pub use books::{BookStore, UpsertSummary, Upserted};
 
 /// Stored documents of each entity: what query filters evaluate on.
 pub mod documents {
     pub use super::books::{from_stored as book, stored_document as of_book};
     pub use super::bookstores::{from_stored as bookstore, stored_document as of_bookstore};
 }
-pub use bookstores::{BookstoreStore, BookstoreWrite};
+pub use bookstores::BookstoreStore;
+
+/// What a version-conditioned update or delete found, for every entity.
+#[derive(Debug)]
+pub enum Written<T> {
+    /// Written: for an update the record before and after (the caller reconciles cached
+    /// results from both), for a delete the record as it was.
+    Done(T),
+    NotFound,
+    /// The caller expected another version; nothing was written.
+    VersionMismatch {
+        current: crate::domain::Version,
+    },
+}
 pub use error::StoreError;
 
 /// How often a version-conditioned write re-reads and tries again when other writers keep
