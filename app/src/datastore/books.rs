@@ -13,7 +13,7 @@ use crate::{
 };
 
 impl CacheEntity for Book {
-    const COLLECTION: &'static str = "books";
+    const COLLECTION: &'static str = crate::store::BOOKS;
     type Id = BookId;
 
     fn id(&self) -> BookId {

@@ -23,7 +23,7 @@ use crate::{
 };
 
 impl CacheEntity for Bookstore {
-    const COLLECTION: &'static str = "bookstores";
+    const COLLECTION: &'static str = crate::store::BOOKSTORES;
     type Id = BookstoreId;
 
     fn id(&self) -> BookstoreId {

@@ -55,7 +55,13 @@ pub struct Page<T> {
 /// How a list query reads its entity: by ids through the entity cache, and from a stored
 /// document when MongoDB answered the query.
 trait Listed: Queryable {
-    fn parse_id(id: &Scalar) -> Option<Self::Id>;
+    fn parse_id(id: &Scalar) -> Option<Self::Id> {
+        match id {
+            Scalar::Id(hex) => hex.parse().ok(),
+            _ => None,
+        }
+    }
+
     fn from_stored(document: Document) -> Result<Self, StoreError>;
     /// Reads records by id through the entity cache.
     fn read(
@@ -65,13 +71,6 @@ trait Listed: Queryable {
 }
 
 impl Listed for Book {
-    fn parse_id(id: &Scalar) -> Option<BookId> {
-        match id {
-            Scalar::Id(hex) => hex.parse().ok(),
-            _ => None,
-        }
-    }
-
     fn from_stored(document: Document) -> Result<Self, StoreError> {
         documents::book(document)
     }
@@ -85,13 +84,6 @@ impl Listed for Book {
 }
 
 impl Listed for Bookstore {
-    fn parse_id(id: &Scalar) -> Option<BookstoreId> {
-        match id {
-            Scalar::Id(hex) => hex.parse().ok(),
-            _ => None,
-        }
-    }
-
     fn from_stored(document: Document) -> Result<Self, StoreError> {
         documents::bookstore(document)
     }
@@ -107,7 +99,7 @@ impl Listed for Bookstore {
 impl Datastore {
     /// The query behind a page of books matching `filter`, ordered by title then id.
     pub fn books_spec(filter: Filter, first: usize, after: Option<Cursor>) -> Spec {
-        page_spec::<Book>("books", filter, first, after)
+        page_spec::<Book>(filter, first, after)
     }
 
     /// A page of books matching `filter`, ordered by title then id.
@@ -130,7 +122,7 @@ impl Datastore {
 
     /// The spec of a page of bookstores: what [`Datastore::bookstores_page`] caches and sends.
     pub fn bookstores_spec(filter: Filter, first: usize, after: Option<Cursor>) -> Spec {
-        page_spec::<Bookstore>("bookstores", filter, first, after)
+        page_spec::<Bookstore>(filter, first, after)
     }
 
     /// A page of bookstores matching `filter`, ordered by normalised name.
@@ -324,14 +316,9 @@ enum Answer<E> {
     Cold(Spec, Option<FillGuard>),
 }
 
-fn page_spec<E: Queryable>(
-    name: &str,
-    filter: Filter,
-    first: usize,
-    after: Option<Cursor>,
-) -> Spec {
+fn page_spec<E: Queryable>(filter: Filter, first: usize, after: Option<Cursor>) -> Spec {
     Spec {
-        name: name.to_owned(),
+        name: E::COLLECTION.to_owned(),
         sources: vec![Source::of::<E>(filter)],
         after,
         first: Some(first),

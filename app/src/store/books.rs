@@ -23,7 +23,9 @@ use crate::domain::{
     Version,
 };
 
-const COLLECTION: &str = "books";
+/// The collection's name: the one place it is written (the cache keys and metrics read it
+/// through `CacheEntity::COLLECTION`).
+pub const COLLECTION: &str = "books";
 
 /// A book as stored in MongoDB.
 #[derive(Debug, Clone, Serialize, Deserialize)]

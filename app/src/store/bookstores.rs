@@ -21,7 +21,9 @@ use crate::domain::{
     Bookstore, BookstoreChanges, BookstoreId, BookstoreName, Label, NameKey, NewBookstore, Version,
 };
 
-pub(super) const COLLECTION: &str = "bookstores";
+/// The collection's name: the one place it is written (the cache keys and metrics read it
+/// through `CacheEntity::COLLECTION`).
+pub const COLLECTION: &str = "bookstores";
 
 /// A bookstore as stored in MongoDB.
 #[derive(Debug, Clone, Serialize, Deserialize)]

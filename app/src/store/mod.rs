@@ -24,14 +24,14 @@ use mongodb::{
 };
 use secrecy::ExposeSecret;
 
-pub use books::{BookStore, UpsertSummary, Upserted};
+pub use books::{BookStore, UpsertSummary, Upserted, COLLECTION as BOOKS};
 
 /// Stored documents of each entity: what query filters evaluate on.
 pub mod documents {
     pub use super::books::{from_stored as book, stored_document as of_book};
     pub use super::bookstores::{from_stored as bookstore, stored_document as of_bookstore};
 }
-pub use bookstores::BookstoreStore;
+pub use bookstores::{BookstoreStore, COLLECTION as BOOKSTORES};
 
 /// What a version-conditioned update or delete found, for every entity.
 #[derive(Debug)]
