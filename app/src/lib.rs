@@ -27,6 +27,7 @@ pub mod cli;
 pub mod config;
 pub mod datastore;
 pub mod domain;
+pub mod entity;
 pub mod graphql;
 pub mod http;
 pub mod ingest;

@@ -40,14 +40,12 @@ mod script;
 
 use std::{
     collections::BTreeSet,
-    fmt::Display,
     future::Future,
     sync::{Arc, Mutex},
     time::Duration,
 };
 
 use redis::{ErrorKind, RedisResult, Script, ServerErrorKind};
-use serde::{de::DeserializeOwned, Serialize};
 use tokio::time::Instant;
 
 use self::{
@@ -57,6 +55,8 @@ use self::{
     repairs::{Repairs, VersionedWrite},
     results::ResultScripts,
 };
+pub use crate::entity::CacheEntity;
+
 pub use self::{
     client::{install_crypto_provider, redis_client, ClientError},
     entry::Entry,
@@ -67,26 +67,8 @@ pub use self::{
 };
 use crate::{
     config::{CacheSettings, RedisSettings},
-    domain::Version,
     metrics::Metrics,
 };
-
-/// A record type the entity cache can hold: describing an entity here is all the cache and
-/// the datastore's read-through need.
-pub trait CacheEntity: Serialize + DeserializeOwned + Clone + Send + Sync {
-    /// The collection name: the key stem (`books` gives `books_<id>`) and the metric label.
-    const COLLECTION: &'static str;
-    type Id: Display + std::str::FromStr + Copy + Eq + std::hash::Hash + Send + Sync;
-
-    fn id(&self) -> Self::Id;
-    fn version(&self) -> Version;
-
-    /// Values no other record of the collection may hold (a unique index in MongoDB), as
-    /// strings: a write-behind write claims them before it replies (see `pending`).
-    fn claims(&self) -> Vec<String> {
-        Vec::new()
-    }
-}
 
 /// How long a write-through waits between two attempts to reach Redis.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(50);

@@ -25,7 +25,7 @@ use mongodb::bson::Document;
 use serde::{Deserialize, Serialize};
 
 pub use self::filter::{Filter, Scalar};
-use crate::cache::CacheEntity;
+use crate::entity::CacheEntity;
 
 /// An entity list queries can select, described once: its stored document (what filters
 /// evaluate on), the field pages are ordered by, and the fields results are indexed by.
