@@ -26,6 +26,21 @@ fn behind(extra: Vec<(&'static str, String)>) -> Options {
     }
 }
 
+/// Which queue a case shared with `behind_sqs.rs` runs on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum On {
+    Stream,
+    Sqs,
+}
+
+/// Write-behind options on `on`'s queue, with `extra` settings.
+async fn options_on(on: On, extra: Vec<(&'static str, String)>) -> Options {
+    match on {
+        On::Stream => behind(extra),
+        On::Sqs => crate::behind_sqs::sqs_options(extra).await,
+    }
+}
+
 async fn spawn_behind() -> TestApp {
     TestApp::spawn_with(behind(vec![])).await
 }
@@ -103,7 +118,13 @@ async fn a_mutation_is_served_from_the_cache_before_mongodb_has_it_then_persiste
 
 #[tokio::test]
 async fn a_list_page_waits_for_the_worker_rather_than_answer_from_mongodb_alone() {
-    let app = TestApp::spawn_with(behind(vec![("OPONN_QUEUE_BARRIER_MS", "300".into())])).await;
+    a_list_page_waits_for_the_worker(On::Stream).await;
+}
+
+pub(crate) async fn a_list_page_waits_for_the_worker(on: On) {
+    let app =
+        TestApp::spawn_with(options_on(on, vec![("OPONN_QUEUE_BARRIER_MS", "300".into())]).await)
+            .await;
     let prefix = format!("Zeta {}", unique_suffix());
     let id = new_book(&app, "Alpha").await;
     assert_eq!(
@@ -192,8 +213,12 @@ async fn replayed_and_late_changes_never_move_mongodb_backwards() {
 /// content.
 #[tokio::test]
 async fn concurrent_writers_on_two_instances_get_distinct_versions_and_the_newest_persists() {
+    concurrent_writers_on_two_instances(On::Stream).await;
+}
+
+pub(crate) async fn concurrent_writers_on_two_instances(on: On) {
     const WRITES_PER_INSTANCE: usize = 40;
-    let app = spawn_behind().await;
+    let app = TestApp::spawn_with(options_on(on, vec![]).await).await;
     let sibling = app.spawn_sibling().await;
     let worker = app.spawn_worker().await;
     let id = new_book(&app, "Contended").await;
@@ -259,10 +284,21 @@ async fn without_redis_reads_and_writes_fail_rather_than_serve_mongodb_s_older_v
 
 #[tokio::test]
 async fn with_mongodb_down_mutations_are_accepted_and_the_backlog_drains_when_it_returns() {
+    with_mongodb_down_the_backlog_drains(On::Stream).await;
+}
+
+pub(crate) async fn with_mongodb_down_the_backlog_drains(on: On) {
     const WRITES: i64 = 30;
     let app = TestApp::spawn_with(Options {
         proxy_mongo: true,
-        ..behind(vec![("OPONN_MONGODB_TIMEOUT_MS", "300".into())])
+        ..options_on(
+            on,
+            vec![
+                ("OPONN_MONGODB_TIMEOUT_MS", "300".into()),
+                ("OPONN_QUEUE_BARRIER_MS", "10000".into()),
+            ],
+        )
+        .await
     })
     .await;
     let id = new_book(&app, "Version 1").await;

@@ -3,9 +3,6 @@
 //! its send is swept and persisted, and a pending record Redis lost is persisted from the copy
 //! its message carries.
 
-use std::collections::BTreeSet;
-
-use futures::future::join_all;
 use mongodb::bson::{doc, Document};
 use oponn::{
     cache::Entry,
@@ -15,15 +12,17 @@ use oponn::{
 use oponn_tests::Moto;
 use serde_json::{json, Value};
 
-use crate::helpers::{book_id, error_code, unique_suffix, Options, TestApp};
+use crate::{
+    behind::{self, On},
+    helpers::{book_id, unique_suffix, Options, TestApp},
+};
 
 const UPDATE: &str = "mutation($id: ID!, $title: String!) { updateBook(id: $id, input: { title: $title }) { id title version } }";
 const DELETE: &str = "mutation($id: ID!) { deleteBook(id: $id) { id } }";
 const BOOK: &str = "query($id: ID!) { book(id: $id) { id title version } }";
-const BY_TITLE: &str = "query($prefix: String!) { books(filter: { titlePrefix: $prefix }, first: 10) { edges { node { id title version } } } }";
 
 /// Write-behind on two FIFO queues of the test's own.
-async fn sqs_options(extra: Vec<(&'static str, String)>) -> Options {
+pub(crate) async fn sqs_options(extra: Vec<(&'static str, String)>) -> Options {
     let moto = Moto::shared();
     let (queue, dead) = moto
         .fifo_queues(&format!("oponn-{}", unique_suffix()))
@@ -119,24 +118,7 @@ async fn on_sqs_a_mutation_is_served_from_the_cache_before_mongodb_has_it_then_p
 
 #[tokio::test]
 async fn on_sqs_a_list_page_waits_for_the_worker_rather_than_answer_from_mongodb_alone() {
-    let app =
-        TestApp::spawn_with(sqs_options(vec![("OPONN_QUEUE_BARRIER_MS", "300".into())]).await)
-            .await;
-    let prefix = format!("Zeta {}", unique_suffix());
-    let id = new_book(&app, "Alpha").await;
-    assert_eq!(
-        retitle(&app, id, &prefix).await["data"]["updateBook"]["version"],
-        2
-    );
-    let refused = app.graphql(BY_TITLE, json!({ "prefix": prefix })).await;
-    assert_eq!(error_code(&refused), "UNAVAILABLE", "{refused}");
-
-    let worker = app.spawn_worker().await;
-    let page = app.graphql(BY_TITLE, json!({ "prefix": prefix })).await;
-    let edges = page["data"]["books"]["edges"].as_array().expect("edges");
-    assert_eq!(edges.len(), 1, "{page}");
-    assert_eq!(edges[0]["node"]["version"], 2);
-    worker.stop().await;
+    behind::a_list_page_waits_for_the_worker(On::Sqs).await;
 }
 
 /// The body of a change's message, as a writer sends it.
@@ -245,82 +227,12 @@ async fn wait_until_drained(app: &TestApp) {
 #[tokio::test]
 async fn on_sqs_concurrent_writers_on_two_instances_get_distinct_versions_and_the_newest_persists()
 {
-    const WRITES_PER_INSTANCE: usize = 40;
-    let app = spawn_sqs().await;
-    let sibling = app.spawn_sibling().await;
-    let worker = app.spawn_worker().await;
-    let id = new_book(&app, "Contended").await;
-
-    let writes = (0..WRITES_PER_INSTANCE).flat_map(|n| {
-        [&app, &sibling].map(|instance| {
-            let title = format!("Write {n} via {}", instance.address);
-            async move { retitle(instance, id, &title).await }
-        })
-    });
-    let replies = join_all(writes).await;
-    let mut acknowledged: Vec<(i64, String)> = replies
-        .iter()
-        .map(|body| {
-            let book = &body["data"]["updateBook"];
-            let version = book["version"].as_i64().unwrap_or_else(|| panic!("{body}"));
-            (version, book["title"].as_str().expect("title").to_owned())
-        })
-        .collect();
-    acknowledged.sort();
-    let versions: BTreeSet<i64> = acknowledged.iter().map(|(v, _)| *v).collect();
-    assert_eq!(
-        versions.len(),
-        acknowledged.len(),
-        "a version acknowledged twice"
-    );
-    let (newest, title) = acknowledged.last().expect("writes").clone();
-    assert_eq!(newest, 1 + 2 * WRITES_PER_INSTANCE as i64);
-
-    app.persisted().await;
-    let document = stored(&app, id).await.expect("stored");
-    assert_eq!(document.get_i64("version"), Ok(newest));
-    assert_eq!(document.get_str("title"), Ok(title.as_str()));
-    worker.stop().await;
+    behind::concurrent_writers_on_two_instances(On::Sqs).await;
 }
 
 #[tokio::test]
 async fn on_sqs_with_mongodb_down_mutations_are_accepted_and_the_backlog_drains_when_it_returns() {
-    const WRITES: i64 = 30;
-    let app = TestApp::spawn_with(Options {
-        proxy_mongo: true,
-        ..sqs_options(vec![
-            ("OPONN_MONGODB_TIMEOUT_MS", "300".into()),
-            ("OPONN_QUEUE_BARRIER_MS", "10000".into()),
-        ])
-        .await
-    })
-    .await;
-    let id = new_book(&app, "Version 1").await;
-    let worker = app.spawn_worker().await;
-    app.persisted().await;
-
-    let proxy = app.mongo_proxy.as_ref().expect("a proxy");
-    proxy.cut().await;
-    for version in 2..=WRITES {
-        let body = retitle(&app, id, &format!("Version {version}")).await;
-        assert_eq!(body["data"]["updateBook"]["version"], version, "{body}");
-    }
-    assert_eq!(
-        stored_version(&app, id).await,
-        Some(1),
-        "MongoDB is cut off"
-    );
-
-    proxy.restore();
-    app.persisted().await;
-    let document = stored(&app, id).await.expect("stored");
-    assert_eq!(document.get_i64("version"), Ok(WRITES));
-    assert_eq!(
-        document.get_str("title"),
-        Ok(format!("Version {WRITES}").as_str())
-    );
-    assert!(worker.metrics.worker_retries.get() > 0);
-    worker.stop().await;
+    behind::with_mongodb_down_the_backlog_drains(On::Sqs).await;
 }
 
 /// A writer that died between its Redis script and its send left a change in the `queued`
