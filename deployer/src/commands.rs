@@ -15,6 +15,12 @@ use crate::{
     stacks::{self, Layer, Names, StackSpec, IMAGE_FROM_FIRST_BUILD},
 };
 
+/// After approving the connection during `up`: the run at creation has failed at Source, and
+/// `up` starts a new one.
+const UP_AGAIN: &str = "run `deployer up` again: it starts a new pipeline run (the one started \
+                        when the pipeline was created failed at Source) and waits for its build";
+const RELEASE: &str = "run `deployer release`";
+
 pub struct Deployer {
     pub config: DeployConfig,
     pub aws: Aws,
@@ -167,7 +173,9 @@ impl Deployer {
         Ok(plans)
     }
 
-    async fn image_for_service(&self) -> Result<String, DeployError> {
+    /// The image the service stack is applied with: the running one, the config's, or (on a
+    /// new account) the pipeline's first build.
+    pub async fn image_for_service(&self) -> Result<String, DeployError> {
         if let Some(image) = self.current_image().await? {
             return Ok(image);
         }
@@ -176,7 +184,7 @@ impl Deployer {
         self.console
             .line("no image yet: the service waits for the pipeline's first build");
         let connection = self.output(Layer::Pipeline, "ConnectionArn").await?;
-        pipeline::require_connection(&self.aws, &connection).await?;
+        pipeline::require_connection(&self.aws, &connection, UP_AGAIN).await?;
         let names = self.names();
         let commit =
             pipeline::first_build(&self.aws, &names.pipeline, &self.console, self.pace).await?;
@@ -221,7 +229,7 @@ impl Deployer {
         )
         .await?;
         let connection = self.output(Layer::Pipeline, "ConnectionArn").await?;
-        if let Err(error) = pipeline::require_connection(&self.aws, &connection).await {
+        if let Err(error) = pipeline::require_connection(&self.aws, &connection, RELEASE).await {
             // The service is up; only releases wait for the approval.
             self.console.line(format!("  WARNING: {error}"));
         }
@@ -322,7 +330,7 @@ impl Deployer {
     /// `release`: start the pipeline (after checking the connection) and follow it.
     pub async fn release(&self) -> Result<String, DeployError> {
         let connection = self.output(Layer::Pipeline, "ConnectionArn").await?;
-        pipeline::require_connection(&self.aws, &connection).await?;
+        pipeline::require_connection(&self.aws, &connection, RELEASE).await?;
         let names = self.names();
         let execution =
             pipeline::release(&self.aws, &names.pipeline, &self.console, self.pace).await?;

@@ -1000,7 +1000,13 @@ async fn release_refuses_while_the_github_connection_awaits_approval() {
     assert!(message.contains("PENDING"), "{message}");
     assert!(message.contains("oponn-dev-github"), "{message}");
     assert!(
-        message.contains("codesuite/settings/connections?region=eu-west-1"),
+        message.contains(
+            "https://eu-west-1.console.aws.amazon.com/codesuite/settings/123456789012/eu-west-1/connections/39e4c34d-e13a-4e94-a886-ea67651bf042"
+        ),
+        "the connection's own console page:\n{message}"
+    );
+    assert!(
+        message.contains("Then run `deployer release`."),
         "{message}"
     );
     assert_eq!(start.num_calls(), 0);
@@ -1071,4 +1077,162 @@ async fn a_new_accounts_first_image_is_the_commit_the_pipelines_first_build_push
         2,
         "polled until Build succeeded, not longer"
     );
+}
+
+/// DescribeStacks on a new account after the first `up`: the pipeline stack with its outputs,
+/// no service stack yet.
+fn pipeline_stack_only() -> Rule {
+    mock!(CloudFormation::describe_stacks).then_compute_output(|request| {
+        let name = request.stack_name().unwrap_or_default().to_owned();
+        let builder = DescribeStacksOutput::builder();
+        match name.as_str() {
+            "oponn-dev-pipeline" => builder
+                .stacks(stack(
+                    &name,
+                    "CREATE_COMPLETE",
+                    &[],
+                    &[
+                        ("RepositoryUri", REPOSITORY),
+                        ("ConnectionArn", CONNECTION),
+                        ("PipelineName", "oponn-dev"),
+                    ],
+                ))
+                .build(),
+            _ => builder.build(),
+        }
+    })
+}
+
+fn new_account() -> deployer::config::DeployConfig {
+    let mut config = config();
+    config.service.image = None;
+    config
+}
+
+#[tokio::test]
+async fn after_approval_up_starts_a_new_run_when_the_first_failed_at_source_and_follows_it() {
+    let describe = pipeline_stack_only();
+    let approved = connection(ConnectionStatus::Available);
+    let runs = mock!(CodePipeline::list_pipeline_executions).then_output(|| {
+        ListPipelineExecutionsOutput::builder()
+            .pipeline_execution_summaries(
+                PipelineExecutionSummary::builder()
+                    .pipeline_execution_id("e-1")
+                    .status(PipelineExecutionStatus::Failed)
+                    .build(),
+            )
+            .build()
+    });
+    let start = mock!(CodePipeline::start_pipeline_execution).then_output(|| {
+        StartPipelineExecutionOutput::builder()
+            .pipeline_execution_id("e-2")
+            .build()
+    });
+    // The run at creation failed at Source (the connection was pending then); then the new run.
+    let state = mock!(CodePipeline::get_pipeline_state)
+        .sequence()
+        .output(pipeline_state(
+            "e-1",
+            vec![(
+                "Source",
+                "Failed",
+                Some((
+                    "GitHub",
+                    "Connection arn:aws:codestar-connections:eu-west-1:123456789012:connection/39e4c34d-e13a-4e94-a886-ea67651bf042 is not available",
+                )),
+            )],
+        ))
+        .output(pipeline_state("e-2", vec![("Source", "InProgress", None)]))
+        .output(pipeline_state(
+            "e-2",
+            vec![("Source", "Succeeded", None), ("Build", "InProgress", None)],
+        ))
+        .output(pipeline_state(
+            "e-2",
+            vec![
+                ("Source", "Succeeded", None),
+                ("Build", "Succeeded", None),
+                ("Deploy", "InProgress", None),
+            ],
+        ))
+        .repeatedly()
+        .build();
+    let execution = mock!(CodePipeline::get_pipeline_execution).then_compute_output(|request| {
+        assert_eq!(
+            request.pipeline_execution_id(),
+            Some("e-2"),
+            "only the new run is followed"
+        );
+        GetPipelineExecutionOutput::builder()
+            .pipeline_execution(
+                PipelineExecution::builder()
+                    .pipeline_execution_id("e-2")
+                    .status(PipelineExecutionStatus::InProgress)
+                    .artifact_revisions(
+                        ArtifactRevision::builder()
+                            .name("Source")
+                            .revision_id("4f1d0c9e2b7a4c3d8e9f0a1b2c3d4e5f6a7b8c9d")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    });
+    let rules = Rules {
+        cloudformation: vec![&describe],
+        pipelines: vec![&runs, &start, &state, &execution],
+        connections: vec![&approved],
+        ..Rules::default()
+    };
+    let deployer = deployer(new_account(), rules.aws());
+
+    let image = deployer.image_for_service().await.expect("the first build");
+
+    assert_eq!(
+        image,
+        format!("{REPOSITORY}:4f1d0c9e2b7a4c3d8e9f0a1b2c3d4e5f6a7b8c9d")
+    );
+    assert_eq!(start.num_calls(), 1, "one new run");
+    let text = deployer.console.text();
+    assert!(
+        text.contains("the latest run e-1 ended Failed at Source (GitHub: Connection"),
+        "says why it starts a run:\n{text}"
+    );
+    assert!(text.contains("started e-2"), "{text}");
+    assert!(text.contains("run e-2 to build the first image"), "{text}");
+    assert!(text.contains("Build Succeeded"), "{text}");
+}
+
+#[tokio::test]
+async fn up_on_a_new_account_stops_at_a_pending_connection_and_says_to_rerun_up() {
+    let describe = pipeline_stack_only();
+    let pending = connection(ConnectionStatus::Pending);
+    let start = mock!(CodePipeline::start_pipeline_execution).then_output(|| {
+        StartPipelineExecutionOutput::builder()
+            .pipeline_execution_id("e-2")
+            .build()
+    });
+    let rules = Rules {
+        cloudformation: vec![&describe],
+        pipelines: vec![&start],
+        connections: vec![&pending],
+        ..Rules::default()
+    };
+    let deployer = deployer(new_account(), rules.aws());
+
+    let error = deployer
+        .image_for_service()
+        .await
+        .expect_err("not approved");
+
+    let message = error.to_string();
+    assert!(
+        message.contains("connections/39e4c34d-e13a-4e94-a886-ea67651bf042"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Then run `deployer up` again: it starts a new pipeline run"),
+        "{message}"
+    );
+    assert_eq!(start.num_calls(), 0, "no run starts before the approval");
 }
