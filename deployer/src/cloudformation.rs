@@ -103,7 +103,7 @@ pub fn check_updatable(stack: &DeployedStack) -> Result<(), DeployError> {
         | "IMPORT_ROLLBACK_COMPLETE" => Ok(()),
         "ROLLBACK_COMPLETE" => stuck(
             "its creation failed and was rolled back, so it holds no resources and cannot be \
-             updated; delete it (`deployer down`) and run `deployer up` again",
+             updated; `deployer up` deletes and recreates it once you say yes (`--yes` in CI)",
         ),
         "UPDATE_ROLLBACK_FAILED" => stuck(
             "an update failed and so did its rollback; fix the resource named in the stack's \

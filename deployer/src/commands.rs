@@ -1,5 +1,5 @@
-//! The commands: `plan`, `up`, `status`, `release`, `rollout`, `rollback`, `down`. Each
-//! composes the pure planning (`stacks`, `plan`) with the AWS modules; none provisions
+//! The commands: `plan`, `up`, `status`, `logs`, `release`, `rollout`, `rollback`, `down`.
+//! Each composes the pure planning (`stacks`, `plan`) with the AWS modules; none provisions
 //! anything itself.
 
 use crate::{
@@ -7,10 +7,12 @@ use crate::{
     cloudformation::{self, DeployedStack, EventFollower, Operation},
     config::DeployConfig,
     console::Console,
+    diagnose,
     error::DeployError,
     pace::Pace,
     pipeline,
     plan::{PlanAction, StackPlan},
+    preflight,
     service::{self, short},
     stacks::{self, Layer, Names, StackSpec, IMAGE_FROM_FIRST_BUILD},
 };
@@ -32,6 +34,8 @@ pub struct Deployer {
 pub struct UpOptions {
     /// Skip the check through ECS, ELBv2 and CodePipeline once the stacks are applied.
     pub skip_verify: bool,
+    /// Answer yes to every question (CI): recreating a stack left `ROLLBACK_COMPLETE`.
+    pub yes: bool,
 }
 
 impl Deployer {
@@ -145,8 +149,10 @@ impl Deployer {
     /// not to) the service verified. A failure stops at that stack; CloudFormation has rolled
     /// it back.
     pub async fn up(&self, options: UpOptions) -> Result<Vec<StackPlan>, DeployError> {
+        preflight::check(&self.aws, &self.config, &self.console).await?;
         let mut plans = Vec::new();
         for layer in stacks::layers(&self.config) {
+            self.recreate_if_rolled_back(layer, options.yes).await?;
             let image = match layer {
                 Layer::Service => self.image_for_service().await?,
                 _ => String::new(),
@@ -162,7 +168,12 @@ impl Deployer {
                 PlanAction::Create { .. } => Operation::Create,
                 PlanAction::Update { .. } => Operation::Update,
             };
-            self.apply(&spec, operation).await?;
+            let applied = self.apply(&spec, operation).await;
+            if applied.is_err() && layer == Layer::Service {
+                // CloudFormation's reason is "the service did not stabilize"; the tasks say why.
+                self.diagnose().await;
+            }
+            applied?;
             plans.push(plan);
         }
         self.report_unconfigured().await?;
@@ -192,6 +203,92 @@ impl Deployer {
         Ok(format!("{repository}:{commit}"))
     }
 
+    /// A stack whose creation failed is left `ROLLBACK_COMPLETE`: empty, and impossible to
+    /// update. After a yes (asked, or `--yes`), it is deleted so that `up` creates it again.
+    async fn recreate_if_rolled_back(&self, layer: Layer, yes: bool) -> Result<(), DeployError> {
+        let Some(stack) = self.deployed(layer).await? else {
+            return Ok(());
+        };
+        if stack.status != "ROLLBACK_COMPLETE" {
+            return Ok(());
+        }
+        let question = format!(
+            "stack {} is ROLLBACK_COMPLETE: its creation failed{} and it holds no resources. \
+             Delete it and create it again?",
+            stack.name,
+            stack
+                .reason
+                .as_ref()
+                .map(|reason| format!(" ({reason})"))
+                .unwrap_or_default()
+        );
+        if !yes && !self.console.confirm(&question).await {
+            return Err(cloudformation::check_updatable(&stack)
+                .err()
+                .unwrap_or(DeployError::NotConfirmed(question)));
+        }
+        self.delete_stack(layer, &stack).await
+    }
+
+    /// Deletes one deployed stack and follows its events to the end.
+    async fn delete_stack(&self, layer: Layer, stack: &DeployedStack) -> Result<(), DeployError> {
+        let name = &stack.name;
+        self.console.line(format!("- {name}: delete"));
+        let client = &self.aws.cloudformation;
+        let spec_resources = stacks::spec(&self.config, layer, IMAGE_FROM_FIRST_BUILD)
+            .map(|spec| spec.template.resources().len())
+            .unwrap_or(0);
+        let mut follower = EventFollower::start(client, &stack.id, spec_resources).await;
+        client
+            .delete_stack()
+            .stack_name(&stack.id)
+            .send()
+            .await
+            .map_err(|error| DeployError::StackFailed {
+                stack: name.clone(),
+                status: "DELETE_FAILED".into(),
+                reason: crate::error::describe_sdk_error(&error),
+            })?;
+        cloudformation::follow(
+            client,
+            &mut follower,
+            &stack.id,
+            Operation::Delete,
+            &self.console,
+            self.pace,
+        )
+        .await?;
+        self.console.line(format!("{name}: deleted"));
+        Ok(())
+    }
+
+    /// The service's stopped tasks and its log tail, printed (see [`diagnose`]).
+    pub async fn diagnose(&self) {
+        let names = self.names();
+        diagnose::report(
+            &self.aws,
+            &names.cluster,
+            &names.service,
+            &names.log_group,
+            &self.console,
+        )
+        .await;
+    }
+
+    /// `logs`: the last lines of the service's log group.
+    pub async fn logs(&self, lines: i32) -> Result<(), DeployError> {
+        let names = self.names();
+        let tail = diagnose::log_tail(&self.aws, &names.log_group, lines).await?;
+        if tail.is_empty() {
+            self.console
+                .line(format!("log group {}: no events", names.log_group));
+        }
+        for line in tail {
+            self.console.line(line);
+        }
+        Ok(())
+    }
+
     async fn apply(&self, spec: &StackSpec, operation: Operation) -> Result<(), DeployError> {
         let client = &self.aws.cloudformation;
         let total = spec.template.resources().len();
@@ -219,7 +316,7 @@ impl Deployer {
         let names = self.names();
         self.console.line("verify:");
         let target_group = self.output(Layer::Service, "TargetGroupArn").await?;
-        service::wait_until_healthy(
+        let healthy = service::wait_until_healthy(
             &self.aws,
             &names.cluster,
             &names.service,
@@ -227,7 +324,9 @@ impl Deployer {
             &self.console,
             self.pace,
         )
-        .await?;
+        .await;
+        self.diagnose_failure(&healthy).await;
+        healthy?;
         let connection = self.output(Layer::Pipeline, "ConnectionArn").await?;
         if let Err(error) = pipeline::require_connection(&self.aws, &connection, RELEASE).await {
             // The service is up; only releases wait for the approval.
@@ -400,7 +499,7 @@ impl Deployer {
     }
 
     async fn deploy(&self, names: &Names, task_definition: &str) -> Result<(), DeployError> {
-        service::deploy(
+        let deployed = service::deploy(
             &self.aws,
             &names.cluster,
             &names.service,
@@ -408,9 +507,11 @@ impl Deployer {
             &self.console,
             self.pace,
         )
-        .await?;
+        .await;
+        self.diagnose_failure(&deployed).await;
+        deployed?;
         let target_group = self.output(Layer::Service, "TargetGroupArn").await?;
-        service::wait_until_healthy(
+        let healthy = service::wait_until_healthy(
             &self.aws,
             &names.cluster,
             &names.service,
@@ -418,8 +519,18 @@ impl Deployer {
             &self.console,
             self.pace,
         )
-        .await?;
+        .await;
+        self.diagnose_failure(&healthy).await;
+        healthy?;
         Ok(())
+    }
+
+    /// A rollback by the circuit breaker, or tasks that never became healthy in time: print
+    /// why the tasks stopped and what they logged, before the error itself.
+    async fn diagnose_failure<T>(&self, outcome: &Result<T, DeployError>) {
+        if let Err(DeployError::RolledBack { .. } | DeployError::Timeout { .. }) = outcome {
+            self.diagnose().await;
+        }
     }
 
     /// `down`: the stacks in reverse order, every layer's whether `deploy.toml` still has it
@@ -447,32 +558,7 @@ impl Deployer {
                         "another operation is running on it; wait for it to end (`deployer status`)",
                 });
             }
-            self.console.line(format!("- {name}: delete"));
-            let client = &self.aws.cloudformation;
-            let spec_resources = stacks::spec(&self.config, layer, IMAGE_FROM_FIRST_BUILD)
-                .map(|spec| spec.template.resources().len())
-                .unwrap_or(0);
-            let mut follower = EventFollower::start(client, &stack.id, spec_resources).await;
-            client
-                .delete_stack()
-                .stack_name(&stack.id)
-                .send()
-                .await
-                .map_err(|error| DeployError::StackFailed {
-                    stack: name.clone(),
-                    status: "DELETE_FAILED".into(),
-                    reason: crate::error::describe_sdk_error(&error),
-                })?;
-            cloudformation::follow(
-                client,
-                &mut follower,
-                &stack.id,
-                Operation::Delete,
-                &self.console,
-                self.pace,
-            )
-            .await?;
-            self.console.line(format!("{name}: deleted"));
+            self.delete_stack(layer, &stack).await?;
         }
         self.console.line("down: done");
         Ok(())

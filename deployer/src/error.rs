@@ -34,6 +34,15 @@ pub enum DeployError {
         then: &'static str,
     },
 
+    #[error(
+        "preflight failed, nothing was changed:{}",
+        .0.iter().map(|failure| format!("\n  - {failure}")).collect::<String>()
+    )]
+    Preflight(Vec<String>),
+
+    #[error("{0}: not confirmed, nothing was changed (`--yes` answers yes)")]
+    NotConfirmed(String),
+
     #[error("stack {stack} is {status}: {hint}")]
     StackStuck {
         stack: String,

@@ -19,6 +19,13 @@ use aws_sdk_cloudformation::{
     },
     Client as CloudFormation,
 };
+use aws_sdk_cloudwatchlogs::{
+    operation::{
+        describe_log_streams::DescribeLogStreamsOutput, get_log_events::GetLogEventsOutput,
+    },
+    types::{LogStream, OutputLogEvent},
+    Client as Logs,
+};
 use aws_sdk_codepipeline::{
     operation::list_pipeline_executions::ListPipelineExecutionsOutput,
     operation::{
@@ -40,15 +47,24 @@ use aws_sdk_ecs::{
     operation::{
         describe_services::DescribeServicesOutput,
         describe_task_definition::DescribeTaskDefinitionOutput,
-        list_task_definitions::ListTaskDefinitionsOutput,
-        register_task_definition::RegisterTaskDefinitionOutput,
+        describe_tasks::DescribeTasksOutput, list_task_definitions::ListTaskDefinitionsOutput,
+        list_tasks::ListTasksOutput, register_task_definition::RegisterTaskDefinitionOutput,
         update_service::UpdateServiceOutput,
     },
-    types::{ContainerDefinition, TaskDefinition},
+    types::{Container, ContainerDefinition, Task, TaskDefinition},
     Client as Ecs,
 };
 use aws_sdk_elasticloadbalancingv2::{
     operation::describe_target_health::DescribeTargetHealthOutput, Client as Elb,
+};
+use aws_sdk_iam::{
+    operation::{
+        create_service_linked_role::CreateServiceLinkedRoleOutput, get_role::GetRoleOutput,
+    },
+    Client as Iam,
+};
+use aws_sdk_secretsmanager::{
+    operation::describe_secret::DescribeSecretOutput, Client as SecretsManager,
 };
 use aws_smithy_mocks::{mock, Rule};
 use deployer::{
@@ -298,37 +314,6 @@ async fn an_update_without_changes_is_no_change_and_leaves_no_change_set() {
     assert_eq!(plan.action, PlanAction::NoChange);
     assert_eq!(plan.to_string().trim(), "= oponn-dev-network: no change");
     assert_eq!(delete.num_calls(), 1);
-}
-
-#[tokio::test]
-async fn up_refuses_a_stack_left_rolled_back_and_says_what_to_do() {
-    let describe = mock!(CloudFormation::describe_stacks).then_output(|| {
-        DescribeStacksOutput::builder()
-            .stacks(stack("oponn-dev-network", "ROLLBACK_COMPLETE", &[], &[]))
-            .build()
-    });
-    let rules = Rules {
-        cloudformation: vec![&describe],
-        ..Rules::default()
-    };
-    let deployer = deployer(config(), rules.aws());
-
-    let error = deployer
-        .up(UpOptions { skip_verify: true })
-        .await
-        .expect_err("a rolled-back stack");
-
-    let DeployError::StackStuck { stack, status, .. } = &error else {
-        panic!("{error}")
-    };
-    assert_eq!(
-        (stack.as_str(), status.as_str()),
-        ("oponn-dev-network", "ROLLBACK_COMPLETE")
-    );
-    assert!(
-        error.to_string().contains("delete it (`deployer down`)"),
-        "{error}"
-    );
 }
 
 // ---- following stack events ---------------------------------------------------------------
@@ -639,6 +624,7 @@ async fn verify_waits_until_the_service_is_steady_and_every_target_healthy() {
         elb: vec![&health],
         pipelines: vec![&state],
         connections: vec![&approved],
+        ..Rules::default()
     };
     let deployer = deployer(config(), rules.aws());
 
@@ -740,9 +726,19 @@ async fn rollout_fails_loudly_when_the_circuit_breaker_rolls_the_deployment_back
             ],
         ),
     ]);
+    let (list, describe_tasks) = stopped_task_rules();
+    let (streams, events) = log_rules();
     let rules = Rules {
         cloudformation: vec![&describe],
-        ecs: vec![&service_states, &describe_definition, &register, &update],
+        ecs: vec![
+            &service_states,
+            &describe_definition,
+            &register,
+            &update,
+            &list,
+            &describe_tasks,
+        ],
+        logs: vec![&streams, &events],
         ..Rules::default()
     };
     let deployer = deployer(config(), rules.aws());
@@ -1235,4 +1231,415 @@ async fn up_on_a_new_account_stops_at_a_pending_connection_and_says_to_rerun_up(
         "{message}"
     );
     assert_eq!(start.num_calls(), 0, "no run starts before the approval");
+}
+
+// ---- diagnosis ------------------------------------------------------------------------------
+
+fn rolled_back_states() -> Rule {
+    services(vec![
+        steady(7),
+        service(
+            &[
+                DeploymentFixture {
+                    status: "PRIMARY",
+                    revision: 7,
+                    running: 2,
+                    rollout: "IN_PROGRESS",
+                    reason: None,
+                },
+                DeploymentFixture {
+                    status: "ACTIVE",
+                    revision: 8,
+                    running: 0,
+                    rollout: "FAILED",
+                    reason: Some("ECS deployment circuit breaker: tasks failed to start."),
+                },
+            ],
+            &[],
+        ),
+    ])
+}
+
+/// ListTasks (desiredStatus STOPPED) and DescribeTasks: one task whose container exited 1, as
+/// the ECS API reference's DescribeTasks example shapes it.
+fn stopped_task_rules() -> (Rule, Rule) {
+    const TASK: &str = "arn:aws:ecs:eu-west-1:123456789012:task/oponn-dev/1dc5c17a422548a9";
+    let list = mock!(Ecs::list_tasks)
+        .match_requests(|request| {
+            request.desired_status() == Some(&aws_sdk_ecs::types::DesiredStatus::Stopped)
+                && request.service_name() == Some("oponn-dev")
+        })
+        .then_output(|| ListTasksOutput::builder().task_arns(TASK).build());
+    let describe = mock!(Ecs::describe_tasks).then_output(|| {
+        DescribeTasksOutput::builder()
+            .tasks(
+                Task::builder()
+                    .task_arn(TASK)
+                    .task_definition_arn(task_definition(8))
+                    .last_status("STOPPED")
+                    .stopped_reason("Essential container in task exited")
+                    .containers(
+                        Container::builder()
+                            .name("oponn")
+                            .exit_code(1)
+                            .reason("")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    });
+    (list, describe)
+}
+
+fn log_rules() -> (Rule, Rule) {
+    let streams = mock!(Logs::describe_log_streams)
+        .match_requests(|request| request.log_group_name() == Some("/ecs/oponn-dev"))
+        .then_output(|| {
+            DescribeLogStreamsOutput::builder()
+                .log_streams(
+                    LogStream::builder()
+                        .log_stream_name("oponn/oponn/1dc5c17a422548a9")
+                        .build(),
+                )
+                .build()
+        });
+    let events = mock!(Logs::get_log_events).then_output(|| {
+        GetLogEventsOutput::builder()
+            .events(
+                OutputLogEvent::builder()
+                    .timestamp(1_764_000_001_000)
+                    .message(r#"{"level":"INFO","message":"starting"}"#)
+                    .build(),
+            )
+            .events(
+                OutputLogEvent::builder()
+                    .timestamp(1_764_000_002_000)
+                    .message(r#"{"level":"ERROR","message":"configuration: MONGODB_URI: invalid scheme"}"#)
+                    .build(),
+            )
+            .build()
+    });
+    (streams, events)
+}
+
+#[tokio::test]
+async fn a_rolled_back_rollout_prints_the_stopped_tasks_reasons_exit_codes_and_last_log_lines() {
+    let (describe_definition, register, update, describe) = rollout_rules();
+    let service_states = rolled_back_states();
+    let (list, describe_tasks) = stopped_task_rules();
+    let (streams, events) = log_rules();
+    let rules = Rules {
+        cloudformation: vec![&describe],
+        ecs: vec![
+            &service_states,
+            &describe_definition,
+            &register,
+            &update,
+            &list,
+            &describe_tasks,
+        ],
+        logs: vec![&streams, &events],
+        ..Rules::default()
+    };
+    let deployer = deployer(config(), rules.aws());
+
+    let error = deployer.rollout("abc123").await.expect_err("rolled back");
+
+    assert!(matches!(error, DeployError::RolledBack { .. }), "{error}");
+    let text = deployer.console.text();
+    assert!(
+        text.contains(
+            "task 1dc5c17a422548a9 (oponn-dev:8): Essential container in task exited\n      container oponn: exit code 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("last lines of log group /ecs/oponn-dev:"),
+        "{text}"
+    );
+    let starting = text.find("starting").expect(&text);
+    let invalid = text
+        .find("[1dc5c17a422548a9] {\"level\":\"ERROR\",\"message\":\"configuration: MONGODB_URI: invalid scheme\"}")
+        .expect(&text);
+    assert!(starting < invalid, "oldest first:\n{text}");
+    assert_eq!(list.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_diagnosis_that_cannot_read_the_logs_says_so_and_still_lists_the_tasks() {
+    let (describe_definition, register, update, describe) = rollout_rules();
+    let service_states = rolled_back_states();
+    let (list, describe_tasks) = stopped_task_rules();
+    let denied = mock!(Logs::describe_log_streams).then_error(|| {
+        aws_sdk_cloudwatchlogs::operation::describe_log_streams::DescribeLogStreamsError::generic(
+            aws_smithy_types::error::ErrorMetadata::builder()
+                .code("AccessDeniedException")
+                .message("not authorized to perform: logs:DescribeLogStreams")
+                .build(),
+        )
+    });
+    let rules = Rules {
+        cloudformation: vec![&describe],
+        ecs: vec![
+            &service_states,
+            &describe_definition,
+            &register,
+            &update,
+            &list,
+            &describe_tasks,
+        ],
+        logs: vec![&denied],
+        ..Rules::default()
+    };
+    let deployer = deployer(config(), rules.aws());
+
+    let error = deployer.rollout("abc123").await.expect_err("rolled back");
+
+    assert!(
+        matches!(error, DeployError::RolledBack { .. }),
+        "the failure itself: {error}"
+    );
+    let text = deployer.console.text();
+    assert!(text.contains("exit code 1"), "{text}");
+    assert!(
+        text.contains(
+            "log group /ecs/oponn-dev unavailable: AWS DescribeLogStreams: AccessDeniedException"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn logs_prints_the_last_lines_of_the_services_log_group() {
+    let (streams, events) = log_rules();
+    let rules = Rules {
+        logs: vec![&streams, &events],
+        ..Rules::default()
+    };
+    let deployer = deployer(config(), rules.aws());
+
+    deployer.logs(1).await.expect("logs");
+
+    let text = deployer.console.text();
+    assert_eq!(
+        text.trim(),
+        "[1dc5c17a422548a9] {\"level\":\"ERROR\",\"message\":\"configuration: MONGODB_URI: invalid scheme\"}",
+        "the last line only"
+    );
+}
+
+// ---- ROLLBACK_COMPLETE: delete and create again --------------------------------------------
+
+fn rolled_back_network_then_gone() -> Rule {
+    mock!(CloudFormation::describe_stacks)
+        .sequence()
+        .output(|| {
+            DescribeStacksOutput::builder()
+                .stacks(stack("oponn-dev-network", "ROLLBACK_COMPLETE", &[], &[]))
+                .build()
+        })
+        .output(|| {
+            DescribeStacksOutput::builder()
+                .stacks(stack("oponn-dev-network", "DELETE_COMPLETE", &[], &[]))
+                .build()
+        })
+        .repeatedly()
+        .build()
+}
+
+fn preflight_passes() -> (Rule, Rule) {
+    let role = mock!(Iam::get_role).then_output(|| GetRoleOutput::builder().build());
+    let secret = mock!(SecretsManager::describe_secret).then_compute_output(|request| {
+        DescribeSecretOutput::builder()
+            .arn(request.secret_id().unwrap_or_default())
+            .build()
+    });
+    (role, secret)
+}
+
+#[tokio::test]
+async fn up_deletes_a_stack_left_rolled_back_after_a_yes_and_creates_it_again() {
+    let describe = rolled_back_network_then_gone();
+    let delete = mock!(CloudFormation::delete_stack).then_output(|| {
+        aws_sdk_cloudformation::operation::delete_stack::DeleteStackOutput::builder().build()
+    });
+    let events = events_rule(vec![vec![]]);
+    let create = mock!(CloudFormation::create_stack).then_output(|| {
+        aws_sdk_cloudformation::operation::create_stack::CreateStackOutput::builder()
+            .stack_id(stack_id("oponn-dev-network"))
+            .build()
+    });
+    let (role, secret) = preflight_passes();
+    let rules = Rules {
+        cloudformation: vec![&describe, &delete, &events, &create],
+        iam: vec![&role],
+        secrets: vec![&secret],
+        ..Rules::default()
+    };
+    let mut deployer = deployer(config(), rules.aws());
+    deployer.console = Console::capture_answering(&[true]);
+
+    // Stops at the create: this double reports the new stack DELETE_COMPLETE forever.
+    let _ = deployer
+        .up(UpOptions {
+            skip_verify: true,
+            yes: false,
+        })
+        .await;
+
+    let text = deployer.console.text();
+    assert!(
+        text.contains("stack oponn-dev-network is ROLLBACK_COMPLETE: its creation failed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Delete it and create it again? [y/N]\n> y"),
+        "{text}"
+    );
+    assert!(text.contains("oponn-dev-network: deleted"), "{text}");
+    assert_eq!(delete.num_calls(), 1);
+    assert_eq!(create.num_calls(), 1, "created again:\n{text}");
+}
+
+#[tokio::test]
+async fn up_leaves_a_rolled_back_stack_alone_without_a_yes_and_says_how_to_recreate_it() {
+    let describe = rolled_back_network_then_gone();
+    let delete = mock!(CloudFormation::delete_stack).then_output(|| {
+        aws_sdk_cloudformation::operation::delete_stack::DeleteStackOutput::builder().build()
+    });
+    let (role, secret) = preflight_passes();
+    let rules = Rules {
+        cloudformation: vec![&describe, &delete],
+        iam: vec![&role],
+        secrets: vec![&secret],
+        ..Rules::default()
+    };
+    let deployer = deployer(config(), rules.aws());
+
+    let error = deployer
+        .up(UpOptions {
+            skip_verify: true,
+            yes: false,
+        })
+        .await
+        .expect_err("not confirmed");
+
+    assert!(matches!(error, DeployError::StackStuck { .. }), "{error}");
+    assert!(error.to_string().contains("`--yes` in CI"), "{error}");
+    assert_eq!(delete.num_calls(), 0);
+}
+
+// ---- preflight ------------------------------------------------------------------------------
+
+fn no_such_role() -> Rule {
+    mock!(Iam::get_role).then_error(|| {
+        aws_sdk_iam::operation::get_role::GetRoleError::NoSuchEntityException(
+            aws_sdk_iam::types::error::NoSuchEntityException::builder()
+                .message("The role with name AWSServiceRoleForECS cannot be found.")
+                .meta(
+                    aws_smithy_types::error::ErrorMetadata::builder()
+                        .code("NoSuchEntity")
+                        .message("The role with name AWSServiceRoleForECS cannot be found.")
+                        .build(),
+                )
+                .build(),
+        )
+    })
+}
+
+#[tokio::test]
+async fn preflight_creates_the_missing_ecs_service_linked_role() {
+    let role = no_such_role();
+    let create = mock!(Iam::create_service_linked_role)
+        .match_requests(|request| request.aws_service_name() == Some("ecs.amazonaws.com"))
+        .then_output(|| CreateServiceLinkedRoleOutput::builder().build());
+    let (_, secret) = preflight_passes();
+    let rules = Rules {
+        iam: vec![&role, &create],
+        secrets: vec![&secret],
+        ..Rules::default()
+    };
+    let aws = rules.aws();
+    let console = Console::capture();
+
+    deployer::preflight::check(&aws, &config(), &console)
+        .await
+        .expect("preflight passes");
+
+    assert_eq!(create.num_calls(), 1);
+    assert!(
+        console
+            .text()
+            .contains("ECS service-linked role AWSServiceRoleForECS: was missing, created"),
+        "{}",
+        console.text()
+    );
+}
+
+#[tokio::test]
+async fn preflight_names_a_partial_secret_arn_a_missing_secret_and_a_foreign_certificate_before_any_change(
+) {
+    let role = mock!(Iam::get_role).then_output(|| GetRoleOutput::builder().build());
+    let secret = mock!(SecretsManager::describe_secret).then_compute_output(|request| {
+        let id = request.secret_id().unwrap_or_default();
+        DescribeSecretOutput::builder()
+            .arn(format!("{id}-AbCdEf"))
+            .build()
+    });
+    let missing = mock!(SecretsManager::describe_secret)
+        .match_requests(|request| request.secret_id().is_some_and(|id| id.ends_with("api-tokens")))
+        .then_error(|| {
+            aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretError::ResourceNotFoundException(
+                aws_sdk_secretsmanager::types::error::ResourceNotFoundException::builder()
+                    .message("Secrets Manager can't find the specified secret.")
+                    .meta(
+                        aws_smithy_types::error::ErrorMetadata::builder()
+                            .code("ResourceNotFoundException")
+                            .build(),
+                    )
+                    .build(),
+            )
+        });
+    let rules = Rules {
+        iam: vec![&role],
+        secrets: vec![&missing, &secret],
+        ..Rules::default()
+    };
+    let mut config = config();
+    config.service.certificate_arn =
+        Some("arn:aws:acm:us-east-1:123456789012:certificate/0f3e2c1a".into());
+    let deployer = deployer(config, rules.aws());
+
+    let error = deployer
+        .up(UpOptions {
+            skip_verify: true,
+            yes: true,
+        })
+        .await
+        .expect_err("preflight fails");
+
+    let DeployError::Preflight(failures) = &error else {
+        panic!("{error}")
+    };
+    assert_eq!(failures.len(), 4, "{error}");
+    let message = error.to_string();
+    assert!(
+        message.starts_with("preflight failed, nothing was changed:"),
+        "{message}"
+    );
+    assert!(
+        message.contains(
+            "secrets.mongodb_uri: arn:aws:secretsmanager:eu-west-1:123456789012:secret:oponn/dev/mongodb-uri is a partial ARN; use the secret's full ARN arn:aws:secretsmanager:eu-west-1:123456789012:secret:oponn/dev/mongodb-uri-AbCdEf"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("secrets.api_tokens: no such secret in eu-west-1"),
+        "{message}"
+    );
+    assert!(
+        message.contains("service.certificate_arn is in us-east-1, the load balancer in eu-west-1"),
+        "{message}"
+    );
 }
