@@ -11,7 +11,7 @@ use crate::{
     error::DeployError,
     pace::Pace,
     pipeline,
-    plan::{PlanAction, StackPlan},
+    plan::StackPlan,
     preflight,
     service::{self, short},
     stacks::{self, Layer, Names, StackSpec, IMAGE_FROM_FIRST_BUILD},
@@ -110,7 +110,10 @@ impl Deployer {
             .await?
             .unwrap_or_else(|| IMAGE_FROM_FIRST_BUILD.into());
         let mut plans = Vec::new();
-        for spec in stacks::specs(&self.config, &image)? {
+        for mut spec in stacks::specs(&self.config, &image)? {
+            if spec.layer == Layer::Service {
+                self.keep_desired_count(&mut spec).await?;
+            }
             let plan = self.plan_stack(&spec).await?;
             self.console.line(plan.to_string().trim_end());
             plans.push(plan);
@@ -157,24 +160,20 @@ impl Deployer {
                 Layer::Service => self.image_for_service().await?,
                 _ => String::new(),
             };
-            let spec = stacks::spec(&self.config, layer, &image)?;
-            let plan = self.plan_stack(&spec).await?;
-            self.console.line(plan.to_string().trim_end());
-            let operation = match &plan.action {
-                PlanAction::NoChange => {
-                    plans.push(plan);
-                    continue;
-                }
-                PlanAction::Create { .. } => Operation::Create,
-                PlanAction::Update { .. } => Operation::Update,
-            };
-            let applied = self.apply(&spec, operation).await;
-            if applied.is_err() && layer == Layer::Service {
+            let mut spec = stacks::spec(&self.config, layer, &image)?;
+            if layer == Layer::Service {
+                self.keep_desired_count(&mut spec).await?;
+            }
+            let plan = self.apply_confirmed(&spec, options.yes).await;
+            let failed = matches!(
+                plan,
+                Err(DeployError::StackFailed { .. } | DeployError::Timeout { .. })
+            );
+            if failed && layer == Layer::Service {
                 // CloudFormation's reason is "the service did not stabilize"; the tasks say why.
                 self.diagnose().await;
             }
-            applied?;
-            plans.push(plan);
+            plans.push(plan?);
         }
         self.report_unconfigured().await?;
         if !options.skip_verify {
@@ -201,6 +200,99 @@ impl Deployer {
             pipeline::first_build(&self.aws, &names.pipeline, &self.console, self.pace).await?;
         let repository = self.output(Layer::Pipeline, "RepositoryUri").await?;
         Ok(format!("{repository}:{commit}"))
+    }
+
+    /// Shows what applying `spec` changes and, after a yes (asked, or `--yes`), applies it: a
+    /// new stack is created; an update executes the change set that was shown (by its id), so
+    /// nothing that changed in between is applied unseen. Replacements of resources that hold
+    /// data are called out before the question.
+    async fn apply_confirmed(&self, spec: &StackSpec, yes: bool) -> Result<StackPlan, DeployError> {
+        let client = &self.aws.cloudformation;
+        let Some(deployed) = cloudformation::describe(client, &spec.name).await? else {
+            let plan = StackPlan::create(spec);
+            self.console.line(plan.to_string().trim_end());
+            self.confirm(&format!("Create stack {}?", spec.name), yes)
+                .await?;
+            self.apply(spec, Operation::Create).await?;
+            return Ok(plan);
+        };
+        cloudformation::check_updatable(&deployed)?;
+        let template = cloudformation::deployed_template(client, &spec.name).await?;
+        let pending =
+            cloudformation::prepare_change_set(client, spec, "deployer-up", self.pace).await?;
+        let plan = StackPlan::update(
+            spec,
+            &deployed.parameters,
+            template.as_ref(),
+            pending.changes.clone(),
+        );
+        self.console.line(plan.to_string().trim_end());
+        // No change set changes (CloudFormation failed it as empty): nothing to execute, even
+        // when a parameter the stack ignores differs.
+        if pending.changes.is_none() || !plan.is_change() {
+            cloudformation::delete_change_set(client, &spec.name, &pending.id).await;
+            if plan.is_change() {
+                self.console.line(format!("= {}: no change", spec.name));
+            }
+            return Ok(plan);
+        }
+        for replaced in plan.stateful_replacements() {
+            self.console.line(format!(
+                "! {}: REPLACES {replaced}, which holds data: the new one starts empty",
+                spec.name
+            ));
+        }
+        let question = format!("Apply this change set to stack {}?", spec.name);
+        if let Err(error) = self.confirm(&question, yes).await {
+            cloudformation::delete_change_set(client, &spec.name, &pending.id).await;
+            return Err(error);
+        }
+        let total = spec.template.resources().len();
+        let mut follower = EventFollower::start(client, &spec.name, total).await;
+        cloudformation::execute_change_set(client, &spec.name, &pending.id).await?;
+        cloudformation::follow(
+            client,
+            &mut follower,
+            &spec.name,
+            Operation::Update,
+            &self.console,
+            self.pace,
+        )
+        .await?;
+        self.console.line(format!("{}: Update complete", spec.name));
+        Ok(plan)
+    }
+
+    async fn confirm(&self, question: &str, yes: bool) -> Result<(), DeployError> {
+        match yes || self.console.confirm(question).await {
+            true => Ok(()),
+            false => Err(DeployError::NotConfirmed(question.to_owned())),
+        }
+    }
+
+    /// An update passes the service's current desired count, not deploy.toml's: autoscaling
+    /// moves it between min and max, and re-applying the stack must not reset it.
+    async fn keep_desired_count(&self, spec: &mut StackSpec) -> Result<(), DeployError> {
+        let names = self.names();
+        if self.deployed(Layer::Service).await?.is_none() {
+            return Ok(());
+        }
+        if let Some(state) = service::describe(&self.aws, &names.cluster, &names.service).await? {
+            let current = state.desired.to_string();
+            if spec.parameters.get("DesiredCount") != Some(&current) {
+                self.console.line(format!(
+                    "  service {}: keeping its current desired count {current} (autoscaling's), \
+                     not deploy.toml's {}",
+                    names.service,
+                    spec.parameters
+                        .get("DesiredCount")
+                        .cloned()
+                        .unwrap_or_default()
+                ));
+            }
+            spec.parameters.insert("DesiredCount".into(), current);
+        }
+        Ok(())
     }
 
     /// A stack whose creation failed is left `ROLLBACK_COMPLETE`: empty, and impossible to

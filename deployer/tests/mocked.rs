@@ -1478,7 +1478,8 @@ async fn up_deletes_a_stack_left_rolled_back_after_a_yes_and_creates_it_again() 
         ..Rules::default()
     };
     let mut deployer = deployer(config(), rules.aws());
-    deployer.console = Console::capture_answering(&[true]);
+    // Yes to the deletion, then yes to the creation.
+    deployer.console = Console::capture_answering(&[true, true]);
 
     // Stops at the create: this double reports the new stack DELETE_COMPLETE forever.
     let _ = deployer
@@ -1641,5 +1642,220 @@ async fn preflight_names_a_partial_secret_arn_a_missing_secret_and_a_foreign_cer
     assert!(
         message.contains("service.certificate_arn is in us-east-1, the load balancer in eu-west-1"),
         "{message}"
+    );
+}
+
+// ---- safe applies: the change set shown is the one executed ---------------------------------
+
+/// What `up` did with change sets: (stack, change set id) created, executed, deleted.
+#[derive(Default)]
+struct ChangeSets {
+    created: std::sync::Mutex<Vec<(String, String)>>,
+    service_desired_count: std::sync::Mutex<Option<String>>,
+}
+
+fn change_set_rules(seen: std::sync::Arc<ChangeSets>) -> Vec<Rule> {
+    let created = seen.clone();
+    let create = mock!(CloudFormation::create_change_set).then_compute_output(move |request| {
+        let stack = request.stack_name().unwrap_or_default().to_owned();
+        let id = format!(
+            "arn:aws:cloudformation:eu-west-1:123456789012:changeSet/{}/{stack}",
+            request.change_set_name().unwrap_or_default()
+        );
+        if stack == "oponn-dev-service" {
+            *created.service_desired_count.lock().expect("lock") = request
+                .parameters()
+                .iter()
+                .find(|parameter| parameter.parameter_key() == Some("DesiredCount"))
+                .and_then(|parameter| parameter.parameter_value())
+                .map(str::to_owned);
+        }
+        created
+            .created
+            .lock()
+            .expect("lock")
+            .push((stack, id.clone()));
+        CreateChangeSetOutput::builder().id(id).build()
+    });
+    // Only the service's change set holds a change (its task definition is replaced).
+    let describe = mock!(CloudFormation::describe_change_set).then_compute_output(|request| {
+        if request.stack_name() == Some("oponn-dev-service") {
+            DescribeChangeSetOutput::builder()
+                .status(ChangeSetStatus::CreateComplete)
+                .changes(modify(
+                    "TaskDefinition",
+                    "AWS::ECS::TaskDefinition",
+                    Replacement::True,
+                    "ContainerDefinitions",
+                    RequiresRecreation::Always,
+                    "ImageUri",
+                ))
+                .build()
+        } else {
+            DescribeChangeSetOutput::builder()
+                .status(ChangeSetStatus::Failed)
+                .status_reason("The submitted information didn't contain changes. Submit different information to create a change set.")
+                .build()
+        }
+    });
+    let template =
+        mock!(CloudFormation::get_template).then_output(|| GetTemplateOutput::builder().build());
+    vec![create, describe, template]
+}
+
+fn running_service() -> (Rule, Rule) {
+    let services = services(vec![steady(7)]);
+    let definition = mock!(Ecs::describe_task_definition).then_output(|| {
+        DescribeTaskDefinitionOutput::builder()
+            .task_definition(
+                TaskDefinition::builder()
+                    .task_definition_arn(task_definition(7))
+                    .container_definitions(
+                        ContainerDefinition::builder()
+                            .name("oponn")
+                            .image(format!("{REPOSITORY}:running"))
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    });
+    (services, definition)
+}
+
+#[tokio::test]
+async fn up_executes_the_change_set_it_showed_after_a_yes_and_keeps_the_desired_count() {
+    let seen = std::sync::Arc::new(ChangeSets::default());
+    let describe = stacks_with_outputs();
+    let change_sets = change_set_rules(seen.clone());
+    let executed_ids = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let executed_log = executed_ids.clone();
+    let execute = mock!(CloudFormation::execute_change_set).then_compute_output(move |request| {
+        executed_log
+            .lock()
+            .expect("lock")
+            .push(request.change_set_name().unwrap_or_default().to_owned());
+        aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput::builder()
+            .build()
+    });
+    let update = mock!(CloudFormation::update_stack).then_output(|| {
+        aws_sdk_cloudformation::operation::update_stack::UpdateStackOutput::builder().build()
+    });
+    let delete = mock!(CloudFormation::delete_change_set)
+        .then_output(|| DeleteChangeSetOutput::builder().build());
+    let events = events_rule(vec![vec![]]);
+    let (services, definition) = running_service();
+    let (role, secret) = preflight_passes();
+    let mut cloudformation: Vec<&Rule> = vec![&describe, &execute, &update, &delete, &events];
+    cloudformation.extend(change_sets.iter());
+    let rules = Rules {
+        cloudformation,
+        ecs: vec![&services, &definition],
+        iam: vec![&role],
+        secrets: vec![&secret],
+        ..Rules::default()
+    };
+    let mut config = config();
+    config.service.desired_tasks = 3;
+    let mut deployer = deployer(config, rules.aws());
+    deployer.console = Console::capture_answering(&[true]);
+
+    deployer
+        .up(UpOptions {
+            skip_verify: true,
+            yes: false,
+        })
+        .await
+        .expect("up");
+
+    let created = seen.created.lock().expect("lock").clone();
+    let service_change_set = created
+        .iter()
+        .find(|(stack, _)| stack == "oponn-dev-service")
+        .map(|(_, id)| id.clone())
+        .expect("a change set for the service");
+    assert_eq!(
+        *executed_ids.lock().expect("lock"),
+        vec![service_change_set],
+        "exactly the change set that was shown"
+    );
+    assert_eq!(update.num_calls(), 0, "no fresh UpdateStack");
+    assert_eq!(
+        delete.num_calls(),
+        3,
+        "the three empty change sets are deleted"
+    );
+    assert_eq!(
+        seen.service_desired_count.lock().expect("lock").as_deref(),
+        Some("2"),
+        "the service's current desired count, not deploy.toml's 3"
+    );
+    let text = deployer.console.text();
+    let shown = text.find("~ TaskDefinition").expect(&text);
+    let asked = text
+        .find("Apply this change set to stack oponn-dev-service? [y/N]")
+        .expect(&text);
+    assert!(shown < asked, "shown, then asked:\n{text}");
+    assert!(
+        text.contains("keeping its current desired count 2"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn up_without_a_yes_executes_nothing_and_deletes_the_change_set_it_showed() {
+    let seen = std::sync::Arc::new(ChangeSets::default());
+    let describe = stacks_with_outputs();
+    let change_sets = change_set_rules(seen.clone());
+    let execute = mock!(CloudFormation::execute_change_set).then_output(|| {
+        aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput::builder()
+            .build()
+    });
+    let deleted_ids = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let deleted_log = deleted_ids.clone();
+    let delete = mock!(CloudFormation::delete_change_set).then_compute_output(move |request| {
+        deleted_log
+            .lock()
+            .expect("lock")
+            .push(request.change_set_name().unwrap_or_default().to_owned());
+        DeleteChangeSetOutput::builder().build()
+    });
+    let (services, definition) = running_service();
+    let (role, secret) = preflight_passes();
+    let mut cloudformation: Vec<&Rule> = vec![&describe, &execute, &delete];
+    cloudformation.extend(change_sets.iter());
+    let rules = Rules {
+        cloudformation,
+        ecs: vec![&services, &definition],
+        iam: vec![&role],
+        secrets: vec![&secret],
+        ..Rules::default()
+    };
+    let deployer = deployer(config(), rules.aws());
+
+    let error = deployer
+        .up(UpOptions {
+            skip_verify: true,
+            yes: false,
+        })
+        .await
+        .expect_err("not confirmed");
+
+    assert!(matches!(error, DeployError::NotConfirmed(_)), "{error}");
+    assert_eq!(execute.num_calls(), 0);
+    let service_change_set = seen
+        .created
+        .lock()
+        .expect("lock")
+        .iter()
+        .find(|(stack, _)| stack == "oponn-dev-service")
+        .map(|(_, id)| id.clone())
+        .expect("shown");
+    assert!(
+        deleted_ids
+            .lock()
+            .expect("lock")
+            .contains(&service_change_set),
+        "the change set shown is deleted, not left behind"
     );
 }

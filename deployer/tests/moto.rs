@@ -20,7 +20,7 @@ use support::{behind_on_sqs, config, deployer, moto::Moto};
 
 const SKIP_VERIFY: UpOptions = UpOptions {
     skip_verify: true,
-    yes: false,
+    yes: true,
 };
 
 #[tokio::test]
@@ -152,6 +152,9 @@ async fn a_parameter_change_plans_exactly_that_change_and_up_applies_it() {
         .expect("first up");
 
     let mut changed = moto.with_secrets(config()).await;
+    changed.service.max_tasks = 6;
+    // deploy.toml's desired count applies at creation only: an update keeps the service's
+    // (autoscaling moves it), so this is no change.
     changed.service.desired_tasks = 3;
     let deployer = deployer(changed, moto.aws().await);
     let plans = deployer.plan().await.expect("plan");
@@ -170,16 +173,18 @@ async fn a_parameter_change_plans_exactly_that_change_and_up_applies_it() {
     assert_eq!(
         parameters,
         &[ParameterChange {
-            name: "DesiredCount".into(),
-            from: Some("2".into()),
-            to: "3".into()
+            name: "MaxTasks".into(),
+            from: Some("4".into()),
+            to: "6".into()
         }]
     );
     assert!(template_changes.is_empty(), "{template_changes:?}");
-    assert!(deployer
-        .console
-        .text()
-        .contains("parameter DesiredCount: 2 -> 3"));
+    let text = deployer.console.text();
+    assert!(text.contains("parameter MaxTasks: 4 -> 6"), "{text}");
+    assert!(
+        text.contains("keeping its current desired count 2 (autoscaling's), not deploy.toml's 3"),
+        "{text}"
+    );
 
     deployer.up(SKIP_VERIFY).await.expect("up");
     let services = deployer
@@ -191,12 +196,13 @@ async fn a_parameter_change_plans_exactly_that_change_and_up_applies_it() {
         .send()
         .await
         .expect("DescribeServices");
-    assert_eq!(services.services()[0].desired_count(), 3);
+    assert_eq!(services.services()[0].desired_count(), 2, "kept");
     let stack = cloudformation::describe(&deployer.aws.cloudformation, "oponn-dev-service")
         .await
         .expect("describe")
         .expect("exists");
     assert_eq!(stack.status, "UPDATE_COMPLETE");
+    assert_eq!(stack.parameters["MaxTasks"], "6");
 }
 
 #[tokio::test]
