@@ -5,7 +5,8 @@
 //! circuit breaker rolls a deployment back or the wait times out; `deployer logs` prints the
 //! tail alone.
 //!
-//! ECS keeps stopped tasks for about an hour only, so this runs as soon as the failure is seen.
+//! ECS shows stopped tasks for a short time only (at least an hour, says its guide), so this runs
+//! as soon as the failure is seen.
 //! A diagnosis that fails itself is reported in its place, never instead of the failure.
 
 use aws_sdk_cloudwatchlogs::types::OrderBy;
