@@ -17,6 +17,9 @@ pub struct Aws {
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub pipelines: aws_sdk_codepipeline::Client,
     pub connections: aws_sdk_codestarconnections::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
 }
 
 impl Aws {
@@ -53,6 +56,9 @@ impl Aws {
             elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
             pipelines: aws_sdk_codepipeline::Client::new(sdk),
             connections: aws_sdk_codestarconnections::Client::new(sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
+            iam: aws_sdk_iam::Client::new(sdk),
+            secrets: aws_sdk_secretsmanager::Client::new(sdk),
         }
     }
 }

@@ -39,9 +39,17 @@ pub enum Command {
         /// Do not wait for the service to be steady and its targets healthy.
         #[arg(long)]
         skip_verify: bool,
+        /// Answer yes to every question (CI): recreate a stack left ROLLBACK_COMPLETE.
+        #[arg(long)]
+        yes: bool,
     },
     /// Stacks, service deployments, target health and the last pipeline runs.
     Status,
+    /// The last lines of the service's log group (its newest streams, one per task).
+    Logs {
+        #[arg(long, default_value_t = 50)]
+        lines: i32,
+    },
     /// Start the pipeline (test, build, push, deploy) and follow it.
     Release,
     /// Deploy an image through ECS and wait; fails if the circuit breaker rolls it back.
@@ -74,8 +82,11 @@ pub async fn run(cli: Cli) -> Result<(), DeployError> {
     };
     match cli.command {
         Command::Plan => deployer.plan().await.map(drop),
-        Command::Up { skip_verify } => deployer.up(UpOptions { skip_verify }).await.map(drop),
+        Command::Up { skip_verify, yes } => {
+            deployer.up(UpOptions { skip_verify, yes }).await.map(drop)
+        }
         Command::Status => deployer.status().await,
+        Command::Logs { lines } => deployer.logs(lines).await,
         Command::Release => deployer.release().await.map(drop),
         Command::Rollout { image } => deployer.rollout(&image).await.map(drop),
         Command::Rollback { to } => deployer.rollback(to.as_deref()).await.map(drop),

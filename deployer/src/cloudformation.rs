@@ -103,7 +103,7 @@ pub fn check_updatable(stack: &DeployedStack) -> Result<(), DeployError> {
         | "IMPORT_ROLLBACK_COMPLETE" => Ok(()),
         "ROLLBACK_COMPLETE" => stuck(
             "its creation failed and was rolled back, so it holds no resources and cannot be \
-             updated; delete it (`deployer down`) and run `deployer up` again",
+             updated; `deployer up` deletes and recreates it once you say yes (`--yes` in CI)",
         ),
         "UPDATE_ROLLBACK_FAILED" => stuck(
             "an update failed and so did its rollback; fix the resource named in the stack's \
@@ -158,7 +158,32 @@ pub async fn change_set(
     spec: &StackSpec,
     pace: Pace,
 ) -> Result<Option<Vec<ResourceChange>>, DeployError> {
-    let name = format!("deployer-plan-{}", unique_suffix());
+    let pending = prepare_change_set(client, spec, "deployer-plan", pace).await;
+    // A plan leaves nothing behind, whatever happened.
+    if let Ok(pending) = &pending {
+        delete_change_set(client, &spec.name, &pending.id).await;
+    }
+    pending.map(|pending| pending.changes)
+}
+
+/// A change set that is kept after it was read, so that the one shown is the one executed
+/// (`up`): the caller executes it ([`execute_change_set`]) or deletes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingChangeSet {
+    pub id: String,
+    /// `None`: the change set holds no change (CloudFormation fails such a change set).
+    pub changes: Option<Vec<ResourceChange>>,
+}
+
+/// Creates an update change set and waits until it can be read. A change set that fails to
+/// be created is deleted here.
+pub async fn prepare_change_set(
+    client: &Client,
+    spec: &StackSpec,
+    prefix: &str,
+    pace: Pace,
+) -> Result<PendingChangeSet, DeployError> {
+    let name = format!("{prefix}-{}", unique_suffix());
     let created = client
         .create_change_set()
         .stack_name(&spec.name)
@@ -171,15 +196,35 @@ pub async fn change_set(
         .await
         .map_err(DeployError::aws("CreateChangeSet"))?;
     let id = created.id().unwrap_or(&name).to_owned();
-    let outcome = read_change_set(client, &spec.name, &id, pace).await;
-    // A plan leaves nothing behind, whatever happened.
+    match read_change_set(client, &spec.name, &id, pace).await {
+        Ok(changes) => Ok(PendingChangeSet { id, changes }),
+        Err(error) => {
+            delete_change_set(client, &spec.name, &id).await;
+            Err(error)
+        }
+    }
+}
+
+/// Executes exactly this change set (by its id), not a fresh update of the stack.
+pub async fn execute_change_set(client: &Client, stack: &str, id: &str) -> Result<(), DeployError> {
+    client
+        .execute_change_set()
+        .stack_name(stack)
+        .change_set_name(id)
+        .send()
+        .await
+        .map(drop)
+        .map_err(DeployError::aws("ExecuteChangeSet"))
+}
+
+/// Best effort: a change set left behind costs nothing and the next plan makes its own.
+pub async fn delete_change_set(client: &Client, stack: &str, id: &str) {
     let _ = client
         .delete_change_set()
-        .stack_name(&spec.name)
-        .change_set_name(&id)
+        .stack_name(stack)
+        .change_set_name(id)
         .send()
         .await;
-    outcome
 }
 
 async fn read_change_set(

@@ -1,5 +1,5 @@
-//! The commands: `plan`, `up`, `status`, `release`, `rollout`, `rollback`, `down`. Each
-//! composes the pure planning (`stacks`, `plan`) with the AWS modules; none provisions
+//! The commands: `plan`, `up`, `status`, `logs`, `release`, `rollout`, `rollback`, `down`.
+//! Each composes the pure planning (`stacks`, `plan`) with the AWS modules; none provisions
 //! anything itself.
 
 use crate::{
@@ -7,13 +7,21 @@ use crate::{
     cloudformation::{self, DeployedStack, EventFollower, Operation},
     config::DeployConfig,
     console::Console,
+    diagnose,
     error::DeployError,
     pace::Pace,
     pipeline,
-    plan::{PlanAction, StackPlan},
+    plan::StackPlan,
+    preflight,
     service::{self, short},
     stacks::{self, Layer, Names, StackSpec, IMAGE_FROM_FIRST_BUILD},
 };
+
+/// After approving the connection during `up`: the run at creation has failed at Source, and
+/// `up` starts a new one.
+const UP_AGAIN: &str = "run `deployer up` again: it starts a new pipeline run (the one started \
+                        when the pipeline was created failed at Source) and waits for its build";
+const RELEASE: &str = "run `deployer release`";
 
 pub struct Deployer {
     pub config: DeployConfig,
@@ -26,6 +34,8 @@ pub struct Deployer {
 pub struct UpOptions {
     /// Skip the check through ECS, ELBv2 and CodePipeline once the stacks are applied.
     pub skip_verify: bool,
+    /// Answer yes to every question (CI): recreating a stack left `ROLLBACK_COMPLETE`.
+    pub yes: bool,
 }
 
 impl Deployer {
@@ -100,7 +110,10 @@ impl Deployer {
             .await?
             .unwrap_or_else(|| IMAGE_FROM_FIRST_BUILD.into());
         let mut plans = Vec::new();
-        for spec in stacks::specs(&self.config, &image)? {
+        for mut spec in stacks::specs(&self.config, &image)? {
+            if spec.layer == Layer::Service {
+                self.keep_desired_count(&mut spec).await?;
+            }
             let plan = self.plan_stack(&spec).await?;
             self.console.line(plan.to_string().trim_end());
             plans.push(plan);
@@ -139,25 +152,28 @@ impl Deployer {
     /// not to) the service verified. A failure stops at that stack; CloudFormation has rolled
     /// it back.
     pub async fn up(&self, options: UpOptions) -> Result<Vec<StackPlan>, DeployError> {
+        preflight::check(&self.aws, &self.config, &self.console).await?;
         let mut plans = Vec::new();
         for layer in stacks::layers(&self.config) {
+            self.recreate_if_rolled_back(layer, options.yes).await?;
             let image = match layer {
                 Layer::Service => self.image_for_service().await?,
                 _ => String::new(),
             };
-            let spec = stacks::spec(&self.config, layer, &image)?;
-            let plan = self.plan_stack(&spec).await?;
-            self.console.line(plan.to_string().trim_end());
-            let operation = match &plan.action {
-                PlanAction::NoChange => {
-                    plans.push(plan);
-                    continue;
-                }
-                PlanAction::Create { .. } => Operation::Create,
-                PlanAction::Update { .. } => Operation::Update,
-            };
-            self.apply(&spec, operation).await?;
-            plans.push(plan);
+            let mut spec = stacks::spec(&self.config, layer, &image)?;
+            if layer == Layer::Service {
+                self.keep_desired_count(&mut spec).await?;
+            }
+            let plan = self.apply_confirmed(&spec, options.yes).await;
+            let failed = matches!(
+                plan,
+                Err(DeployError::StackFailed { .. } | DeployError::Timeout { .. })
+            );
+            if failed && layer == Layer::Service {
+                // CloudFormation's reason is "the service did not stabilize"; the tasks say why.
+                self.diagnose().await;
+            }
+            plans.push(plan?);
         }
         self.report_unconfigured().await?;
         if !options.skip_verify {
@@ -167,7 +183,9 @@ impl Deployer {
         Ok(plans)
     }
 
-    async fn image_for_service(&self) -> Result<String, DeployError> {
+    /// The image the service stack is applied with: the running one, the config's, or (on a
+    /// new account) the pipeline's first build.
+    pub async fn image_for_service(&self) -> Result<String, DeployError> {
         if let Some(image) = self.current_image().await? {
             return Ok(image);
         }
@@ -176,12 +194,191 @@ impl Deployer {
         self.console
             .line("no image yet: the service waits for the pipeline's first build");
         let connection = self.output(Layer::Pipeline, "ConnectionArn").await?;
-        pipeline::require_connection(&self.aws, &connection).await?;
+        pipeline::require_connection(&self.aws, &connection, UP_AGAIN).await?;
         let names = self.names();
         let commit =
             pipeline::first_build(&self.aws, &names.pipeline, &self.console, self.pace).await?;
         let repository = self.output(Layer::Pipeline, "RepositoryUri").await?;
         Ok(format!("{repository}:{commit}"))
+    }
+
+    /// Shows what applying `spec` changes and, after a yes (asked, or `--yes`), applies it: a
+    /// new stack is created; an update executes the change set that was shown (by its id), so
+    /// nothing that changed in between is applied unseen. Replacements of resources that hold
+    /// data are called out before the question.
+    async fn apply_confirmed(&self, spec: &StackSpec, yes: bool) -> Result<StackPlan, DeployError> {
+        let client = &self.aws.cloudformation;
+        let Some(deployed) = cloudformation::describe(client, &spec.name).await? else {
+            let plan = StackPlan::create(spec);
+            self.console.line(plan.to_string().trim_end());
+            self.confirm(&format!("Create stack {}?", spec.name), yes)
+                .await?;
+            self.apply(spec, Operation::Create).await?;
+            return Ok(plan);
+        };
+        cloudformation::check_updatable(&deployed)?;
+        let template = cloudformation::deployed_template(client, &spec.name).await?;
+        let pending =
+            cloudformation::prepare_change_set(client, spec, "deployer-up", self.pace).await?;
+        let plan = StackPlan::update(
+            spec,
+            &deployed.parameters,
+            template.as_ref(),
+            pending.changes.clone(),
+        );
+        self.console.line(plan.to_string().trim_end());
+        // No change set changes (CloudFormation failed it as empty): nothing to execute, even
+        // when a parameter the stack ignores differs.
+        if pending.changes.is_none() || !plan.is_change() {
+            cloudformation::delete_change_set(client, &spec.name, &pending.id).await;
+            if plan.is_change() {
+                self.console.line(format!("= {}: no change", spec.name));
+            }
+            return Ok(plan);
+        }
+        for replaced in plan.stateful_replacements() {
+            self.console.line(format!(
+                "! {}: REPLACES {replaced}, which holds data: the new one starts empty",
+                spec.name
+            ));
+        }
+        let question = format!("Apply this change set to stack {}?", spec.name);
+        if let Err(error) = self.confirm(&question, yes).await {
+            cloudformation::delete_change_set(client, &spec.name, &pending.id).await;
+            return Err(error);
+        }
+        let total = spec.template.resources().len();
+        let mut follower = EventFollower::start(client, &spec.name, total).await;
+        cloudformation::execute_change_set(client, &spec.name, &pending.id).await?;
+        cloudformation::follow(
+            client,
+            &mut follower,
+            &spec.name,
+            Operation::Update,
+            &self.console,
+            self.pace,
+        )
+        .await?;
+        self.console.line(format!("{}: Update complete", spec.name));
+        Ok(plan)
+    }
+
+    async fn confirm(&self, question: &str, yes: bool) -> Result<(), DeployError> {
+        match yes || self.console.confirm(question).await {
+            true => Ok(()),
+            false => Err(DeployError::NotConfirmed(question.to_owned())),
+        }
+    }
+
+    /// An update passes the service's current desired count, not deploy.toml's: autoscaling
+    /// moves it between min and max, and re-applying the stack must not reset it.
+    async fn keep_desired_count(&self, spec: &mut StackSpec) -> Result<(), DeployError> {
+        let names = self.names();
+        if self.deployed(Layer::Service).await?.is_none() {
+            return Ok(());
+        }
+        if let Some(state) = service::describe(&self.aws, &names.cluster, &names.service).await? {
+            let current = state.desired.to_string();
+            if spec.parameters.get("DesiredCount") != Some(&current) {
+                self.console.line(format!(
+                    "  service {}: keeping its current desired count {current} (autoscaling's), \
+                     not deploy.toml's {}",
+                    names.service,
+                    spec.parameters
+                        .get("DesiredCount")
+                        .cloned()
+                        .unwrap_or_default()
+                ));
+            }
+            spec.parameters.insert("DesiredCount".into(), current);
+        }
+        Ok(())
+    }
+
+    /// A stack whose creation failed is left `ROLLBACK_COMPLETE`: empty, and impossible to
+    /// update. After a yes (asked, or `--yes`), it is deleted so that `up` creates it again.
+    async fn recreate_if_rolled_back(&self, layer: Layer, yes: bool) -> Result<(), DeployError> {
+        let Some(stack) = self.deployed(layer).await? else {
+            return Ok(());
+        };
+        if stack.status != "ROLLBACK_COMPLETE" {
+            return Ok(());
+        }
+        let question = format!(
+            "stack {} is ROLLBACK_COMPLETE: its creation failed{} and it holds no resources. \
+             Delete it and create it again?",
+            stack.name,
+            stack
+                .reason
+                .as_ref()
+                .map(|reason| format!(" ({reason})"))
+                .unwrap_or_default()
+        );
+        if !yes && !self.console.confirm(&question).await {
+            return Err(cloudformation::check_updatable(&stack)
+                .err()
+                .unwrap_or(DeployError::NotConfirmed(question)));
+        }
+        self.delete_stack(layer, &stack).await
+    }
+
+    /// Deletes one deployed stack and follows its events to the end.
+    async fn delete_stack(&self, layer: Layer, stack: &DeployedStack) -> Result<(), DeployError> {
+        let name = &stack.name;
+        self.console.line(format!("- {name}: delete"));
+        let client = &self.aws.cloudformation;
+        let spec_resources = stacks::spec(&self.config, layer, IMAGE_FROM_FIRST_BUILD)
+            .map(|spec| spec.template.resources().len())
+            .unwrap_or(0);
+        let mut follower = EventFollower::start(client, &stack.id, spec_resources).await;
+        client
+            .delete_stack()
+            .stack_name(&stack.id)
+            .send()
+            .await
+            .map_err(|error| DeployError::StackFailed {
+                stack: name.clone(),
+                status: "DELETE_FAILED".into(),
+                reason: crate::error::describe_sdk_error(&error),
+            })?;
+        cloudformation::follow(
+            client,
+            &mut follower,
+            &stack.id,
+            Operation::Delete,
+            &self.console,
+            self.pace,
+        )
+        .await?;
+        self.console.line(format!("{name}: deleted"));
+        Ok(())
+    }
+
+    /// The service's stopped tasks and its log tail, printed (see [`diagnose`]).
+    pub async fn diagnose(&self) {
+        let names = self.names();
+        diagnose::report(
+            &self.aws,
+            &names.cluster,
+            &names.service,
+            &names.log_group,
+            &self.console,
+        )
+        .await;
+    }
+
+    /// `logs`: the last lines of the service's log group.
+    pub async fn logs(&self, lines: i32) -> Result<(), DeployError> {
+        let names = self.names();
+        let tail = diagnose::log_tail(&self.aws, &names.log_group, lines).await?;
+        if tail.is_empty() {
+            self.console
+                .line(format!("log group {}: no events", names.log_group));
+        }
+        for line in tail {
+            self.console.line(line);
+        }
+        Ok(())
     }
 
     async fn apply(&self, spec: &StackSpec, operation: Operation) -> Result<(), DeployError> {
@@ -211,7 +408,7 @@ impl Deployer {
         let names = self.names();
         self.console.line("verify:");
         let target_group = self.output(Layer::Service, "TargetGroupArn").await?;
-        service::wait_until_healthy(
+        let healthy = service::wait_until_healthy(
             &self.aws,
             &names.cluster,
             &names.service,
@@ -219,9 +416,11 @@ impl Deployer {
             &self.console,
             self.pace,
         )
-        .await?;
+        .await;
+        self.diagnose_failure(&healthy).await;
+        healthy?;
         let connection = self.output(Layer::Pipeline, "ConnectionArn").await?;
-        if let Err(error) = pipeline::require_connection(&self.aws, &connection).await {
+        if let Err(error) = pipeline::require_connection(&self.aws, &connection, RELEASE).await {
             // The service is up; only releases wait for the approval.
             self.console.line(format!("  WARNING: {error}"));
         }
@@ -322,7 +521,7 @@ impl Deployer {
     /// `release`: start the pipeline (after checking the connection) and follow it.
     pub async fn release(&self) -> Result<String, DeployError> {
         let connection = self.output(Layer::Pipeline, "ConnectionArn").await?;
-        pipeline::require_connection(&self.aws, &connection).await?;
+        pipeline::require_connection(&self.aws, &connection, RELEASE).await?;
         let names = self.names();
         let execution =
             pipeline::release(&self.aws, &names.pipeline, &self.console, self.pace).await?;
@@ -392,7 +591,7 @@ impl Deployer {
     }
 
     async fn deploy(&self, names: &Names, task_definition: &str) -> Result<(), DeployError> {
-        service::deploy(
+        let deployed = service::deploy(
             &self.aws,
             &names.cluster,
             &names.service,
@@ -400,9 +599,11 @@ impl Deployer {
             &self.console,
             self.pace,
         )
-        .await?;
+        .await;
+        self.diagnose_failure(&deployed).await;
+        deployed?;
         let target_group = self.output(Layer::Service, "TargetGroupArn").await?;
-        service::wait_until_healthy(
+        let healthy = service::wait_until_healthy(
             &self.aws,
             &names.cluster,
             &names.service,
@@ -410,8 +611,18 @@ impl Deployer {
             &self.console,
             self.pace,
         )
-        .await?;
+        .await;
+        self.diagnose_failure(&healthy).await;
+        healthy?;
         Ok(())
+    }
+
+    /// A rollback by the circuit breaker, or tasks that never became healthy in time: print
+    /// why the tasks stopped and what they logged, before the error itself.
+    async fn diagnose_failure<T>(&self, outcome: &Result<T, DeployError>) {
+        if let Err(DeployError::RolledBack { .. } | DeployError::Timeout { .. }) = outcome {
+            self.diagnose().await;
+        }
     }
 
     /// `down`: the stacks in reverse order, every layer's whether `deploy.toml` still has it
@@ -439,32 +650,7 @@ impl Deployer {
                         "another operation is running on it; wait for it to end (`deployer status`)",
                 });
             }
-            self.console.line(format!("- {name}: delete"));
-            let client = &self.aws.cloudformation;
-            let spec_resources = stacks::spec(&self.config, layer, IMAGE_FROM_FIRST_BUILD)
-                .map(|spec| spec.template.resources().len())
-                .unwrap_or(0);
-            let mut follower = EventFollower::start(client, &stack.id, spec_resources).await;
-            client
-                .delete_stack()
-                .stack_name(&stack.id)
-                .send()
-                .await
-                .map_err(|error| DeployError::StackFailed {
-                    stack: name.clone(),
-                    status: "DELETE_FAILED".into(),
-                    reason: crate::error::describe_sdk_error(&error),
-                })?;
-            cloudformation::follow(
-                client,
-                &mut follower,
-                &stack.id,
-                Operation::Delete,
-                &self.console,
-                self.pace,
-            )
-            .await?;
-            self.console.line(format!("{name}: deleted"));
+            self.delete_stack(layer, &stack).await?;
         }
         self.console.line("down: done");
         Ok(())

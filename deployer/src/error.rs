@@ -20,17 +20,28 @@ pub enum DeployError {
     MissingCredentials(String),
 
     #[error(
-        "the GitHub connection is {status}, not AVAILABLE: {arn}\n  Approve it once: AWS console \
-         > Developer Tools > Settings > Connections > {name} > Update pending connection \
-         (https://console.aws.amazon.com/codesuite/settings/connections?region={region}), \
-         then run `deployer release`."
+        "the GitHub connection {name} is {status}, not AVAILABLE: {arn}\n  Approve it once, in \
+         the console (AWS offers no API for it): open {console_url}\n  (or Developer Tools > \
+         Settings > Connections > {name}), choose Update pending connection, and \
+         install or choose the AWS Connector for GitHub app for the repository.\n  Then {then}."
     )]
     ConnectionNotApproved {
         arn: String,
         name: String,
         status: String,
-        region: String,
+        console_url: String,
+        /// What to run once approved, for the command that stopped.
+        then: &'static str,
     },
+
+    #[error(
+        "preflight failed, nothing was changed:{}",
+        .0.iter().map(|failure| format!("\n  - {failure}")).collect::<String>()
+    )]
+    Preflight(Vec<String>),
+
+    #[error("{0}: not confirmed, nothing was changed (`--yes` answers yes)")]
+    NotConfirmed(String),
 
     #[error("stack {stack} is {status}: {hint}")]
     StackStuck {

@@ -49,6 +49,19 @@ pub struct ResourceChange {
     pub details: Vec<String>,
 }
 
+/// Resource types that hold data: a replacement creates an empty one and deletes the old.
+pub const STATEFUL: &[&str] = &[
+    "AWS::ECR::Repository",
+    "AWS::S3::Bucket",
+    "AWS::SQS::Queue",
+    "AWS::Logs::LogGroup",
+    "AWS::ElastiCache::ReplicationGroup",
+    "AWS::ElastiCache::CacheCluster",
+    "AWS::SecretsManager::Secret",
+    "AWS::DynamoDB::Table",
+    "AWS::RDS::DBInstance",
+];
+
 impl StackPlan {
     pub fn create(spec: &StackSpec) -> Self {
         let resources = spec
@@ -94,6 +107,22 @@ impl StackPlan {
 
     pub fn is_change(&self) -> bool {
         self.action != PlanAction::NoChange
+    }
+
+    /// The replaced (or possibly replaced) resources that hold data, as `Repository
+    /// (AWS::ECR::Repository)`: replacing one loses what it holds.
+    pub fn stateful_replacements(&self) -> Vec<String> {
+        match &self.action {
+            PlanAction::Update { resources, .. } => resources
+                .iter()
+                .filter(|change| {
+                    matches!(change.replacement.as_deref(), Some("True" | "Conditional"))
+                        && STATEFUL.contains(&change.resource_type.as_str())
+                })
+                .map(|change| format!("{} ({})", change.logical_id, change.resource_type))
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 
     /// Whether any resource is replaced (a new physical resource; the old one is deleted).

@@ -100,6 +100,8 @@ pub struct Names {
     pub service: String,
     pub pipeline: String,
     pub repository: String,
+    /// The service's log group (service.yaml: `/ecs/{app}-{stage}`).
+    pub log_group: String,
 }
 
 impl Names {
@@ -109,6 +111,7 @@ impl Names {
             cluster: prefix.clone(),
             service: prefix.clone(),
             pipeline: prefix.clone(),
+            log_group: format!("/ecs/{prefix}"),
             repository: prefix,
         }
     }

@@ -19,6 +19,13 @@ use aws_sdk_cloudformation::{
     },
     Client as CloudFormation,
 };
+use aws_sdk_cloudwatchlogs::{
+    operation::{
+        describe_log_streams::DescribeLogStreamsOutput, get_log_events::GetLogEventsOutput,
+    },
+    types::{LogStream, OutputLogEvent},
+    Client as Logs,
+};
 use aws_sdk_codepipeline::{
     operation::list_pipeline_executions::ListPipelineExecutionsOutput,
     operation::{
@@ -40,15 +47,24 @@ use aws_sdk_ecs::{
     operation::{
         describe_services::DescribeServicesOutput,
         describe_task_definition::DescribeTaskDefinitionOutput,
-        list_task_definitions::ListTaskDefinitionsOutput,
-        register_task_definition::RegisterTaskDefinitionOutput,
+        describe_tasks::DescribeTasksOutput, list_task_definitions::ListTaskDefinitionsOutput,
+        list_tasks::ListTasksOutput, register_task_definition::RegisterTaskDefinitionOutput,
         update_service::UpdateServiceOutput,
     },
-    types::{ContainerDefinition, TaskDefinition},
+    types::{Container, ContainerDefinition, Task, TaskDefinition},
     Client as Ecs,
 };
 use aws_sdk_elasticloadbalancingv2::{
     operation::describe_target_health::DescribeTargetHealthOutput, Client as Elb,
+};
+use aws_sdk_iam::{
+    operation::{
+        create_service_linked_role::CreateServiceLinkedRoleOutput, get_role::GetRoleOutput,
+    },
+    Client as Iam,
+};
+use aws_sdk_secretsmanager::{
+    operation::describe_secret::DescribeSecretOutput, Client as SecretsManager,
 };
 use aws_smithy_mocks::{mock, Rule};
 use deployer::{
@@ -298,37 +314,6 @@ async fn an_update_without_changes_is_no_change_and_leaves_no_change_set() {
     assert_eq!(plan.action, PlanAction::NoChange);
     assert_eq!(plan.to_string().trim(), "= oponn-dev-network: no change");
     assert_eq!(delete.num_calls(), 1);
-}
-
-#[tokio::test]
-async fn up_refuses_a_stack_left_rolled_back_and_says_what_to_do() {
-    let describe = mock!(CloudFormation::describe_stacks).then_output(|| {
-        DescribeStacksOutput::builder()
-            .stacks(stack("oponn-dev-network", "ROLLBACK_COMPLETE", &[], &[]))
-            .build()
-    });
-    let rules = Rules {
-        cloudformation: vec![&describe],
-        ..Rules::default()
-    };
-    let deployer = deployer(config(), rules.aws());
-
-    let error = deployer
-        .up(UpOptions { skip_verify: true })
-        .await
-        .expect_err("a rolled-back stack");
-
-    let DeployError::StackStuck { stack, status, .. } = &error else {
-        panic!("{error}")
-    };
-    assert_eq!(
-        (stack.as_str(), status.as_str()),
-        ("oponn-dev-network", "ROLLBACK_COMPLETE")
-    );
-    assert!(
-        error.to_string().contains("delete it (`deployer down`)"),
-        "{error}"
-    );
 }
 
 // ---- following stack events ---------------------------------------------------------------
@@ -639,6 +624,7 @@ async fn verify_waits_until_the_service_is_steady_and_every_target_healthy() {
         elb: vec![&health],
         pipelines: vec![&state],
         connections: vec![&approved],
+        ..Rules::default()
     };
     let deployer = deployer(config(), rules.aws());
 
@@ -740,9 +726,19 @@ async fn rollout_fails_loudly_when_the_circuit_breaker_rolls_the_deployment_back
             ],
         ),
     ]);
+    let (list, describe_tasks) = stopped_task_rules();
+    let (streams, events) = log_rules();
     let rules = Rules {
         cloudformation: vec![&describe],
-        ecs: vec![&service_states, &describe_definition, &register, &update],
+        ecs: vec![
+            &service_states,
+            &describe_definition,
+            &register,
+            &update,
+            &list,
+            &describe_tasks,
+        ],
+        logs: vec![&streams, &events],
         ..Rules::default()
     };
     let deployer = deployer(config(), rules.aws());
@@ -1000,7 +996,13 @@ async fn release_refuses_while_the_github_connection_awaits_approval() {
     assert!(message.contains("PENDING"), "{message}");
     assert!(message.contains("oponn-dev-github"), "{message}");
     assert!(
-        message.contains("codesuite/settings/connections?region=eu-west-1"),
+        message.contains(
+            "https://eu-west-1.console.aws.amazon.com/codesuite/settings/123456789012/eu-west-1/connections/39e4c34d-e13a-4e94-a886-ea67651bf042"
+        ),
+        "the connection's own console page:\n{message}"
+    );
+    assert!(
+        message.contains("Then run `deployer release`."),
         "{message}"
     );
     assert_eq!(start.num_calls(), 0);
@@ -1070,5 +1072,790 @@ async fn a_new_accounts_first_image_is_the_commit_the_pipelines_first_build_push
         state.num_calls(),
         2,
         "polled until Build succeeded, not longer"
+    );
+}
+
+/// DescribeStacks on a new account after the first `up`: the pipeline stack with its outputs,
+/// no service stack yet.
+fn pipeline_stack_only() -> Rule {
+    mock!(CloudFormation::describe_stacks).then_compute_output(|request| {
+        let name = request.stack_name().unwrap_or_default().to_owned();
+        let builder = DescribeStacksOutput::builder();
+        match name.as_str() {
+            "oponn-dev-pipeline" => builder
+                .stacks(stack(
+                    &name,
+                    "CREATE_COMPLETE",
+                    &[],
+                    &[
+                        ("RepositoryUri", REPOSITORY),
+                        ("ConnectionArn", CONNECTION),
+                        ("PipelineName", "oponn-dev"),
+                    ],
+                ))
+                .build(),
+            _ => builder.build(),
+        }
+    })
+}
+
+fn new_account() -> deployer::config::DeployConfig {
+    let mut config = config();
+    config.service.image = None;
+    config
+}
+
+#[tokio::test]
+async fn after_approval_up_starts_a_new_run_when_the_first_failed_at_source_and_follows_it() {
+    let describe = pipeline_stack_only();
+    let approved = connection(ConnectionStatus::Available);
+    let runs = mock!(CodePipeline::list_pipeline_executions).then_output(|| {
+        ListPipelineExecutionsOutput::builder()
+            .pipeline_execution_summaries(
+                PipelineExecutionSummary::builder()
+                    .pipeline_execution_id("e-1")
+                    .status(PipelineExecutionStatus::Failed)
+                    .build(),
+            )
+            .build()
+    });
+    let start = mock!(CodePipeline::start_pipeline_execution).then_output(|| {
+        StartPipelineExecutionOutput::builder()
+            .pipeline_execution_id("e-2")
+            .build()
+    });
+    // The run at creation failed at Source (the connection was pending then); then the new run.
+    let state = mock!(CodePipeline::get_pipeline_state)
+        .sequence()
+        .output(pipeline_state(
+            "e-1",
+            vec![(
+                "Source",
+                "Failed",
+                Some((
+                    "GitHub",
+                    "Connection arn:aws:codestar-connections:eu-west-1:123456789012:connection/39e4c34d-e13a-4e94-a886-ea67651bf042 is not available",
+                )),
+            )],
+        ))
+        .output(pipeline_state("e-2", vec![("Source", "InProgress", None)]))
+        .output(pipeline_state(
+            "e-2",
+            vec![("Source", "Succeeded", None), ("Build", "InProgress", None)],
+        ))
+        .output(pipeline_state(
+            "e-2",
+            vec![
+                ("Source", "Succeeded", None),
+                ("Build", "Succeeded", None),
+                ("Deploy", "InProgress", None),
+            ],
+        ))
+        .repeatedly()
+        .build();
+    let execution = mock!(CodePipeline::get_pipeline_execution).then_compute_output(|request| {
+        assert_eq!(
+            request.pipeline_execution_id(),
+            Some("e-2"),
+            "only the new run is followed"
+        );
+        GetPipelineExecutionOutput::builder()
+            .pipeline_execution(
+                PipelineExecution::builder()
+                    .pipeline_execution_id("e-2")
+                    .status(PipelineExecutionStatus::InProgress)
+                    .artifact_revisions(
+                        ArtifactRevision::builder()
+                            .name("Source")
+                            .revision_id("4f1d0c9e2b7a4c3d8e9f0a1b2c3d4e5f6a7b8c9d")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    });
+    let rules = Rules {
+        cloudformation: vec![&describe],
+        pipelines: vec![&runs, &start, &state, &execution],
+        connections: vec![&approved],
+        ..Rules::default()
+    };
+    let deployer = deployer(new_account(), rules.aws());
+
+    let image = deployer.image_for_service().await.expect("the first build");
+
+    assert_eq!(
+        image,
+        format!("{REPOSITORY}:4f1d0c9e2b7a4c3d8e9f0a1b2c3d4e5f6a7b8c9d")
+    );
+    assert_eq!(start.num_calls(), 1, "one new run");
+    let text = deployer.console.text();
+    assert!(
+        text.contains("the latest run e-1 ended Failed at Source (GitHub: Connection"),
+        "says why it starts a run:\n{text}"
+    );
+    assert!(text.contains("started e-2"), "{text}");
+    assert!(text.contains("run e-2 to build the first image"), "{text}");
+    assert!(text.contains("Build Succeeded"), "{text}");
+}
+
+#[tokio::test]
+async fn up_on_a_new_account_stops_at_a_pending_connection_and_says_to_rerun_up() {
+    let describe = pipeline_stack_only();
+    let pending = connection(ConnectionStatus::Pending);
+    let start = mock!(CodePipeline::start_pipeline_execution).then_output(|| {
+        StartPipelineExecutionOutput::builder()
+            .pipeline_execution_id("e-2")
+            .build()
+    });
+    let rules = Rules {
+        cloudformation: vec![&describe],
+        pipelines: vec![&start],
+        connections: vec![&pending],
+        ..Rules::default()
+    };
+    let deployer = deployer(new_account(), rules.aws());
+
+    let error = deployer
+        .image_for_service()
+        .await
+        .expect_err("not approved");
+
+    let message = error.to_string();
+    assert!(
+        message.contains("connections/39e4c34d-e13a-4e94-a886-ea67651bf042"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Then run `deployer up` again: it starts a new pipeline run"),
+        "{message}"
+    );
+    assert_eq!(start.num_calls(), 0, "no run starts before the approval");
+}
+
+// ---- diagnosis ------------------------------------------------------------------------------
+
+fn rolled_back_states() -> Rule {
+    services(vec![
+        steady(7),
+        service(
+            &[
+                DeploymentFixture {
+                    status: "PRIMARY",
+                    revision: 7,
+                    running: 2,
+                    rollout: "IN_PROGRESS",
+                    reason: None,
+                },
+                DeploymentFixture {
+                    status: "ACTIVE",
+                    revision: 8,
+                    running: 0,
+                    rollout: "FAILED",
+                    reason: Some("ECS deployment circuit breaker: tasks failed to start."),
+                },
+            ],
+            &[],
+        ),
+    ])
+}
+
+/// ListTasks (desiredStatus STOPPED) and DescribeTasks: one task whose container exited 1, as
+/// the ECS API reference's DescribeTasks example shapes it.
+fn stopped_task_rules() -> (Rule, Rule) {
+    const TASK: &str = "arn:aws:ecs:eu-west-1:123456789012:task/oponn-dev/1dc5c17a422548a9";
+    let list = mock!(Ecs::list_tasks)
+        .match_requests(|request| {
+            request.desired_status() == Some(&aws_sdk_ecs::types::DesiredStatus::Stopped)
+                && request.service_name() == Some("oponn-dev")
+        })
+        .then_output(|| ListTasksOutput::builder().task_arns(TASK).build());
+    let describe = mock!(Ecs::describe_tasks).then_output(|| {
+        DescribeTasksOutput::builder()
+            .tasks(
+                Task::builder()
+                    .task_arn(TASK)
+                    .task_definition_arn(task_definition(8))
+                    .last_status("STOPPED")
+                    .stopped_reason("Essential container in task exited")
+                    .containers(
+                        Container::builder()
+                            .name("oponn")
+                            .exit_code(1)
+                            .reason("")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    });
+    (list, describe)
+}
+
+fn log_rules() -> (Rule, Rule) {
+    let streams = mock!(Logs::describe_log_streams)
+        .match_requests(|request| request.log_group_name() == Some("/ecs/oponn-dev"))
+        .then_output(|| {
+            DescribeLogStreamsOutput::builder()
+                .log_streams(
+                    LogStream::builder()
+                        .log_stream_name("oponn/oponn/1dc5c17a422548a9")
+                        .build(),
+                )
+                .build()
+        });
+    let events = mock!(Logs::get_log_events).then_output(|| {
+        GetLogEventsOutput::builder()
+            .events(
+                OutputLogEvent::builder()
+                    .timestamp(1_764_000_001_000)
+                    .message(r#"{"level":"INFO","message":"starting"}"#)
+                    .build(),
+            )
+            .events(
+                OutputLogEvent::builder()
+                    .timestamp(1_764_000_002_000)
+                    .message(r#"{"level":"ERROR","message":"configuration: MONGODB_URI: invalid scheme"}"#)
+                    .build(),
+            )
+            .build()
+    });
+    (streams, events)
+}
+
+#[tokio::test]
+async fn a_rolled_back_rollout_prints_the_stopped_tasks_reasons_exit_codes_and_last_log_lines() {
+    let (describe_definition, register, update, describe) = rollout_rules();
+    let service_states = rolled_back_states();
+    let (list, describe_tasks) = stopped_task_rules();
+    let (streams, events) = log_rules();
+    let rules = Rules {
+        cloudformation: vec![&describe],
+        ecs: vec![
+            &service_states,
+            &describe_definition,
+            &register,
+            &update,
+            &list,
+            &describe_tasks,
+        ],
+        logs: vec![&streams, &events],
+        ..Rules::default()
+    };
+    let deployer = deployer(config(), rules.aws());
+
+    let error = deployer.rollout("abc123").await.expect_err("rolled back");
+
+    assert!(matches!(error, DeployError::RolledBack { .. }), "{error}");
+    let text = deployer.console.text();
+    assert!(
+        text.contains(
+            "task 1dc5c17a422548a9 (oponn-dev:8): Essential container in task exited\n      container oponn: exit code 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("last lines of log group /ecs/oponn-dev:"),
+        "{text}"
+    );
+    let starting = text.find("starting").expect(&text);
+    let invalid = text
+        .find("[1dc5c17a422548a9] {\"level\":\"ERROR\",\"message\":\"configuration: MONGODB_URI: invalid scheme\"}")
+        .expect(&text);
+    assert!(starting < invalid, "oldest first:\n{text}");
+    assert_eq!(list.num_calls(), 1);
+}
+
+#[tokio::test]
+async fn a_diagnosis_that_cannot_read_the_logs_says_so_and_still_lists_the_tasks() {
+    let (describe_definition, register, update, describe) = rollout_rules();
+    let service_states = rolled_back_states();
+    let (list, describe_tasks) = stopped_task_rules();
+    let denied = mock!(Logs::describe_log_streams).then_error(|| {
+        aws_sdk_cloudwatchlogs::operation::describe_log_streams::DescribeLogStreamsError::generic(
+            aws_smithy_types::error::ErrorMetadata::builder()
+                .code("AccessDeniedException")
+                .message("not authorized to perform: logs:DescribeLogStreams")
+                .build(),
+        )
+    });
+    let rules = Rules {
+        cloudformation: vec![&describe],
+        ecs: vec![
+            &service_states,
+            &describe_definition,
+            &register,
+            &update,
+            &list,
+            &describe_tasks,
+        ],
+        logs: vec![&denied],
+        ..Rules::default()
+    };
+    let deployer = deployer(config(), rules.aws());
+
+    let error = deployer.rollout("abc123").await.expect_err("rolled back");
+
+    assert!(
+        matches!(error, DeployError::RolledBack { .. }),
+        "the failure itself: {error}"
+    );
+    let text = deployer.console.text();
+    assert!(text.contains("exit code 1"), "{text}");
+    assert!(
+        text.contains(
+            "log group /ecs/oponn-dev unavailable: AWS DescribeLogStreams: AccessDeniedException"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn logs_prints_the_last_lines_of_the_services_log_group() {
+    let (streams, events) = log_rules();
+    let rules = Rules {
+        logs: vec![&streams, &events],
+        ..Rules::default()
+    };
+    let deployer = deployer(config(), rules.aws());
+
+    deployer.logs(1).await.expect("logs");
+
+    let text = deployer.console.text();
+    assert_eq!(
+        text.trim(),
+        "[1dc5c17a422548a9] {\"level\":\"ERROR\",\"message\":\"configuration: MONGODB_URI: invalid scheme\"}",
+        "the last line only"
+    );
+}
+
+// ---- ROLLBACK_COMPLETE: delete and create again --------------------------------------------
+
+fn rolled_back_network_then_gone() -> Rule {
+    mock!(CloudFormation::describe_stacks)
+        .sequence()
+        .output(|| {
+            DescribeStacksOutput::builder()
+                .stacks(stack("oponn-dev-network", "ROLLBACK_COMPLETE", &[], &[]))
+                .build()
+        })
+        .output(|| {
+            DescribeStacksOutput::builder()
+                .stacks(stack("oponn-dev-network", "DELETE_COMPLETE", &[], &[]))
+                .build()
+        })
+        .repeatedly()
+        .build()
+}
+
+fn preflight_passes() -> (Rule, Rule) {
+    let role = mock!(Iam::get_role).then_output(|| GetRoleOutput::builder().build());
+    let secret = mock!(SecretsManager::describe_secret).then_compute_output(|request| {
+        DescribeSecretOutput::builder()
+            .arn(request.secret_id().unwrap_or_default())
+            .build()
+    });
+    (role, secret)
+}
+
+#[tokio::test]
+async fn up_deletes_a_stack_left_rolled_back_after_a_yes_and_creates_it_again() {
+    let describe = rolled_back_network_then_gone();
+    let delete = mock!(CloudFormation::delete_stack).then_output(|| {
+        aws_sdk_cloudformation::operation::delete_stack::DeleteStackOutput::builder().build()
+    });
+    let events = events_rule(vec![vec![]]);
+    let create = mock!(CloudFormation::create_stack).then_output(|| {
+        aws_sdk_cloudformation::operation::create_stack::CreateStackOutput::builder()
+            .stack_id(stack_id("oponn-dev-network"))
+            .build()
+    });
+    let (role, secret) = preflight_passes();
+    let rules = Rules {
+        cloudformation: vec![&describe, &delete, &events, &create],
+        iam: vec![&role],
+        secrets: vec![&secret],
+        ..Rules::default()
+    };
+    let mut deployer = deployer(config(), rules.aws());
+    // Yes to the deletion, then yes to the creation.
+    deployer.console = Console::capture_answering(&[true, true]);
+
+    // Stops at the create: this double reports the new stack DELETE_COMPLETE forever.
+    let _ = deployer
+        .up(UpOptions {
+            skip_verify: true,
+            yes: false,
+        })
+        .await;
+
+    let text = deployer.console.text();
+    assert!(
+        text.contains("stack oponn-dev-network is ROLLBACK_COMPLETE: its creation failed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Delete it and create it again? [y/N]\n> y"),
+        "{text}"
+    );
+    assert!(text.contains("oponn-dev-network: deleted"), "{text}");
+    assert_eq!(delete.num_calls(), 1);
+    assert_eq!(create.num_calls(), 1, "created again:\n{text}");
+}
+
+#[tokio::test]
+async fn up_leaves_a_rolled_back_stack_alone_without_a_yes_and_says_how_to_recreate_it() {
+    let describe = rolled_back_network_then_gone();
+    let delete = mock!(CloudFormation::delete_stack).then_output(|| {
+        aws_sdk_cloudformation::operation::delete_stack::DeleteStackOutput::builder().build()
+    });
+    let (role, secret) = preflight_passes();
+    let rules = Rules {
+        cloudformation: vec![&describe, &delete],
+        iam: vec![&role],
+        secrets: vec![&secret],
+        ..Rules::default()
+    };
+    let deployer = deployer(config(), rules.aws());
+
+    let error = deployer
+        .up(UpOptions {
+            skip_verify: true,
+            yes: false,
+        })
+        .await
+        .expect_err("not confirmed");
+
+    assert!(matches!(error, DeployError::StackStuck { .. }), "{error}");
+    assert!(error.to_string().contains("`--yes` in CI"), "{error}");
+    assert_eq!(delete.num_calls(), 0);
+}
+
+// ---- preflight ------------------------------------------------------------------------------
+
+fn no_such_role() -> Rule {
+    mock!(Iam::get_role).then_error(|| {
+        aws_sdk_iam::operation::get_role::GetRoleError::NoSuchEntityException(
+            aws_sdk_iam::types::error::NoSuchEntityException::builder()
+                .message("The role with name AWSServiceRoleForECS cannot be found.")
+                .meta(
+                    aws_smithy_types::error::ErrorMetadata::builder()
+                        .code("NoSuchEntity")
+                        .message("The role with name AWSServiceRoleForECS cannot be found.")
+                        .build(),
+                )
+                .build(),
+        )
+    })
+}
+
+#[tokio::test]
+async fn preflight_creates_the_missing_ecs_service_linked_role() {
+    let role = no_such_role();
+    let create = mock!(Iam::create_service_linked_role)
+        .match_requests(|request| request.aws_service_name() == Some("ecs.amazonaws.com"))
+        .then_output(|| CreateServiceLinkedRoleOutput::builder().build());
+    let (_, secret) = preflight_passes();
+    let rules = Rules {
+        iam: vec![&role, &create],
+        secrets: vec![&secret],
+        ..Rules::default()
+    };
+    let aws = rules.aws();
+    let console = Console::capture();
+
+    deployer::preflight::check(&aws, &config(), &console)
+        .await
+        .expect("preflight passes");
+
+    assert_eq!(create.num_calls(), 1);
+    assert!(
+        console
+            .text()
+            .contains("ECS service-linked role AWSServiceRoleForECS: was missing, created"),
+        "{}",
+        console.text()
+    );
+}
+
+#[tokio::test]
+async fn preflight_names_a_partial_secret_arn_a_missing_secret_and_a_foreign_certificate_before_any_change(
+) {
+    let role = mock!(Iam::get_role).then_output(|| GetRoleOutput::builder().build());
+    let secret = mock!(SecretsManager::describe_secret).then_compute_output(|request| {
+        let id = request.secret_id().unwrap_or_default();
+        DescribeSecretOutput::builder()
+            .arn(format!("{id}-AbCdEf"))
+            .build()
+    });
+    let missing = mock!(SecretsManager::describe_secret)
+        .match_requests(|request| request.secret_id().is_some_and(|id| id.ends_with("api-tokens")))
+        .then_error(|| {
+            aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretError::ResourceNotFoundException(
+                aws_sdk_secretsmanager::types::error::ResourceNotFoundException::builder()
+                    .message("Secrets Manager can't find the specified secret.")
+                    .meta(
+                        aws_smithy_types::error::ErrorMetadata::builder()
+                            .code("ResourceNotFoundException")
+                            .build(),
+                    )
+                    .build(),
+            )
+        });
+    let rules = Rules {
+        iam: vec![&role],
+        secrets: vec![&missing, &secret],
+        ..Rules::default()
+    };
+    let mut config = config();
+    config.service.certificate_arn =
+        Some("arn:aws:acm:us-east-1:123456789012:certificate/0f3e2c1a".into());
+    let deployer = deployer(config, rules.aws());
+
+    let error = deployer
+        .up(UpOptions {
+            skip_verify: true,
+            yes: true,
+        })
+        .await
+        .expect_err("preflight fails");
+
+    let DeployError::Preflight(failures) = &error else {
+        panic!("{error}")
+    };
+    assert_eq!(failures.len(), 4, "{error}");
+    let message = error.to_string();
+    assert!(
+        message.starts_with("preflight failed, nothing was changed:"),
+        "{message}"
+    );
+    assert!(
+        message.contains(
+            "secrets.mongodb_uri: arn:aws:secretsmanager:eu-west-1:123456789012:secret:oponn/dev/mongodb-uri is a partial ARN; use the secret's full ARN arn:aws:secretsmanager:eu-west-1:123456789012:secret:oponn/dev/mongodb-uri-AbCdEf"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("secrets.api_tokens: no such secret in eu-west-1"),
+        "{message}"
+    );
+    assert!(
+        message.contains("service.certificate_arn is in us-east-1, the load balancer in eu-west-1"),
+        "{message}"
+    );
+}
+
+// ---- safe applies: the change set shown is the one executed ---------------------------------
+
+/// What `up` did with change sets: (stack, change set id) created, executed, deleted.
+#[derive(Default)]
+struct ChangeSets {
+    created: std::sync::Mutex<Vec<(String, String)>>,
+    service_desired_count: std::sync::Mutex<Option<String>>,
+}
+
+fn change_set_rules(seen: std::sync::Arc<ChangeSets>) -> Vec<Rule> {
+    let created = seen.clone();
+    let create = mock!(CloudFormation::create_change_set).then_compute_output(move |request| {
+        let stack = request.stack_name().unwrap_or_default().to_owned();
+        let id = format!(
+            "arn:aws:cloudformation:eu-west-1:123456789012:changeSet/{}/{stack}",
+            request.change_set_name().unwrap_or_default()
+        );
+        if stack == "oponn-dev-service" {
+            *created.service_desired_count.lock().expect("lock") = request
+                .parameters()
+                .iter()
+                .find(|parameter| parameter.parameter_key() == Some("DesiredCount"))
+                .and_then(|parameter| parameter.parameter_value())
+                .map(str::to_owned);
+        }
+        created
+            .created
+            .lock()
+            .expect("lock")
+            .push((stack, id.clone()));
+        CreateChangeSetOutput::builder().id(id).build()
+    });
+    // Only the service's change set holds a change (its task definition is replaced).
+    let describe = mock!(CloudFormation::describe_change_set).then_compute_output(|request| {
+        if request.stack_name() == Some("oponn-dev-service") {
+            DescribeChangeSetOutput::builder()
+                .status(ChangeSetStatus::CreateComplete)
+                .changes(modify(
+                    "TaskDefinition",
+                    "AWS::ECS::TaskDefinition",
+                    Replacement::True,
+                    "ContainerDefinitions",
+                    RequiresRecreation::Always,
+                    "ImageUri",
+                ))
+                .build()
+        } else {
+            DescribeChangeSetOutput::builder()
+                .status(ChangeSetStatus::Failed)
+                .status_reason("The submitted information didn't contain changes. Submit different information to create a change set.")
+                .build()
+        }
+    });
+    let template =
+        mock!(CloudFormation::get_template).then_output(|| GetTemplateOutput::builder().build());
+    vec![create, describe, template]
+}
+
+fn running_service() -> (Rule, Rule) {
+    let services = services(vec![steady(7)]);
+    let definition = mock!(Ecs::describe_task_definition).then_output(|| {
+        DescribeTaskDefinitionOutput::builder()
+            .task_definition(
+                TaskDefinition::builder()
+                    .task_definition_arn(task_definition(7))
+                    .container_definitions(
+                        ContainerDefinition::builder()
+                            .name("oponn")
+                            .image(format!("{REPOSITORY}:running"))
+                            .build(),
+                    )
+                    .build(),
+            )
+            .build()
+    });
+    (services, definition)
+}
+
+#[tokio::test]
+async fn up_executes_the_change_set_it_showed_after_a_yes_and_keeps_the_desired_count() {
+    let seen = std::sync::Arc::new(ChangeSets::default());
+    let describe = stacks_with_outputs();
+    let change_sets = change_set_rules(seen.clone());
+    let executed_ids = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let executed_log = executed_ids.clone();
+    let execute = mock!(CloudFormation::execute_change_set).then_compute_output(move |request| {
+        executed_log
+            .lock()
+            .expect("lock")
+            .push(request.change_set_name().unwrap_or_default().to_owned());
+        aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput::builder()
+            .build()
+    });
+    let update = mock!(CloudFormation::update_stack).then_output(|| {
+        aws_sdk_cloudformation::operation::update_stack::UpdateStackOutput::builder().build()
+    });
+    let delete = mock!(CloudFormation::delete_change_set)
+        .then_output(|| DeleteChangeSetOutput::builder().build());
+    let events = events_rule(vec![vec![]]);
+    let (services, definition) = running_service();
+    let (role, secret) = preflight_passes();
+    let mut cloudformation: Vec<&Rule> = vec![&describe, &execute, &update, &delete, &events];
+    cloudformation.extend(change_sets.iter());
+    let rules = Rules {
+        cloudformation,
+        ecs: vec![&services, &definition],
+        iam: vec![&role],
+        secrets: vec![&secret],
+        ..Rules::default()
+    };
+    let mut config = config();
+    config.service.desired_tasks = 3;
+    let mut deployer = deployer(config, rules.aws());
+    deployer.console = Console::capture_answering(&[true]);
+
+    deployer
+        .up(UpOptions {
+            skip_verify: true,
+            yes: false,
+        })
+        .await
+        .expect("up");
+
+    let created = seen.created.lock().expect("lock").clone();
+    let service_change_set = created
+        .iter()
+        .find(|(stack, _)| stack == "oponn-dev-service")
+        .map(|(_, id)| id.clone())
+        .expect("a change set for the service");
+    assert_eq!(
+        *executed_ids.lock().expect("lock"),
+        vec![service_change_set],
+        "exactly the change set that was shown"
+    );
+    assert_eq!(update.num_calls(), 0, "no fresh UpdateStack");
+    assert_eq!(
+        delete.num_calls(),
+        3,
+        "the three empty change sets are deleted"
+    );
+    assert_eq!(
+        seen.service_desired_count.lock().expect("lock").as_deref(),
+        Some("2"),
+        "the service's current desired count, not deploy.toml's 3"
+    );
+    let text = deployer.console.text();
+    let shown = text.find("~ TaskDefinition").expect(&text);
+    let asked = text
+        .find("Apply this change set to stack oponn-dev-service? [y/N]")
+        .expect(&text);
+    assert!(shown < asked, "shown, then asked:\n{text}");
+    assert!(
+        text.contains("keeping its current desired count 2"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn up_without_a_yes_executes_nothing_and_deletes_the_change_set_it_showed() {
+    let seen = std::sync::Arc::new(ChangeSets::default());
+    let describe = stacks_with_outputs();
+    let change_sets = change_set_rules(seen.clone());
+    let execute = mock!(CloudFormation::execute_change_set).then_output(|| {
+        aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput::builder()
+            .build()
+    });
+    let deleted_ids = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let deleted_log = deleted_ids.clone();
+    let delete = mock!(CloudFormation::delete_change_set).then_compute_output(move |request| {
+        deleted_log
+            .lock()
+            .expect("lock")
+            .push(request.change_set_name().unwrap_or_default().to_owned());
+        DeleteChangeSetOutput::builder().build()
+    });
+    let (services, definition) = running_service();
+    let (role, secret) = preflight_passes();
+    let mut cloudformation: Vec<&Rule> = vec![&describe, &execute, &delete];
+    cloudformation.extend(change_sets.iter());
+    let rules = Rules {
+        cloudformation,
+        ecs: vec![&services, &definition],
+        iam: vec![&role],
+        secrets: vec![&secret],
+        ..Rules::default()
+    };
+    let deployer = deployer(config(), rules.aws());
+
+    let error = deployer
+        .up(UpOptions {
+            skip_verify: true,
+            yes: false,
+        })
+        .await
+        .expect_err("not confirmed");
+
+    assert!(matches!(error, DeployError::NotConfirmed(_)), "{error}");
+    assert_eq!(execute.num_calls(), 0);
+    let service_change_set = seen
+        .created
+        .lock()
+        .expect("lock")
+        .iter()
+        .find(|(stack, _)| stack == "oponn-dev-service")
+        .map(|(_, id)| id.clone())
+        .expect("shown");
+    assert!(
+        deleted_ids
+            .lock()
+            .expect("lock")
+            .contains(&service_change_set),
+        "the change set shown is deleted, not left behind"
     );
 }

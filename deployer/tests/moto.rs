@@ -18,12 +18,15 @@ use deployer::{
 };
 use support::{behind_on_sqs, config, deployer, moto::Moto};
 
-const SKIP_VERIFY: UpOptions = UpOptions { skip_verify: true };
+const SKIP_VERIFY: UpOptions = UpOptions {
+    skip_verify: true,
+    yes: true,
+};
 
 #[tokio::test]
 async fn plan_on_an_empty_account_creates_every_stack_and_leaves_nothing_behind() {
     let moto = Moto::start();
-    let deployer = deployer(config(), moto.aws().await);
+    let deployer = deployer(moto.with_secrets(config()).await, moto.aws().await);
 
     let plans = deployer.plan().await.expect("plan");
 
@@ -58,7 +61,7 @@ async fn plan_on_an_empty_account_creates_every_stack_and_leaves_nothing_behind(
 #[tokio::test]
 async fn up_creates_the_stacks_in_order_and_a_second_plan_shows_no_change() {
     let moto = Moto::start();
-    let deployer = deployer(config(), moto.aws().await);
+    let deployer = deployer(moto.with_secrets(config()).await, moto.aws().await);
 
     deployer.up(SKIP_VERIFY).await.expect("up");
 
@@ -143,12 +146,15 @@ async fn up_creates_the_stacks_in_order_and_a_second_plan_shows_no_change() {
 #[tokio::test]
 async fn a_parameter_change_plans_exactly_that_change_and_up_applies_it() {
     let moto = Moto::start();
-    deployer(config(), moto.aws().await)
+    deployer(moto.with_secrets(config()).await, moto.aws().await)
         .up(SKIP_VERIFY)
         .await
         .expect("first up");
 
-    let mut changed = config();
+    let mut changed = moto.with_secrets(config()).await;
+    changed.service.max_tasks = 6;
+    // deploy.toml's desired count applies at creation only: an update keeps the service's
+    // (autoscaling moves it), so this is no change.
     changed.service.desired_tasks = 3;
     let deployer = deployer(changed, moto.aws().await);
     let plans = deployer.plan().await.expect("plan");
@@ -167,16 +173,18 @@ async fn a_parameter_change_plans_exactly_that_change_and_up_applies_it() {
     assert_eq!(
         parameters,
         &[ParameterChange {
-            name: "DesiredCount".into(),
-            from: Some("2".into()),
-            to: "3".into()
+            name: "MaxTasks".into(),
+            from: Some("4".into()),
+            to: "6".into()
         }]
     );
     assert!(template_changes.is_empty(), "{template_changes:?}");
-    assert!(deployer
-        .console
-        .text()
-        .contains("parameter DesiredCount: 2 -> 3"));
+    let text = deployer.console.text();
+    assert!(text.contains("parameter MaxTasks: 4 -> 6"), "{text}");
+    assert!(
+        text.contains("keeping its current desired count 2 (autoscaling's), not deploy.toml's 3"),
+        "{text}"
+    );
 
     deployer.up(SKIP_VERIFY).await.expect("up");
     let services = deployer
@@ -188,18 +196,19 @@ async fn a_parameter_change_plans_exactly_that_change_and_up_applies_it() {
         .send()
         .await
         .expect("DescribeServices");
-    assert_eq!(services.services()[0].desired_count(), 3);
+    assert_eq!(services.services()[0].desired_count(), 2, "kept");
     let stack = cloudformation::describe(&deployer.aws.cloudformation, "oponn-dev-service")
         .await
         .expect("describe")
         .expect("exists");
     assert_eq!(stack.status, "UPDATE_COMPLETE");
+    assert_eq!(stack.parameters["MaxTasks"], "6");
 }
 
 #[tokio::test]
 async fn a_template_change_is_named_by_logical_id() {
     let moto = Moto::start();
-    deployer(config(), moto.aws().await)
+    deployer(moto.with_secrets(config()).await, moto.aws().await)
         .up(SKIP_VERIFY)
         .await
         .expect("first up");
@@ -210,7 +219,7 @@ async fn a_template_change_is_named_by_logical_id() {
         "service.yaml" => text.replace("RetentionInDays: 30", "RetentionInDays: 14"),
         _ => text,
     });
-    let mut changed = config();
+    let mut changed = moto.with_secrets(config()).await;
     changed.templates = changed_dir.clone();
     let deployer = deployer(changed, moto.aws().await);
     let plans = deployer.plan().await.expect("plan");
@@ -235,7 +244,7 @@ async fn a_template_change_is_named_by_logical_id() {
 #[tokio::test]
 async fn status_shows_stacks_and_service_and_says_what_it_cannot_read() {
     let moto = Moto::start();
-    let deployer = deployer(config(), moto.aws().await);
+    let deployer = deployer(moto.with_secrets(config()).await, moto.aws().await);
     deployer.up(SKIP_VERIFY).await.expect("up");
 
     deployer.status().await.expect("status");
@@ -264,7 +273,7 @@ async fn status_shows_stacks_and_service_and_says_what_it_cannot_read() {
 #[tokio::test]
 async fn down_deletes_in_reverse_order_and_keeps_the_pipeline_stack_unless_told() {
     let moto = Moto::start();
-    let deployer = deployer(config(), moto.aws().await);
+    let deployer = deployer(moto.with_secrets(config()).await, moto.aws().await);
     deployer.up(SKIP_VERIFY).await.expect("up");
 
     let result = deployer.down(false).await;
@@ -307,7 +316,7 @@ async fn down_deletes_in_reverse_order_and_keeps_the_pipeline_stack_unless_told(
 #[tokio::test]
 async fn write_behind_on_sqs_applies_the_queue_stack_before_the_service_and_down_keeps_it() {
     let moto = Moto::start();
-    let deployer = deployer(behind_on_sqs(), moto.aws().await);
+    let deployer = deployer(moto.with_secrets(behind_on_sqs()).await, moto.aws().await);
 
     let plans = deployer.plan().await.expect("plan");
     let stacks: Vec<&str> = plans.iter().map(|plan| plan.stack.as_str()).collect();
@@ -404,7 +413,7 @@ async fn write_behind_on_sqs_applies_the_queue_stack_before_the_service_and_down
     );
 
     // Back to write-through: the service lets go of the queue, which is left alone, and said.
-    let through = support::deployer(config(), moto.aws().await);
+    let through = support::deployer(moto.with_secrets(config()).await, moto.aws().await);
     let plans = through.plan().await.expect("plan without the queue");
     let service = plans
         .iter()
@@ -460,7 +469,7 @@ async fn a_create_that_fails_stops_up_at_that_stack_with_the_cause() {
         "network.yaml" => text.replace("Default: 10.40.16.0/20", "Default: 10.99.16.0/20"),
         _ => text,
     });
-    let mut broken = config();
+    let mut broken = moto.with_secrets(config()).await;
     broken.templates = broken_dir.clone();
     let deployer = deployer(broken, moto.aws().await);
 

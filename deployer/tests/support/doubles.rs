@@ -22,6 +22,9 @@ pub struct Rules<'a> {
     pub elb: Vec<&'a Rule>,
     pub pipelines: Vec<&'a Rule>,
     pub connections: Vec<&'a Rule>,
+    pub logs: Vec<&'a Rule>,
+    pub iam: Vec<&'a Rule>,
+    pub secrets: Vec<&'a Rule>,
 }
 
 impl Rules<'_> {
@@ -45,6 +48,9 @@ impl Rules<'_> {
                 RuleMode::MatchAny,
                 &self.connections
             ),
+            logs: mock_client!(aws_sdk_cloudwatchlogs, RuleMode::MatchAny, &self.logs),
+            iam: mock_client!(aws_sdk_iam, RuleMode::MatchAny, &self.iam),
+            secrets: mock_client!(aws_sdk_secretsmanager, RuleMode::MatchAny, &self.secrets),
         }
     }
 }

@@ -8,7 +8,7 @@ use std::{
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
-use deployer::aws::Aws;
+use deployer::{aws::Aws, config::DeployConfig};
 
 pub const REGION: &str = "eu-west-1";
 
@@ -58,6 +58,38 @@ impl Moto {
     /// An SQS client (the deployer has none: only the service calls SQS).
     pub async fn sqs(&self) -> aws_sdk_sqs::Client {
         aws_sdk_sqs::Client::new(&self.sdk().await)
+    }
+
+    /// `config` with its three secrets stored in this moto (once) and named by their full
+    /// ARNs, as `up`'s preflight requires.
+    pub async fn with_secrets(&self, mut config: DeployConfig) -> DeployConfig {
+        let client = aws_sdk_secretsmanager::Client::new(&self.sdk().await);
+        for arn in [
+            &mut config.secrets.mongodb_uri,
+            &mut config.secrets.redis_url,
+            &mut config.secrets.api_tokens,
+        ] {
+            let name = arn
+                .rsplit(":secret:")
+                .next()
+                .expect("a secret ARN")
+                .to_owned();
+            let full = match client.describe_secret().secret_id(&name).send().await {
+                Ok(found) => found.arn().expect("an ARN").to_owned(),
+                Err(_) => client
+                    .create_secret()
+                    .name(&name)
+                    .secret_string("not-a-real-secret")
+                    .send()
+                    .await
+                    .expect("create the secret in moto")
+                    .arn()
+                    .expect("an ARN")
+                    .to_owned(),
+            };
+            *arn = full;
+        }
+        config
     }
 
     async fn sdk(&self) -> SdkConfig {
