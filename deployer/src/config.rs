@@ -39,6 +39,7 @@ pub struct DeployConfig {
     pub templates: PathBuf,
     pub cluster: ClusterConfig,
     pub service: ServiceConfig,
+    pub cache: CacheConfig,
     pub github: GitHubConfig,
     pub secrets: SecretsConfig,
 }
@@ -118,6 +119,19 @@ impl ServiceConfig {
     }
 }
 
+/// The Redis the service uses: by default the one `secrets.redis_url` names; with
+/// `managed = true`, an ElastiCache replication group of the deployment's own (`cache.yaml`),
+/// whose URL secret the service gets instead.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    #[serde(default)]
+    pub managed: bool,
+    /// The node type of the primary and of the replica.
+    #[serde(default = "default_node_type")]
+    pub node_type: String,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GitHubConfig {
@@ -132,7 +146,8 @@ pub struct GitHubConfig {
 #[serde(deny_unknown_fields)]
 pub struct SecretsConfig {
     pub mongodb_uri: String,
-    pub redis_url: String,
+    /// Absent with a managed cache, whose stack makes this secret.
+    pub redis_url: Option<String>,
     pub api_tokens: String,
 }
 
@@ -147,6 +162,8 @@ struct RawConfig {
     cluster: ClusterConfig,
     #[serde(default = "default_service")]
     service: ServiceConfig,
+    #[serde(default = "default_cache")]
+    cache: CacheConfig,
     github: GitHubConfig,
     secrets: SecretsConfig,
 }
@@ -225,11 +242,37 @@ impl DeployConfig {
             ));
         }
         for (field, arn) in [
-            ("secrets.mongodb_uri", &raw.secrets.mongodb_uri),
-            ("secrets.redis_url", &raw.secrets.redis_url),
-            ("secrets.api_tokens", &raw.secrets.api_tokens),
+            ("secrets.mongodb_uri", Some(&raw.secrets.mongodb_uri)),
+            ("secrets.redis_url", raw.secrets.redis_url.as_ref()),
+            ("secrets.api_tokens", Some(&raw.secrets.api_tokens)),
         ] {
-            check_secret_arn(arn).map_err(|message| invalid(field, message))?;
+            if let Some(arn) = arn {
+                check_secret_arn(arn).map_err(|message| invalid(field, message))?;
+            }
+        }
+        // Exactly one Redis: the managed cache's, or the one the secret names.
+        match (raw.cache.managed, &raw.secrets.redis_url) {
+            (true, Some(_)) => {
+                return Err(invalid(
+                    "secrets.redis_url",
+                    "with [cache] managed = true the cache stack makes this secret: remove it"
+                        .into(),
+                ))
+            }
+            (false, None) => {
+                return Err(invalid(
+                    "secrets.redis_url",
+                    "missing: the ARN of your Redis URL's secret, or [cache] managed = true".into(),
+                ))
+            }
+            _ => {}
+        }
+        let node_type = &raw.cache.node_type;
+        if !node_type.starts_with("cache.") || node_type.split('.').count() != 3 {
+            return Err(invalid(
+                "cache.node_type",
+                format!("{node_type:?}: expected an ElastiCache node type (cache.t4g.micro)"),
+            ));
         }
         let cluster = &raw.cluster;
         if cluster.min_instances > cluster.max_instances || cluster.max_instances == 0 {
@@ -261,6 +304,7 @@ impl DeployConfig {
             templates,
             cluster: raw.cluster,
             service: raw.service,
+            cache: raw.cache,
             github: raw.github,
             secrets: raw.secrets,
         })
@@ -313,8 +357,18 @@ fn default_service() -> ServiceConfig {
     }
 }
 
+fn default_cache() -> CacheConfig {
+    CacheConfig {
+        managed: false,
+        node_type: default_node_type(),
+    }
+}
+
 fn default_instance_type() -> String {
     "t3.small".into()
+}
+fn default_node_type() -> String {
+    "cache.t4g.micro".into()
 }
 fn default_branch() -> String {
     "main".into()
@@ -432,6 +486,54 @@ mod tests {
             let error = parse(&text).expect_err(value).to_string();
             assert!(error.contains(value), "{error}");
         }
+    }
+
+    /// The example with its `[cache]` lines uncommented and `secrets.redis_url` left out.
+    fn managed_cache_example() -> String {
+        let uncommented: Vec<&str> = EXAMPLE
+            .lines()
+            .filter(|line| !line.starts_with("redis_url ="))
+            .map(|line| match line.strip_prefix("# ") {
+                Some(setting)
+                    if ["[cache]", "managed =", "node_type ="]
+                        .iter()
+                        .any(|start| setting.starts_with(start)) =>
+                {
+                    setting
+                }
+                _ => line,
+            })
+            .collect();
+        uncommented.join("\n")
+    }
+
+    #[test]
+    fn a_managed_cache_is_read_from_the_cache_section_and_needs_no_redis_secret() {
+        let config = parse(&managed_cache_example()).expect("a managed cache");
+        assert!(config.cache.managed);
+        assert_eq!(config.cache.node_type, "cache.t4g.micro");
+        assert_eq!(config.secrets.redis_url, None);
+        let unmanaged = parse(EXAMPLE).expect("the example parses");
+        assert!(!unmanaged.cache.managed);
+        assert!(unmanaged.secrets.redis_url.is_some());
+    }
+
+    #[test]
+    fn exactly_one_redis_is_configured() {
+        let both = managed_cache_example().replace(
+            "[secrets]\n",
+            "[secrets]\nredis_url = \"arn:aws:secretsmanager:eu-west-1:123456789012:secret:r\"\n",
+        );
+        let error = parse(&both).expect_err("two Redis").to_string();
+        assert!(error.contains("secrets.redis_url"), "{error}");
+        assert!(error.contains("remove it"), "{error}");
+        let neither = managed_cache_example().replace("managed = true", "managed = false");
+        let error = parse(&neither).expect_err("no Redis").to_string();
+        assert!(error.contains("secrets.redis_url"), "{error}");
+        assert!(error.contains("missing"), "{error}");
+        let odd = managed_cache_example().replace("cache.t4g.micro", "t4g.micro");
+        let error = parse(&odd).expect_err("not a node type").to_string();
+        assert!(error.contains("cache.node_type"), "{error}");
     }
 
     #[test]

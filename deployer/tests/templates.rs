@@ -21,6 +21,7 @@ fn all() -> Vec<Template> {
         "service.yaml",
         "pipeline.yaml",
         "queue.yaml",
+        "cache.yaml",
     ]
     .into_iter()
     .map(load)
@@ -162,14 +163,28 @@ fn secrets_reach_the_container_through_secrets_never_environment() {
             )
         })
         .collect();
+    // REDIS_URL: the managed cache's secret (cache.yaml) or the one deploy.toml names.
+    let redis_url = json!({"Fn::If": [
+        "ManagedCache",
+        {"Fn::ImportValue": {"Fn::Sub": "${CacheStack}-RedisUrlSecretArn"}},
+        {"Ref": "RedisUrlSecretArn"}
+    ]});
     let expected = [
-        ("MONGODB_URI", "MongoDbUriSecretArn"),
-        ("REDIS_URL", "RedisUrlSecretArn"),
-        ("OPONN_API_TOKENS", "ApiTokensSecretArn"),
+        (
+            "MONGODB_URI",
+            "MongoDbUriSecretArn",
+            json!({"Ref": "MongoDbUriSecretArn"}),
+        ),
+        ("REDIS_URL", "RedisUrlSecretArn", redis_url),
+        (
+            "OPONN_API_TOKENS",
+            "ApiTokensSecretArn",
+            json!({"Ref": "ApiTokensSecretArn"}),
+        ),
     ];
-    for (name, parameter) in expected {
+    for (name, parameter, value_from) in &expected {
         assert!(
-            secrets.contains(&(name.to_owned(), json!({"Ref": parameter}))),
+            secrets.contains(&((*name).to_owned(), value_from.clone())),
             "{name} comes from {parameter}: {secrets:?}"
         );
         for environment in environments(container) {
@@ -178,10 +193,13 @@ fn secrets_reach_the_container_through_secrets_never_environment() {
                 "{name} is in Environment"
             );
         }
-        // The secret parameters hold ARNs only, and the pattern refuses anything else.
+        // The secret parameters hold ARNs only (or, for REDIS_URL with a managed cache,
+        // nothing), and the pattern refuses anything else.
         let pattern = &service.document["Parameters"][parameter]["AllowedPattern"];
         assert!(
-            pattern.as_str().unwrap().starts_with("^arn:"),
+            ["^arn:", "^(arn:"]
+                .iter()
+                .any(|start| pattern.as_str().unwrap().starts_with(start)),
             "{parameter}"
         );
     }
@@ -194,7 +212,7 @@ fn secrets_reach_the_container_through_secrets_never_environment() {
     let statement = &role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0];
     let resources: Vec<Value> = expected
         .iter()
-        .map(|(_, parameter)| json!({"Ref": parameter}))
+        .map(|(_, _, value_from)| value_from.clone())
         .collect();
     assert_eq!(statement["Resource"], Value::Array(resources));
 }
@@ -625,6 +643,7 @@ fn every_import_names_an_export_of_the_stack_it_imports_from() {
     let network = exports_of(&load("network.yaml"));
     let cluster = exports_of(&load("cluster.yaml"));
     let queue = exports_of(&load("queue.yaml"));
+    let cache = exports_of(&load("cache.yaml"));
     let mut imports = Vec::new();
     for template in all() {
         collect_imports(&template.document["Resources"], &mut imports);
@@ -636,6 +655,7 @@ fn every_import_names_an_export_of_the_stack_it_imports_from() {
             "${NetworkStack" => &network,
             "${ClusterStack" => &cluster,
             "${QueueStack" => &queue,
+            "${CacheStack" => &cache,
             other => panic!("an import from an unknown stack: {other}"),
         };
         assert!(
@@ -745,4 +765,117 @@ fn the_dockerfile_is_multi_stage_non_root_probed_and_signal_safe() {
         .expect("manifests copied");
     let sources = text.find("COPY app app").expect("sources copied");
     assert!(manifests < sources);
+}
+
+#[test]
+fn the_cache_is_one_shard_with_a_replica_in_a_second_az_that_takes_over() {
+    let cache = load("cache.yaml");
+    let (_, group) = only(&cache, "AWS::ElastiCache::ReplicationGroup");
+    let properties = &group["Properties"];
+    // Cluster mode disabled: the app's scripts and MGETs touch several keys in one call.
+    assert_eq!(properties["NumCacheClusters"], 2, "a primary and a replica");
+    for cluster_mode in [
+        "NumNodeGroups",
+        "ReplicasPerNodeGroup",
+        "NodeGroupConfiguration",
+    ] {
+        assert!(properties.get(cluster_mode).is_none(), "{cluster_mode}");
+    }
+    assert!(properties.get("ClusterMode").is_none());
+    assert_eq!(properties["AutomaticFailoverEnabled"], true);
+    assert_eq!(properties["MultiAZEnabled"], true);
+    assert_eq!(properties["Port"], 6379);
+}
+
+#[test]
+fn the_cache_speaks_only_tls_is_encrypted_and_asks_for_a_generated_token() {
+    let cache = load("cache.yaml");
+    let (_, group) = only(&cache, "AWS::ElastiCache::ReplicationGroup");
+    let properties = &group["Properties"];
+    assert_eq!(properties["TransitEncryptionEnabled"], true);
+    // Absent on create means TLS only; "preferred" would also take plain text.
+    assert!(properties.get("TransitEncryptionMode").is_none());
+    assert_eq!(properties["AtRestEncryptionEnabled"], true);
+    assert_eq!(
+        properties["AuthToken"],
+        json!({"Fn::Sub": "{{resolve:secretsmanager:${AuthToken}}}"}),
+        "the token is only ever a dynamic reference"
+    );
+    let token = &cache.resource("AuthToken").unwrap()["Properties"];
+    let generated = &token["GenerateSecretString"];
+    // Letters and digits only: no escaping in a URL, none of ElastiCache's refused characters.
+    assert_eq!(generated["ExcludePunctuation"], true);
+    assert_eq!(generated["IncludeSpace"], false);
+    let length = generated["PasswordLength"].as_u64().unwrap();
+    assert!((16..=128).contains(&length), "ElastiCache takes 16 to 128");
+    assert!(token.get("SecretString").is_none());
+}
+
+#[test]
+fn the_cache_lives_in_the_private_subnets_reachable_only_from_the_instances() {
+    let cache = load("cache.yaml");
+    let (_, subnets) = only(&cache, "AWS::ElastiCache::SubnetGroup");
+    assert_eq!(
+        subnets["Properties"]["SubnetIds"]["Fn::Split"][1],
+        json!({"Fn::ImportValue": {"Fn::Sub": "${NetworkStack}-PrivateSubnets"}})
+    );
+    let (group_id, group) = only(&cache, "AWS::EC2::SecurityGroup");
+    let ingress = as_list(&group["Properties"]["SecurityGroupIngress"]);
+    assert_eq!(ingress.len(), 1, "{ingress:?}");
+    let rule = &ingress[0];
+    assert_eq!(rule["IpProtocol"], "tcp");
+    assert_eq!(
+        (&rule["FromPort"], &rule["ToPort"]),
+        (&json!(6379), &json!(6379))
+    );
+    assert_eq!(
+        rule["SourceSecurityGroupId"],
+        json!({"Fn::ImportValue": {"Fn::Sub": "${ClusterStack}-InstanceSecurityGroupId"}})
+    );
+    assert!(rule.get("CidrIp").is_none() && rule.get("CidrIpv6").is_none());
+    let (_, replication) = only(&cache, "AWS::ElastiCache::ReplicationGroup");
+    assert_eq!(
+        replication["Properties"]["SecurityGroupIds"],
+        json!([{"Ref": group_id}])
+    );
+    // And the private subnets are in two AZs.
+    let network = load("network.yaml");
+    for (subnet, zone) in [("PrivateSubnetA", 0), ("PrivateSubnetB", 1)] {
+        let properties = &network.resource(subnet).unwrap()["Properties"];
+        assert_eq!(
+            properties["AvailabilityZone"],
+            json!({"Fn::Select": [zone, {"Fn::GetAZs": ""}]})
+        );
+        assert!(properties.get("MapPublicIpOnLaunch").is_none());
+    }
+}
+
+#[test]
+fn the_caches_url_secret_is_rediss_with_the_token_and_the_primary_endpoint() {
+    let cache = load("cache.yaml");
+    let url = &cache.resource("RedisUrl").unwrap()["Properties"]["SecretString"]["Fn::Sub"];
+    let url = url.as_str().expect("a Fn::Sub string");
+    assert_eq!(
+        url,
+        "rediss://:{{resolve:secretsmanager:${AuthToken}}}@${ReplicationGroup.PrimaryEndPoint.Address}:${ReplicationGroup.PrimaryEndPoint.Port}"
+    );
+    // The app reads REDIS_URL and speaks TLS for rediss:// (app/src/config.rs).
+    let app_config = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../app/src/config.rs"),
+    )
+    .expect("the app's config");
+    assert!(app_config.contains("vars.secret(\"REDIS_URL\")"));
+    assert!(app_config.contains("rediss://"));
+    let output = &cache.document["Outputs"]["RedisUrlSecretArn"];
+    assert_eq!(output["Value"], json!({"Ref": "RedisUrl"}));
+    // The service's execution role may read it when the cache is managed.
+    let service = load("service.yaml");
+    let role = service.resource("TaskExecutionRole").unwrap();
+    let resources =
+        &role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]["Resource"];
+    assert!(as_list(resources).contains(&json!({"Fn::If": [
+        "ManagedCache",
+        {"Fn::ImportValue": {"Fn::Sub": "${CacheStack}-RedisUrlSecretArn"}},
+        {"Ref": "RedisUrlSecretArn"}
+    ]})));
 }
