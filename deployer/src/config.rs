@@ -37,11 +37,22 @@ pub struct DeployConfig {
     /// Where the CloudFormation templates are (relative paths are resolved against the
     /// directory of `deploy.toml`).
     pub templates: PathBuf,
+    pub network: NetworkConfig,
     pub cluster: ClusterConfig,
     pub service: ServiceConfig,
     pub cache: CacheConfig,
     pub github: GitHubConfig,
     pub secrets: SecretsConfig,
+}
+
+/// Where the instances run: public subnets, each instance with its own changing public IP
+/// (default), or with `nat = true` private subnets behind one NAT gateway whose Elastic IP
+/// is the one address to allow-list (MongoDB Atlas).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    #[serde(default)]
+    pub nat: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -158,6 +169,8 @@ struct RawConfig {
     stage: String,
     region: String,
     templates: Option<PathBuf>,
+    #[serde(default)]
+    network: NetworkConfig,
     #[serde(default = "default_cluster")]
     cluster: ClusterConfig,
     #[serde(default = "default_service")]
@@ -302,6 +315,7 @@ impl DeployConfig {
             stage,
             region: raw.region,
             templates,
+            network: raw.network,
             cluster: raw.cluster,
             service: raw.service,
             cache: raw.cache,
@@ -486,6 +500,24 @@ mod tests {
             let error = parse(&text).expect_err(value).to_string();
             assert!(error.contains(value), "{error}");
         }
+    }
+
+    #[test]
+    fn instances_sit_in_public_subnets_unless_nat_is_asked_for() {
+        assert!(!parse(EXAMPLE).expect("the example parses").network.nat);
+        let uncommented: Vec<&str> = EXAMPLE
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(setting)
+                    if setting.starts_with("[network]") || setting.starts_with("nat =") =>
+                {
+                    setting
+                }
+                _ => line,
+            })
+            .collect();
+        let config = parse(&uncommented.join("\n")).expect("nat = true");
+        assert!(config.network.nat);
     }
 
     /// The example with its `[cache]` lines uncommented and `secrets.redis_url` left out.

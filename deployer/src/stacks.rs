@@ -191,8 +191,10 @@ fn parameters(config: &DeployConfig, layer: Layer, image: &str) -> BTreeMap<Stri
         true => stack_name(config, Layer::Cache),
         false => String::new(),
     };
+    let nat = config.network.nat.to_string();
     let more: Vec<(&str, String)> = match layer {
-        Layer::Network | Layer::Queue => vec![],
+        Layer::Network => vec![("Nat", nat)],
+        Layer::Queue => vec![],
         Layer::Cache => vec![
             ("NetworkStack", network),
             ("ClusterStack", cluster),
@@ -200,6 +202,7 @@ fn parameters(config: &DeployConfig, layer: Layer, image: &str) -> BTreeMap<Stri
         ],
         Layer::Cluster => vec![
             ("NetworkStack", network),
+            ("Nat", nat),
             ("InstanceType", config.cluster.instance_type.clone()),
             ("MinInstances", config.cluster.min_instances.to_string()),
             ("MaxInstances", config.cluster.max_instances.to_string()),
@@ -384,6 +387,18 @@ mod tests {
             .filter(|layer| layer.holds_data(&config()))
             .collect();
         assert_eq!(holding, [Layer::Pipeline, Layer::Queue]);
+    }
+
+    #[test]
+    fn nat_reaches_the_network_and_the_cluster_alike() {
+        for nat in [false, true] {
+            let mut config = config();
+            config.network.nat = nat;
+            for layer in [Layer::Network, Layer::Cluster] {
+                let spec = spec(&config, layer, "").expect("loads");
+                assert_eq!(spec.parameters["Nat"], nat.to_string(), "{}", spec.name);
+            }
+        }
     }
 
     fn managed_cache() -> DeployConfig {

@@ -879,3 +879,61 @@ fn the_caches_url_secret_is_rediss_with_the_token_and_the_primary_endpoint() {
         {"Ref": "RedisUrlSecretArn"}
     ]})));
 }
+
+#[test]
+fn nat_is_one_gateway_with_an_exported_elastic_ip_and_the_private_subnets_route_through_it() {
+    let network = load("network.yaml");
+    let condition = json!({"Fn::Equals": [{"Ref": "Nat"}, "true"]});
+    assert_eq!(network.document["Conditions"]["UseNat"], condition);
+    let (address_id, address) = only(&network, "AWS::EC2::EIP");
+    let (gateway_id, gateway) = only(&network, "AWS::EC2::NatGateway");
+    for resource in [address, gateway] {
+        assert_eq!(resource["Condition"], "UseNat");
+    }
+    assert_eq!(address["Properties"]["Domain"], "vpc");
+    let properties = &gateway["Properties"];
+    assert_eq!(
+        properties["AllocationId"],
+        json!({"Fn::GetAtt": [address_id, "AllocationId"]})
+    );
+    // A public NAT gateway sits in a public subnet.
+    assert_eq!(properties["SubnetId"], json!({"Ref": "PublicSubnetA"}));
+    let route = network.resource("PrivateDefaultRoute").expect("a route");
+    assert_eq!(route["Condition"], "UseNat");
+    assert_eq!(
+        route["Properties"]["RouteTableId"],
+        json!({"Ref": "PrivateRouteTable"})
+    );
+    assert_eq!(
+        route["Properties"]["NatGatewayId"],
+        json!({"Ref": gateway_id})
+    );
+    assert_eq!(route["Properties"]["DestinationCidrBlock"], "0.0.0.0/0");
+    let output = &network.document["Outputs"]["NatPublicIp"];
+    assert_eq!(output["Condition"], "UseNat");
+    assert_eq!(output["Value"], json!({"Ref": address_id}));
+    assert_eq!(
+        output["Export"]["Name"],
+        json!({"Fn::Sub": "${AWS::StackName}-NatPublicIp"})
+    );
+}
+
+#[test]
+fn with_nat_the_instances_run_in_the_private_subnets() {
+    let cluster = load("cluster.yaml");
+    assert_eq!(
+        cluster.document["Conditions"]["InPrivateSubnets"],
+        json!({"Fn::Equals": [{"Ref": "Nat"}, "true"]})
+    );
+    let (_, group) = only(&cluster, "AWS::AutoScaling::AutoScalingGroup");
+    let choice = &group["Properties"]["VPCZoneIdentifier"]["Fn::If"];
+    assert_eq!(choice[0], "InPrivateSubnets");
+    let subnets = |branch: &Value| branch["Fn::Split"][1]["Fn::ImportValue"]["Fn::Sub"].clone();
+    assert_eq!(subnets(&choice[1]), "${NetworkStack}-PrivateSubnets");
+    assert_eq!(subnets(&choice[2]), "${NetworkStack}-PublicSubnets");
+    // The launch template never asks for a public address: the subnet decides.
+    let (_, template) = only(&cluster, "AWS::EC2::LaunchTemplate");
+    assert!(template["Properties"]["LaunchTemplateData"]
+        .get("NetworkInterfaces")
+        .is_none());
+}
