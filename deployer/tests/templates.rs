@@ -937,3 +937,23 @@ fn with_nat_the_instances_run_in_the_private_subnets() {
         .get("NetworkInterfaces")
         .is_none());
 }
+
+#[test]
+fn containers_cannot_reach_the_instance_role_and_are_told_their_region() {
+    let cluster = load("cluster.yaml");
+    let (_, template) = only(&cluster, "AWS::EC2::LaunchTemplate");
+    let metadata = &template["Properties"]["LaunchTemplateData"]["MetadataOptions"];
+    assert_eq!(metadata["HttpTokens"], "required");
+    assert_eq!(metadata["HttpPutResponseHopLimit"], 1);
+    // So the SDK in a task finds its region in the environment, not from IMDS; its
+    // credentials come from the task role (only the SQS queue needs any).
+    let service = load("service.yaml");
+    let (_, task) = only(&service, "AWS::ECS::TaskDefinition");
+    let container = &task["Properties"]["ContainerDefinitions"][0];
+    for environment in environments(container) {
+        assert_eq!(
+            variable(&environment, "AWS_REGION"),
+            Some(&json!({"Ref": "AWS::Region"}))
+        );
+    }
+}
