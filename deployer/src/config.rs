@@ -41,6 +41,7 @@ pub struct DeployConfig {
     pub cluster: ClusterConfig,
     pub service: ServiceConfig,
     pub cache: CacheConfig,
+    pub alarms: AlarmsConfig,
     pub github: GitHubConfig,
     pub secrets: SecretsConfig,
 }
@@ -130,6 +131,14 @@ impl ServiceConfig {
     }
 }
 
+/// Where the service's alarms go: always its SNS topic (the service stack's `AlarmTopicArn`),
+/// and with `email` a subscription mailing that address (confirmed from the mail).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmsConfig {
+    pub email: Option<String>,
+}
+
 /// The Redis the service uses: by default the one `secrets.redis_url` names; with
 /// `managed = true`, an ElastiCache replication group of the deployment's own (`cache.yaml`),
 /// whose URL secret the service gets instead.
@@ -177,6 +186,8 @@ struct RawConfig {
     service: ServiceConfig,
     #[serde(default = "default_cache")]
     cache: CacheConfig,
+    #[serde(default)]
+    alarms: AlarmsConfig,
     github: GitHubConfig,
     secrets: SecretsConfig,
 }
@@ -280,6 +291,18 @@ impl DeployConfig {
             }
             _ => {}
         }
+        if let Some(email) = &raw.alarms.email {
+            let parts: Vec<&str> = email.split('@').collect();
+            let valid = parts.len() == 2
+                && parts.iter().all(|part| !part.is_empty())
+                && !email.contains(char::is_whitespace);
+            if !valid {
+                return Err(invalid(
+                    "alarms.email",
+                    format!("{email:?} is not an email address"),
+                ));
+            }
+        }
         let node_type = &raw.cache.node_type;
         if !node_type.starts_with("cache.") || node_type.split('.').count() != 3 {
             return Err(invalid(
@@ -319,6 +342,7 @@ impl DeployConfig {
             cluster: raw.cluster,
             service: raw.service,
             cache: raw.cache,
+            alarms: raw.alarms,
             github: raw.github,
             secrets: raw.secrets,
         })
@@ -518,6 +542,29 @@ mod tests {
             .collect();
         let config = parse(&uncommented.join("\n")).expect("nat = true");
         assert!(config.network.nat);
+    }
+
+    #[test]
+    fn alarms_mail_an_address_only_when_given_a_valid_one() {
+        assert_eq!(parse(EXAMPLE).expect("the example").alarms.email, None);
+        let uncommented: Vec<&str> = EXAMPLE
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(setting)
+                    if setting.starts_with("[alarms]") || setting.starts_with("email =") =>
+                {
+                    setting
+                }
+                _ => line,
+            })
+            .collect();
+        let text = uncommented.join("\n");
+        let config = parse(&text).expect("an email");
+        assert_eq!(config.alarms.email.as_deref(), Some("ops@example.com"));
+        let error = parse(&text.replace("ops@example.com", "ops at example"))
+            .expect_err("not an address")
+            .to_string();
+        assert!(error.contains("alarms.email"), "{error}");
     }
 
     /// The example with its `[cache]` lines uncommented and `secrets.redis_url` left out.

@@ -238,6 +238,10 @@ fn parameters(config: &DeployConfig, layer: Layer, image: &str) -> BTreeMap<Stri
                 ("WriteMode", service.write_mode.as_str().to_owned()),
                 ("QueueStack", queue),
                 ("CacheStack", cache),
+                (
+                    "AlarmEmail",
+                    config.alarms.email.clone().unwrap_or_default(),
+                ),
             ]
         }
     };

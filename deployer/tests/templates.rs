@@ -957,3 +957,77 @@ fn containers_cannot_reach_the_instance_role_and_are_told_their_region() {
         );
     }
 }
+
+#[test]
+fn the_service_alarms_on_5xx_unhealthy_targets_cpu_and_memory_to_one_topic() {
+    let service = load("service.yaml");
+    let (topic_id, _) = only(&service, "AWS::SNS::Topic");
+    let alarms: Vec<(&str, &Value)> = service
+        .resources_of_type("AWS::CloudWatch::Alarm")
+        .collect();
+    let metric = |name: &str| -> &Value {
+        alarms
+            .iter()
+            .map(|(_, alarm)| &alarm["Properties"])
+            .find(|properties| properties["MetricName"] == name)
+            .unwrap_or_else(|| panic!("no alarm on {name}"))
+    };
+    for (name, namespace) in [
+        ("HTTPCode_ELB_5XX_Count", "AWS/ApplicationELB"),
+        ("HTTPCode_Target_5XX_Count", "AWS/ApplicationELB"),
+        ("UnHealthyHostCount", "AWS/ApplicationELB"),
+        ("CPUUtilization", "AWS/ECS"),
+        ("MemoryUtilization", "AWS/ECS"),
+    ] {
+        let properties = metric(name);
+        assert_eq!(properties["Namespace"], namespace, "{name}");
+        assert_eq!(
+            properties["AlarmActions"],
+            json!([{"Ref": topic_id}]),
+            "{name}"
+        );
+        assert_eq!(
+            properties["OKActions"],
+            json!([{"Ref": topic_id}]),
+            "{name}"
+        );
+        assert_eq!(properties["TreatMissingData"], "notBreaching", "{name}");
+    }
+    assert_eq!(alarms.len(), 5);
+    // The dimensions name this deployment's load balancer, target group and service.
+    let dimension = |properties: &Value, name: &str| -> Value {
+        as_list(&properties["Dimensions"])
+            .into_iter()
+            .find(|dimension| dimension["Name"] == name)
+            .map(|dimension| dimension["Value"].clone())
+            .unwrap_or_else(|| panic!("no {name} dimension"))
+    };
+    let load_balancer = json!({"Fn::GetAtt": ["LoadBalancer", "LoadBalancerFullName"]});
+    assert_eq!(
+        dimension(metric("HTTPCode_ELB_5XX_Count"), "LoadBalancer"),
+        load_balancer
+    );
+    assert_eq!(
+        dimension(metric("UnHealthyHostCount"), "TargetGroup"),
+        json!({"Fn::GetAtt": ["TargetGroup", "TargetGroupFullName"]})
+    );
+    for name in ["CPUUtilization", "MemoryUtilization"] {
+        assert_eq!(
+            dimension(metric(name), "ServiceName"),
+            json!({"Fn::GetAtt": ["Service", "Name"]})
+        );
+        assert_eq!(
+            dimension(metric(name), "ClusterName"),
+            json!({"Fn::ImportValue": {"Fn::Sub": "${ClusterStack}-ClusterName"}})
+        );
+    }
+    // An email subscription only when an address is given.
+    let (_, subscription) = only(&service, "AWS::SNS::Subscription");
+    assert_eq!(subscription["Condition"], "HasAlarmEmail");
+    assert_eq!(subscription["Properties"]["Protocol"], "email");
+    assert_eq!(
+        subscription["Properties"]["TopicArn"],
+        json!({"Ref": topic_id})
+    );
+    assert_eq!(service.document["Parameters"]["AlarmEmail"]["Default"], "");
+}
