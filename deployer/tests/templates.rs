@@ -866,6 +866,14 @@ fn the_caches_url_secret_is_rediss_with_the_token_and_the_primary_endpoint() {
     .expect("the app's config");
     assert!(app_config.contains("vars.secret(\"REDIS_URL\")"));
     assert!(app_config.contains("rediss://"));
+    // No fixed names: a deleted secret keeps its name through its recovery window, and a
+    // cache stack made again after `down` would collide with it.
+    for (id, secret) in cache.resources_of_type("AWS::SecretsManager::Secret") {
+        assert!(
+            secret["Properties"].get("Name").is_none(),
+            "{id} has a Name"
+        );
+    }
     let output = &cache.document["Outputs"]["RedisUrlSecretArn"];
     assert_eq!(output["Value"], json!({"Ref": "RedisUrl"}));
     // The service's execution role may read it when the cache is managed.
