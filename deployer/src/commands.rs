@@ -136,7 +136,7 @@ impl Deployer {
             }
             if let Some(stack) = self.deployed(layer).await? {
                 let data = layer
-                    .data()
+                    .data(&self.config)
                     .map(|data| format!("; it holds {data}"))
                     .unwrap_or_default();
                 self.console.line(format!(
@@ -628,18 +628,33 @@ impl Deployer {
     /// `down`: the stacks in reverse order, every layer's whether `deploy.toml` still has it
     /// or not. The stacks holding data stay unless `delete_data`: the pipeline's (images,
     /// artifacts; the artifact bucket stays even then, DeletionPolicy: Retain) and the
-    /// queue's (acknowledged writes MongoDB may not have yet).
+    /// queue's (acknowledged writes MongoDB may not have yet), the cache's with write-behind
+    /// (the same); and so the stacks a kept one imports from, whose exports CloudFormation
+    /// would not delete.
     pub async fn down(&self, delete_data: bool) -> Result<(), DeployError> {
+        let mut kept: Vec<Layer> = Vec::new();
         for layer in Layer::ALL.into_iter().rev() {
             let name = stacks::stack_name(&self.config, layer);
             let Some(stack) = self.deployed(layer).await? else {
                 self.console.line(format!("= {name}: not deployed"));
                 continue;
             };
-            if let (Some(data), false) = (layer.data(), delete_data) {
+            if let (Some(data), false) = (layer.data(&self.config), delete_data) {
                 self.console.line(format!(
                     "= {name}: kept (it holds {data}; `deployer down --delete-data` deletes it)"
                 ));
+                kept.push(layer);
+                continue;
+            }
+            if let Some(importer) = kept
+                .iter()
+                .find(|kept| kept.imports_from().contains(&layer))
+            {
+                let importer = stacks::stack_name(&self.config, *importer);
+                self.console.line(format!(
+                    "= {name}: kept ({importer}, kept, imports from it)"
+                ));
+                kept.push(layer);
                 continue;
             }
             if stack.status.ends_with("_IN_PROGRESS") {

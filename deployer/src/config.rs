@@ -37,10 +37,23 @@ pub struct DeployConfig {
     /// Where the CloudFormation templates are (relative paths are resolved against the
     /// directory of `deploy.toml`).
     pub templates: PathBuf,
+    pub network: NetworkConfig,
     pub cluster: ClusterConfig,
     pub service: ServiceConfig,
+    pub cache: CacheConfig,
+    pub alarms: AlarmsConfig,
     pub github: GitHubConfig,
     pub secrets: SecretsConfig,
+}
+
+/// Where the instances run: public subnets, each instance with its own changing public IP
+/// (default), or with `nat = true` private subnets behind one NAT gateway whose Elastic IP
+/// is the one address to allow-list (MongoDB Atlas).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    #[serde(default)]
+    pub nat: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -118,6 +131,27 @@ impl ServiceConfig {
     }
 }
 
+/// Where the service's alarms go: always its SNS topic (the service stack's `AlarmTopicArn`),
+/// and with `email` a subscription mailing that address (confirmed from the mail).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlarmsConfig {
+    pub email: Option<String>,
+}
+
+/// The Redis the service uses: by default the one `secrets.redis_url` names; with
+/// `managed = true`, an ElastiCache replication group of the deployment's own (`cache.yaml`),
+/// whose URL secret the service gets instead.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    #[serde(default)]
+    pub managed: bool,
+    /// The node type of the primary and of the replica.
+    #[serde(default = "default_node_type")]
+    pub node_type: String,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GitHubConfig {
@@ -132,7 +166,8 @@ pub struct GitHubConfig {
 #[serde(deny_unknown_fields)]
 pub struct SecretsConfig {
     pub mongodb_uri: String,
-    pub redis_url: String,
+    /// Absent with a managed cache, whose stack makes this secret.
+    pub redis_url: Option<String>,
     pub api_tokens: String,
 }
 
@@ -143,10 +178,16 @@ struct RawConfig {
     stage: String,
     region: String,
     templates: Option<PathBuf>,
+    #[serde(default)]
+    network: NetworkConfig,
     #[serde(default = "default_cluster")]
     cluster: ClusterConfig,
     #[serde(default = "default_service")]
     service: ServiceConfig,
+    #[serde(default = "default_cache")]
+    cache: CacheConfig,
+    #[serde(default)]
+    alarms: AlarmsConfig,
     github: GitHubConfig,
     secrets: SecretsConfig,
 }
@@ -225,11 +266,49 @@ impl DeployConfig {
             ));
         }
         for (field, arn) in [
-            ("secrets.mongodb_uri", &raw.secrets.mongodb_uri),
-            ("secrets.redis_url", &raw.secrets.redis_url),
-            ("secrets.api_tokens", &raw.secrets.api_tokens),
+            ("secrets.mongodb_uri", Some(&raw.secrets.mongodb_uri)),
+            ("secrets.redis_url", raw.secrets.redis_url.as_ref()),
+            ("secrets.api_tokens", Some(&raw.secrets.api_tokens)),
         ] {
-            check_secret_arn(arn).map_err(|message| invalid(field, message))?;
+            if let Some(arn) = arn {
+                check_secret_arn(arn).map_err(|message| invalid(field, message))?;
+            }
+        }
+        // Exactly one Redis: the managed cache's, or the one the secret names.
+        match (raw.cache.managed, &raw.secrets.redis_url) {
+            (true, Some(_)) => {
+                return Err(invalid(
+                    "secrets.redis_url",
+                    "with [cache] managed = true the cache stack makes this secret: remove it"
+                        .into(),
+                ))
+            }
+            (false, None) => {
+                return Err(invalid(
+                    "secrets.redis_url",
+                    "missing: the ARN of your Redis URL's secret, or [cache] managed = true".into(),
+                ))
+            }
+            _ => {}
+        }
+        if let Some(email) = &raw.alarms.email {
+            let parts: Vec<&str> = email.split('@').collect();
+            let valid = parts.len() == 2
+                && parts.iter().all(|part| !part.is_empty())
+                && !email.contains(char::is_whitespace);
+            if !valid {
+                return Err(invalid(
+                    "alarms.email",
+                    format!("{email:?} is not an email address"),
+                ));
+            }
+        }
+        let node_type = &raw.cache.node_type;
+        if !node_type.starts_with("cache.") || node_type.split('.').count() != 3 {
+            return Err(invalid(
+                "cache.node_type",
+                format!("{node_type:?}: expected an ElastiCache node type (cache.t4g.micro)"),
+            ));
         }
         let cluster = &raw.cluster;
         if cluster.min_instances > cluster.max_instances || cluster.max_instances == 0 {
@@ -259,8 +338,11 @@ impl DeployConfig {
             stage,
             region: raw.region,
             templates,
+            network: raw.network,
             cluster: raw.cluster,
             service: raw.service,
+            cache: raw.cache,
+            alarms: raw.alarms,
             github: raw.github,
             secrets: raw.secrets,
         })
@@ -313,8 +395,18 @@ fn default_service() -> ServiceConfig {
     }
 }
 
+fn default_cache() -> CacheConfig {
+    CacheConfig {
+        managed: false,
+        node_type: default_node_type(),
+    }
+}
+
 fn default_instance_type() -> String {
     "t3.small".into()
+}
+fn default_node_type() -> String {
+    "cache.t4g.micro".into()
 }
 fn default_branch() -> String {
     "main".into()
@@ -432,6 +524,95 @@ mod tests {
             let error = parse(&text).expect_err(value).to_string();
             assert!(error.contains(value), "{error}");
         }
+    }
+
+    #[test]
+    fn instances_sit_in_public_subnets_unless_nat_is_asked_for() {
+        assert!(!parse(EXAMPLE).expect("the example parses").network.nat);
+        let uncommented: Vec<&str> = EXAMPLE
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(setting)
+                    if setting.starts_with("[network]") || setting.starts_with("nat =") =>
+                {
+                    setting
+                }
+                _ => line,
+            })
+            .collect();
+        let config = parse(&uncommented.join("\n")).expect("nat = true");
+        assert!(config.network.nat);
+    }
+
+    #[test]
+    fn alarms_mail_an_address_only_when_given_a_valid_one() {
+        assert_eq!(parse(EXAMPLE).expect("the example").alarms.email, None);
+        let uncommented: Vec<&str> = EXAMPLE
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(setting)
+                    if setting.starts_with("[alarms]") || setting.starts_with("email =") =>
+                {
+                    setting
+                }
+                _ => line,
+            })
+            .collect();
+        let text = uncommented.join("\n");
+        let config = parse(&text).expect("an email");
+        assert_eq!(config.alarms.email.as_deref(), Some("ops@example.com"));
+        let error = parse(&text.replace("ops@example.com", "ops at example"))
+            .expect_err("not an address")
+            .to_string();
+        assert!(error.contains("alarms.email"), "{error}");
+    }
+
+    /// The example with its `[cache]` lines uncommented and `secrets.redis_url` left out.
+    fn managed_cache_example() -> String {
+        let uncommented: Vec<&str> = EXAMPLE
+            .lines()
+            .filter(|line| !line.starts_with("redis_url ="))
+            .map(|line| match line.strip_prefix("# ") {
+                Some(setting)
+                    if ["[cache]", "managed =", "node_type ="]
+                        .iter()
+                        .any(|start| setting.starts_with(start)) =>
+                {
+                    setting
+                }
+                _ => line,
+            })
+            .collect();
+        uncommented.join("\n")
+    }
+
+    #[test]
+    fn a_managed_cache_is_read_from_the_cache_section_and_needs_no_redis_secret() {
+        let config = parse(&managed_cache_example()).expect("a managed cache");
+        assert!(config.cache.managed);
+        assert_eq!(config.cache.node_type, "cache.t4g.micro");
+        assert_eq!(config.secrets.redis_url, None);
+        let unmanaged = parse(EXAMPLE).expect("the example parses");
+        assert!(!unmanaged.cache.managed);
+        assert!(unmanaged.secrets.redis_url.is_some());
+    }
+
+    #[test]
+    fn exactly_one_redis_is_configured() {
+        let both = managed_cache_example().replace(
+            "[secrets]\n",
+            "[secrets]\nredis_url = \"arn:aws:secretsmanager:eu-west-1:123456789012:secret:r\"\n",
+        );
+        let error = parse(&both).expect_err("two Redis").to_string();
+        assert!(error.contains("secrets.redis_url"), "{error}");
+        assert!(error.contains("remove it"), "{error}");
+        let neither = managed_cache_example().replace("managed = true", "managed = false");
+        let error = parse(&neither).expect_err("no Redis").to_string();
+        assert!(error.contains("secrets.redis_url"), "{error}");
+        assert!(error.contains("missing"), "{error}");
+        let odd = managed_cache_example().replace("cache.t4g.micro", "t4g.micro");
+        let error = parse(&odd).expect_err("not a node type").to_string();
+        assert!(error.contains("cache.node_type"), "{error}");
     }
 
     #[test]

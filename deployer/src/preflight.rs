@@ -27,12 +27,16 @@ pub async fn check(aws: &Aws, config: &DeployConfig, console: &Console) -> Resul
     if let Err(failure) = ecs_service_linked_role(aws, console).await {
         failures.push(failure);
     }
+    // The Redis URL is the cache stack's own secret when the cache is managed.
     let secrets = [
-        ("secrets.mongodb_uri", &config.secrets.mongodb_uri),
-        ("secrets.redis_url", &config.secrets.redis_url),
-        ("secrets.api_tokens", &config.secrets.api_tokens),
+        ("secrets.mongodb_uri", Some(&config.secrets.mongodb_uri)),
+        ("secrets.redis_url", config.secrets.redis_url.as_ref()),
+        ("secrets.api_tokens", Some(&config.secrets.api_tokens)),
     ];
-    for (field, arn) in secrets {
+    for (field, arn) in secrets
+        .into_iter()
+        .filter_map(|(field, arn)| Some((field, arn?)))
+    {
         match secret(aws, &config.region, field, arn).await {
             Ok(line) => console.line(format!("  {line}")),
             Err(failure) => failures.push(failure),

@@ -8,11 +8,20 @@
 //! The queue stack (only with `queue = "sqs"`) imports nothing either; the service, after
 //! it, imports its queue URLs and access policy. It holds acknowledged writes MongoDB may
 //! not have yet, so `down` keeps it too unless told otherwise.
+//!
+//! The cache stack (only with `[cache] managed = true`) imports the network's private
+//! subnets and the cluster's instance security group; the service imports its REDIS_URL
+//! secret. With write-through it is a cache only (every record it holds is MongoDB's, read
+//! again on a miss), so `down` deletes it. With write-behind it also holds acknowledged
+//! writes MongoDB may not have yet (pending records, and on `queue = "redis"` the queue
+//! itself), so `down` keeps it unless told otherwise, and with it the cluster and network
+//! stacks it imports from ([`Layer::imports_from`]): CloudFormation refuses to delete an
+//! export another stack imports.
 
 use std::{collections::BTreeMap, fmt};
 
 use crate::{
-    config::DeployConfig,
+    config::{DeployConfig, WriteMode},
     template::{Template, TemplateError},
 };
 
@@ -22,16 +31,18 @@ pub enum Layer {
     Cluster,
     Pipeline,
     Queue,
+    Cache,
     Service,
 }
 
 impl Layer {
     /// Apply order, of every layer a deployment can have ([`layers`]: the ones it has).
-    pub const ALL: [Layer; 5] = [
+    pub const ALL: [Layer; 6] = [
         Layer::Network,
         Layer::Cluster,
         Layer::Pipeline,
         Layer::Queue,
+        Layer::Cache,
         Layer::Service,
     ];
 
@@ -41,30 +52,50 @@ impl Layer {
             Layer::Cluster => "cluster",
             Layer::Pipeline => "pipeline",
             Layer::Queue => "queue",
+            Layer::Cache => "cache",
             Layer::Service => "service",
         }
     }
 
     /// Whether deleting the stack deletes data (container images, build artifacts; writes
     /// not yet persisted).
-    pub fn holds_data(self) -> bool {
-        self.data().is_some()
+    pub fn holds_data(self, config: &DeployConfig) -> bool {
+        self.data(config).is_some()
     }
 
-    /// What deleting the stack would lose, said to the person running `down`.
-    pub fn data(self) -> Option<&'static str> {
+    /// What deleting the stack would lose, said to the person running `down`. The cache's
+    /// depends on the write mode `deploy.toml` has now: drain before going back to
+    /// write-through (deployer/README.md, "Redis in AWS").
+    pub fn data(self, config: &DeployConfig) -> Option<&'static str> {
         match self {
             Layer::Pipeline => Some("the images"),
             // How to check it drained: deployer/README.md, "Write-behind on SQS".
             Layer::Queue => Some("acknowledged writes MongoDB may not have yet"),
+            Layer::Cache => match config.service.write_mode {
+                WriteMode::Behind => Some("acknowledged writes MongoDB may not have yet"),
+                WriteMode::Through => None,
+            },
             Layer::Network | Layer::Cluster | Layer::Service => None,
         }
     }
 
-    /// Whether this deployment has the layer: the queue only with `queue = "sqs"`.
+    /// The layers whose exports this one imports (every `*Stack` parameter names one of
+    /// them): a stack kept by `down` keeps these too.
+    pub fn imports_from(self) -> &'static [Layer] {
+        match self {
+            Layer::Network | Layer::Pipeline | Layer::Queue => &[],
+            Layer::Cluster => &[Layer::Network],
+            Layer::Cache => &[Layer::Network, Layer::Cluster],
+            Layer::Service => &[Layer::Network, Layer::Cluster, Layer::Queue, Layer::Cache],
+        }
+    }
+
+    /// Whether this deployment has the layer: the queue only with `queue = "sqs"`, the cache
+    /// only with `[cache] managed = true`.
     pub fn is_configured(self, config: &DeployConfig) -> bool {
         match self {
             Layer::Queue => config.service.queue_on_sqs(),
+            Layer::Cache => config.cache.managed,
             Layer::Network | Layer::Cluster | Layer::Pipeline | Layer::Service => true,
         }
     }
@@ -158,10 +189,23 @@ fn parameters(config: &DeployConfig, layer: Layer, image: &str) -> BTreeMap<Stri
         true => stack_name(config, Layer::Queue),
         false => String::new(),
     };
+    // Empty: the service's REDIS_URL is the secret deploy.toml names.
+    let cache = match config.cache.managed {
+        true => stack_name(config, Layer::Cache),
+        false => String::new(),
+    };
+    let nat = config.network.nat.to_string();
     let more: Vec<(&str, String)> = match layer {
-        Layer::Network | Layer::Queue => vec![],
+        Layer::Network => vec![("Nat", nat)],
+        Layer::Queue => vec![],
+        Layer::Cache => vec![
+            ("NetworkStack", network),
+            ("ClusterStack", cluster),
+            ("NodeType", config.cache.node_type.clone()),
+        ],
         Layer::Cluster => vec![
             ("NetworkStack", network),
+            ("Nat", nat),
             ("InstanceType", config.cluster.instance_type.clone()),
             ("MinInstances", config.cluster.min_instances.to_string()),
             ("MaxInstances", config.cluster.max_instances.to_string()),
@@ -185,7 +229,10 @@ fn parameters(config: &DeployConfig, layer: Layer, image: &str) -> BTreeMap<Stri
                 ("ContainerMemory", service.memory.to_string()),
                 ("MongoDbDatabase", service.mongodb_database.clone()),
                 ("MongoDbUriSecretArn", config.secrets.mongodb_uri.clone()),
-                ("RedisUrlSecretArn", config.secrets.redis_url.clone()),
+                (
+                    "RedisUrlSecretArn",
+                    config.secrets.redis_url.clone().unwrap_or_default(),
+                ),
                 ("ApiTokensSecretArn", config.secrets.api_tokens.clone()),
                 (
                     "CertificateArn",
@@ -193,6 +240,11 @@ fn parameters(config: &DeployConfig, layer: Layer, image: &str) -> BTreeMap<Stri
                 ),
                 ("WriteMode", service.write_mode.as_str().to_owned()),
                 ("QueueStack", queue),
+                ("CacheStack", cache),
+                (
+                    "AlarmEmail",
+                    config.alarms.email.clone().unwrap_or_default(),
+                ),
             ]
         }
     };
@@ -318,7 +370,7 @@ mod tests {
 
     #[test]
     fn every_stack_imports_only_from_stacks_applied_before_it() {
-        for config in [config(), behind_on_sqs()] {
+        for config in [config(), behind_on_sqs(), managed_cache()] {
             let specs = specs(&config, "repo:tag").expect("the templates load");
             for (position, spec) in specs.iter().enumerate() {
                 let before: Vec<&str> = specs[..position].iter().map(|s| s.name.as_str()).collect();
@@ -339,15 +391,105 @@ mod tests {
     fn the_queue_holds_data_as_the_pipeline_does() {
         let holding: Vec<Layer> = Layer::ALL
             .into_iter()
-            .filter(|layer| layer.holds_data())
+            .filter(|layer| layer.holds_data(&config()))
             .collect();
         assert_eq!(holding, [Layer::Pipeline, Layer::Queue]);
     }
 
     #[test]
+    fn nat_reaches_the_network_and_the_cluster_alike() {
+        for nat in [false, true] {
+            let mut config = config();
+            config.network.nat = nat;
+            for layer in [Layer::Network, Layer::Cluster] {
+                let spec = spec(&config, layer, "").expect("loads");
+                assert_eq!(spec.parameters["Nat"], nat.to_string(), "{}", spec.name);
+            }
+        }
+    }
+
+    fn managed_cache() -> DeployConfig {
+        let mut config = config();
+        config.cache.managed = true;
+        config.secrets.redis_url = None;
+        config
+    }
+
+    #[test]
+    fn the_cache_holds_data_only_with_write_behind() {
+        let mut behind = managed_cache();
+        assert!(
+            !Layer::Cache.holds_data(&behind),
+            "write-through: a cache only"
+        );
+        behind.service.write_mode = WriteMode::Behind;
+        assert!(
+            Layer::Cache.holds_data(&behind),
+            "write-behind: pending writes"
+        );
+    }
+
+    #[test]
+    fn the_cache_stack_comes_when_managed_after_the_cluster_and_before_the_service() {
+        let names: Vec<String> = specs(&managed_cache(), "repo:tag")
+            .expect("the templates load")
+            .into_iter()
+            .map(|spec| spec.name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "oponn-dev-network",
+                "oponn-dev-cluster",
+                "oponn-dev-pipeline",
+                "oponn-dev-cache",
+                "oponn-dev-service"
+            ]
+        );
+        let cache = spec(&managed_cache(), Layer::Cache, "").expect("loads");
+        assert_eq!(cache.parameters["NetworkStack"], "oponn-dev-network");
+        assert_eq!(cache.parameters["ClusterStack"], "oponn-dev-cluster");
+        assert_eq!(cache.parameters["NodeType"], "cache.t4g.micro");
+    }
+
+    #[test]
+    fn the_service_takes_the_managed_caches_secret_or_the_configured_one() {
+        let managed = spec(&managed_cache(), Layer::Service, "repo:abc").expect("loads");
+        assert_eq!(managed.parameters["CacheStack"], "oponn-dev-cache");
+        assert_eq!(managed.parameters["RedisUrlSecretArn"], "");
+        let own = spec(&config(), Layer::Service, "repo:abc").expect("loads");
+        assert_eq!(own.parameters["CacheStack"], "");
+        assert!(own.parameters["RedisUrlSecretArn"].starts_with("arn:aws:secretsmanager:"));
+    }
+
+    #[test]
+    fn every_stack_parameter_names_a_layer_the_stack_imports_from() {
+        let mut everything = managed_cache();
+        everything.service.write_mode = WriteMode::Behind;
+        everything.service.queue = QueueKind::Sqs;
+        for spec in specs(&everything, "repo:tag").expect("the templates load") {
+            let imported: Vec<String> = spec
+                .layer
+                .imports_from()
+                .iter()
+                .map(|layer| stack_name(&everything, *layer))
+                .collect();
+            for (name, value) in &spec.parameters {
+                if name.ends_with("Stack") {
+                    assert!(
+                        imported.contains(value),
+                        "{}: {name} = {value} is not in imports_from",
+                        spec.name
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn every_template_gets_exactly_the_parameters_it_declares() {
         // check_parameters runs inside spec(); this pins that it passes for every layer.
-        for config in [config(), behind_on_sqs()] {
+        for config in [config(), behind_on_sqs(), managed_cache()] {
             for spec in specs(&config, "repo:tag").expect("the templates load") {
                 assert!(spec.parameters.contains_key("App"), "{}", spec.name);
             }

@@ -1859,3 +1859,46 @@ async fn up_without_a_yes_executes_nothing_and_deletes_the_change_set_it_showed(
         "the change set shown is deleted, not left behind"
     );
 }
+
+// ---- down: what a kept stack keeps ----------------------------------------------------------
+
+#[tokio::test]
+async fn down_with_write_behind_keeps_the_cache_and_the_stacks_it_imports_from() {
+    // Deployed: network, cluster, pipeline and cache; the service is already gone. No
+    // DeleteStack rule: any delete fails the test.
+    let describe = mock!(CloudFormation::describe_stacks).then_compute_output(|request| {
+        let name = request.stack_name().unwrap_or_default().to_owned();
+        let builder = DescribeStacksOutput::builder();
+        match name.as_str() {
+            "oponn-dev-service" | "oponn-dev-queue" => builder.build(),
+            _ => builder
+                .stacks(stack(&name, "CREATE_COMPLETE", &[], &[]))
+                .build(),
+        }
+    });
+    let rules = Rules {
+        cloudformation: vec![&describe],
+        ..Rules::default()
+    };
+    let mut config = config();
+    config.service.write_mode = deployer::config::WriteMode::Behind;
+    config.cache.managed = true;
+    config.secrets.redis_url = None;
+    let deployer = deployer(config, rules.aws());
+
+    deployer
+        .down(false)
+        .await
+        .expect("down keeps everything left");
+
+    let text = deployer.console.text();
+    for line in [
+        "= oponn-dev-service: not deployed",
+        "= oponn-dev-cache: kept (it holds acknowledged writes MongoDB may not have yet;",
+        "= oponn-dev-pipeline: kept (it holds the images;",
+        "= oponn-dev-cluster: kept (oponn-dev-cache, kept, imports from it)",
+        "= oponn-dev-network: kept (oponn-dev-cache, kept, imports from it)",
+    ] {
+        assert!(text.contains(line), "{line:?} not in:\n{text}");
+    }
+}

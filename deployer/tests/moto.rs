@@ -206,6 +206,44 @@ async fn a_parameter_change_plans_exactly_that_change_and_up_applies_it() {
 }
 
 #[tokio::test]
+async fn nat_puts_a_gateway_with_an_exported_elastic_ip_in_front_of_the_instances() {
+    let moto = Moto::start();
+    let mut with_nat = moto.with_secrets(config()).await;
+    with_nat.network.nat = true;
+    let nat = deployer(with_nat, moto.aws().await);
+
+    nat.up(SKIP_VERIFY).await.expect("up with nat");
+
+    let network = cloudformation::describe(&nat.aws.cloudformation, "oponn-dev-network")
+        .await
+        .expect("describe")
+        .expect("exists");
+    let address = &network.outputs["NatPublicIp"];
+    assert_eq!(
+        address.split('.').count(),
+        4,
+        "an IPv4 address: {address:?}"
+    );
+    let cluster = cloudformation::describe(&nat.aws.cloudformation, "oponn-dev-cluster")
+        .await
+        .expect("describe")
+        .expect("exists");
+    assert_eq!(cluster.parameters["Nat"], "true");
+    let plans = nat.plan().await.expect("plan");
+    assert!(plans.iter().all(|plan| !plan.is_change()), "{plans:?}");
+
+    // And without: no gateway, no address.
+    let moto = Moto::start();
+    let plain = deployer(moto.with_secrets(config()).await, moto.aws().await);
+    plain.up(SKIP_VERIFY).await.expect("up without nat");
+    let network = cloudformation::describe(&plain.aws.cloudformation, "oponn-dev-network")
+        .await
+        .expect("describe")
+        .expect("exists");
+    assert!(!network.outputs.contains_key("NatPublicIp"), "{network:?}");
+}
+
+#[tokio::test]
 async fn a_template_change_is_named_by_logical_id() {
     let moto = Moto::start();
     deployer(moto.with_secrets(config()).await, moto.aws().await)

@@ -21,6 +21,7 @@ fn all() -> Vec<Template> {
         "service.yaml",
         "pipeline.yaml",
         "queue.yaml",
+        "cache.yaml",
     ]
     .into_iter()
     .map(load)
@@ -162,14 +163,28 @@ fn secrets_reach_the_container_through_secrets_never_environment() {
             )
         })
         .collect();
+    // REDIS_URL: the managed cache's secret (cache.yaml) or the one deploy.toml names.
+    let redis_url = json!({"Fn::If": [
+        "ManagedCache",
+        {"Fn::ImportValue": {"Fn::Sub": "${CacheStack}-RedisUrlSecretArn"}},
+        {"Ref": "RedisUrlSecretArn"}
+    ]});
     let expected = [
-        ("MONGODB_URI", "MongoDbUriSecretArn"),
-        ("REDIS_URL", "RedisUrlSecretArn"),
-        ("OPONN_API_TOKENS", "ApiTokensSecretArn"),
+        (
+            "MONGODB_URI",
+            "MongoDbUriSecretArn",
+            json!({"Ref": "MongoDbUriSecretArn"}),
+        ),
+        ("REDIS_URL", "RedisUrlSecretArn", redis_url),
+        (
+            "OPONN_API_TOKENS",
+            "ApiTokensSecretArn",
+            json!({"Ref": "ApiTokensSecretArn"}),
+        ),
     ];
-    for (name, parameter) in expected {
+    for (name, parameter, value_from) in &expected {
         assert!(
-            secrets.contains(&(name.to_owned(), json!({"Ref": parameter}))),
+            secrets.contains(&((*name).to_owned(), value_from.clone())),
             "{name} comes from {parameter}: {secrets:?}"
         );
         for environment in environments(container) {
@@ -178,10 +193,13 @@ fn secrets_reach_the_container_through_secrets_never_environment() {
                 "{name} is in Environment"
             );
         }
-        // The secret parameters hold ARNs only, and the pattern refuses anything else.
+        // The secret parameters hold ARNs only (or, for REDIS_URL with a managed cache,
+        // nothing), and the pattern refuses anything else.
         let pattern = &service.document["Parameters"][parameter]["AllowedPattern"];
         assert!(
-            pattern.as_str().unwrap().starts_with("^arn:"),
+            ["^arn:", "^(arn:"]
+                .iter()
+                .any(|start| pattern.as_str().unwrap().starts_with(start)),
             "{parameter}"
         );
     }
@@ -194,7 +212,7 @@ fn secrets_reach_the_container_through_secrets_never_environment() {
     let statement = &role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0];
     let resources: Vec<Value> = expected
         .iter()
-        .map(|(_, parameter)| json!({"Ref": parameter}))
+        .map(|(_, _, value_from)| value_from.clone())
         .collect();
     assert_eq!(statement["Resource"], Value::Array(resources));
 }
@@ -625,6 +643,7 @@ fn every_import_names_an_export_of_the_stack_it_imports_from() {
     let network = exports_of(&load("network.yaml"));
     let cluster = exports_of(&load("cluster.yaml"));
     let queue = exports_of(&load("queue.yaml"));
+    let cache = exports_of(&load("cache.yaml"));
     let mut imports = Vec::new();
     for template in all() {
         collect_imports(&template.document["Resources"], &mut imports);
@@ -636,6 +655,7 @@ fn every_import_names_an_export_of_the_stack_it_imports_from() {
             "${NetworkStack" => &network,
             "${ClusterStack" => &cluster,
             "${QueueStack" => &queue,
+            "${CacheStack" => &cache,
             other => panic!("an import from an unknown stack: {other}"),
         };
         assert!(
@@ -745,4 +765,277 @@ fn the_dockerfile_is_multi_stage_non_root_probed_and_signal_safe() {
         .expect("manifests copied");
     let sources = text.find("COPY app app").expect("sources copied");
     assert!(manifests < sources);
+}
+
+#[test]
+fn the_cache_is_one_shard_with_a_replica_in_a_second_az_that_takes_over() {
+    let cache = load("cache.yaml");
+    let (_, group) = only(&cache, "AWS::ElastiCache::ReplicationGroup");
+    let properties = &group["Properties"];
+    // Cluster mode disabled: the app's scripts and MGETs touch several keys in one call.
+    assert_eq!(properties["NumCacheClusters"], 2, "a primary and a replica");
+    for cluster_mode in [
+        "NumNodeGroups",
+        "ReplicasPerNodeGroup",
+        "NodeGroupConfiguration",
+    ] {
+        assert!(properties.get(cluster_mode).is_none(), "{cluster_mode}");
+    }
+    assert!(properties.get("ClusterMode").is_none());
+    assert_eq!(properties["AutomaticFailoverEnabled"], true);
+    assert_eq!(properties["MultiAZEnabled"], true);
+    assert_eq!(properties["Port"], 6379);
+}
+
+#[test]
+fn the_cache_speaks_only_tls_is_encrypted_and_asks_for_a_generated_token() {
+    let cache = load("cache.yaml");
+    let (_, group) = only(&cache, "AWS::ElastiCache::ReplicationGroup");
+    let properties = &group["Properties"];
+    assert_eq!(properties["TransitEncryptionEnabled"], true);
+    // Absent on create means TLS only; "preferred" would also take plain text.
+    assert!(properties.get("TransitEncryptionMode").is_none());
+    assert_eq!(properties["AtRestEncryptionEnabled"], true);
+    assert_eq!(
+        properties["AuthToken"],
+        json!({"Fn::Sub": "{{resolve:secretsmanager:${AuthToken}}}"}),
+        "the token is only ever a dynamic reference"
+    );
+    let token = &cache.resource("AuthToken").unwrap()["Properties"];
+    let generated = &token["GenerateSecretString"];
+    // Letters and digits only: no escaping in a URL, none of ElastiCache's refused characters.
+    assert_eq!(generated["ExcludePunctuation"], true);
+    assert_eq!(generated["IncludeSpace"], false);
+    let length = generated["PasswordLength"].as_u64().unwrap();
+    assert!((16..=128).contains(&length), "ElastiCache takes 16 to 128");
+    assert!(token.get("SecretString").is_none());
+}
+
+#[test]
+fn the_cache_lives_in_the_private_subnets_reachable_only_from_the_instances() {
+    let cache = load("cache.yaml");
+    let (_, subnets) = only(&cache, "AWS::ElastiCache::SubnetGroup");
+    assert_eq!(
+        subnets["Properties"]["SubnetIds"]["Fn::Split"][1],
+        json!({"Fn::ImportValue": {"Fn::Sub": "${NetworkStack}-PrivateSubnets"}})
+    );
+    let (group_id, group) = only(&cache, "AWS::EC2::SecurityGroup");
+    let ingress = as_list(&group["Properties"]["SecurityGroupIngress"]);
+    assert_eq!(ingress.len(), 1, "{ingress:?}");
+    let rule = &ingress[0];
+    assert_eq!(rule["IpProtocol"], "tcp");
+    assert_eq!(
+        (&rule["FromPort"], &rule["ToPort"]),
+        (&json!(6379), &json!(6379))
+    );
+    assert_eq!(
+        rule["SourceSecurityGroupId"],
+        json!({"Fn::ImportValue": {"Fn::Sub": "${ClusterStack}-InstanceSecurityGroupId"}})
+    );
+    assert!(rule.get("CidrIp").is_none() && rule.get("CidrIpv6").is_none());
+    let (_, replication) = only(&cache, "AWS::ElastiCache::ReplicationGroup");
+    assert_eq!(
+        replication["Properties"]["SecurityGroupIds"],
+        json!([{"Ref": group_id}])
+    );
+    // And the private subnets are in two AZs.
+    let network = load("network.yaml");
+    for (subnet, zone) in [("PrivateSubnetA", 0), ("PrivateSubnetB", 1)] {
+        let properties = &network.resource(subnet).unwrap()["Properties"];
+        assert_eq!(
+            properties["AvailabilityZone"],
+            json!({"Fn::Select": [zone, {"Fn::GetAZs": ""}]})
+        );
+        assert!(properties.get("MapPublicIpOnLaunch").is_none());
+    }
+}
+
+#[test]
+fn the_caches_url_secret_is_rediss_with_the_token_and_the_primary_endpoint() {
+    let cache = load("cache.yaml");
+    let url = &cache.resource("RedisUrl").unwrap()["Properties"]["SecretString"]["Fn::Sub"];
+    let url = url.as_str().expect("a Fn::Sub string");
+    assert_eq!(
+        url,
+        "rediss://:{{resolve:secretsmanager:${AuthToken}}}@${ReplicationGroup.PrimaryEndPoint.Address}:${ReplicationGroup.PrimaryEndPoint.Port}"
+    );
+    // The app reads REDIS_URL and speaks TLS for rediss:// (app/src/config.rs).
+    let app_config = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../app/src/config.rs"),
+    )
+    .expect("the app's config");
+    assert!(app_config.contains("vars.secret(\"REDIS_URL\")"));
+    assert!(app_config.contains("rediss://"));
+    // No fixed names: a deleted secret keeps its name through its recovery window, and a
+    // cache stack made again after `down` would collide with it.
+    for (id, secret) in cache.resources_of_type("AWS::SecretsManager::Secret") {
+        assert!(
+            secret["Properties"].get("Name").is_none(),
+            "{id} has a Name"
+        );
+    }
+    let output = &cache.document["Outputs"]["RedisUrlSecretArn"];
+    assert_eq!(output["Value"], json!({"Ref": "RedisUrl"}));
+    // The service's execution role may read it when the cache is managed.
+    let service = load("service.yaml");
+    let role = service.resource("TaskExecutionRole").unwrap();
+    let resources =
+        &role["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]["Resource"];
+    assert!(as_list(resources).contains(&json!({"Fn::If": [
+        "ManagedCache",
+        {"Fn::ImportValue": {"Fn::Sub": "${CacheStack}-RedisUrlSecretArn"}},
+        {"Ref": "RedisUrlSecretArn"}
+    ]})));
+}
+
+#[test]
+fn nat_is_one_gateway_with_an_exported_elastic_ip_and_the_private_subnets_route_through_it() {
+    let network = load("network.yaml");
+    let condition = json!({"Fn::Equals": [{"Ref": "Nat"}, "true"]});
+    assert_eq!(network.document["Conditions"]["UseNat"], condition);
+    let (address_id, address) = only(&network, "AWS::EC2::EIP");
+    let (gateway_id, gateway) = only(&network, "AWS::EC2::NatGateway");
+    for resource in [address, gateway] {
+        assert_eq!(resource["Condition"], "UseNat");
+    }
+    assert_eq!(address["Properties"]["Domain"], "vpc");
+    let properties = &gateway["Properties"];
+    assert_eq!(
+        properties["AllocationId"],
+        json!({"Fn::GetAtt": [address_id, "AllocationId"]})
+    );
+    // A public NAT gateway sits in a public subnet.
+    assert_eq!(properties["SubnetId"], json!({"Ref": "PublicSubnetA"}));
+    let route = network.resource("PrivateDefaultRoute").expect("a route");
+    assert_eq!(route["Condition"], "UseNat");
+    assert_eq!(
+        route["Properties"]["RouteTableId"],
+        json!({"Ref": "PrivateRouteTable"})
+    );
+    assert_eq!(
+        route["Properties"]["NatGatewayId"],
+        json!({"Ref": gateway_id})
+    );
+    assert_eq!(route["Properties"]["DestinationCidrBlock"], "0.0.0.0/0");
+    let output = &network.document["Outputs"]["NatPublicIp"];
+    assert_eq!(output["Condition"], "UseNat");
+    assert_eq!(output["Value"], json!({"Ref": address_id}));
+    assert_eq!(
+        output["Export"]["Name"],
+        json!({"Fn::Sub": "${AWS::StackName}-NatPublicIp"})
+    );
+}
+
+#[test]
+fn with_nat_the_instances_run_in_the_private_subnets() {
+    let cluster = load("cluster.yaml");
+    assert_eq!(
+        cluster.document["Conditions"]["InPrivateSubnets"],
+        json!({"Fn::Equals": [{"Ref": "Nat"}, "true"]})
+    );
+    let (_, group) = only(&cluster, "AWS::AutoScaling::AutoScalingGroup");
+    let choice = &group["Properties"]["VPCZoneIdentifier"]["Fn::If"];
+    assert_eq!(choice[0], "InPrivateSubnets");
+    let subnets = |branch: &Value| branch["Fn::Split"][1]["Fn::ImportValue"]["Fn::Sub"].clone();
+    assert_eq!(subnets(&choice[1]), "${NetworkStack}-PrivateSubnets");
+    assert_eq!(subnets(&choice[2]), "${NetworkStack}-PublicSubnets");
+    // The launch template never asks for a public address: the subnet decides.
+    let (_, template) = only(&cluster, "AWS::EC2::LaunchTemplate");
+    assert!(template["Properties"]["LaunchTemplateData"]
+        .get("NetworkInterfaces")
+        .is_none());
+}
+
+#[test]
+fn containers_cannot_reach_the_instance_role_and_are_told_their_region() {
+    let cluster = load("cluster.yaml");
+    let (_, template) = only(&cluster, "AWS::EC2::LaunchTemplate");
+    let metadata = &template["Properties"]["LaunchTemplateData"]["MetadataOptions"];
+    assert_eq!(metadata["HttpTokens"], "required");
+    assert_eq!(metadata["HttpPutResponseHopLimit"], 1);
+    // So the SDK in a task finds its region in the environment, not from IMDS; its
+    // credentials come from the task role (only the SQS queue needs any).
+    let service = load("service.yaml");
+    let (_, task) = only(&service, "AWS::ECS::TaskDefinition");
+    let container = &task["Properties"]["ContainerDefinitions"][0];
+    for environment in environments(container) {
+        assert_eq!(
+            variable(&environment, "AWS_REGION"),
+            Some(&json!({"Ref": "AWS::Region"}))
+        );
+    }
+}
+
+#[test]
+fn the_service_alarms_on_5xx_unhealthy_targets_cpu_and_memory_to_one_topic() {
+    let service = load("service.yaml");
+    let (topic_id, _) = only(&service, "AWS::SNS::Topic");
+    let alarms: Vec<(&str, &Value)> = service
+        .resources_of_type("AWS::CloudWatch::Alarm")
+        .collect();
+    let metric = |name: &str| -> &Value {
+        alarms
+            .iter()
+            .map(|(_, alarm)| &alarm["Properties"])
+            .find(|properties| properties["MetricName"] == name)
+            .unwrap_or_else(|| panic!("no alarm on {name}"))
+    };
+    for (name, namespace) in [
+        ("HTTPCode_ELB_5XX_Count", "AWS/ApplicationELB"),
+        ("HTTPCode_Target_5XX_Count", "AWS/ApplicationELB"),
+        ("UnHealthyHostCount", "AWS/ApplicationELB"),
+        ("CPUUtilization", "AWS/ECS"),
+        ("MemoryUtilization", "AWS/ECS"),
+    ] {
+        let properties = metric(name);
+        assert_eq!(properties["Namespace"], namespace, "{name}");
+        assert_eq!(
+            properties["AlarmActions"],
+            json!([{"Ref": topic_id}]),
+            "{name}"
+        );
+        assert_eq!(
+            properties["OKActions"],
+            json!([{"Ref": topic_id}]),
+            "{name}"
+        );
+        assert_eq!(properties["TreatMissingData"], "notBreaching", "{name}");
+    }
+    assert_eq!(alarms.len(), 5);
+    // The dimensions name this deployment's load balancer, target group and service.
+    let dimension = |properties: &Value, name: &str| -> Value {
+        as_list(&properties["Dimensions"])
+            .into_iter()
+            .find(|dimension| dimension["Name"] == name)
+            .map(|dimension| dimension["Value"].clone())
+            .unwrap_or_else(|| panic!("no {name} dimension"))
+    };
+    let load_balancer = json!({"Fn::GetAtt": ["LoadBalancer", "LoadBalancerFullName"]});
+    assert_eq!(
+        dimension(metric("HTTPCode_ELB_5XX_Count"), "LoadBalancer"),
+        load_balancer
+    );
+    assert_eq!(
+        dimension(metric("UnHealthyHostCount"), "TargetGroup"),
+        json!({"Fn::GetAtt": ["TargetGroup", "TargetGroupFullName"]})
+    );
+    for name in ["CPUUtilization", "MemoryUtilization"] {
+        assert_eq!(
+            dimension(metric(name), "ServiceName"),
+            json!({"Fn::GetAtt": ["Service", "Name"]})
+        );
+        assert_eq!(
+            dimension(metric(name), "ClusterName"),
+            json!({"Fn::ImportValue": {"Fn::Sub": "${ClusterStack}-ClusterName"}})
+        );
+    }
+    // An email subscription only when an address is given.
+    let (_, subscription) = only(&service, "AWS::SNS::Subscription");
+    assert_eq!(subscription["Condition"], "HasAlarmEmail");
+    assert_eq!(subscription["Properties"]["Protocol"], "email");
+    assert_eq!(
+        subscription["Properties"]["TopicArn"],
+        json!({"Ref": topic_id})
+    );
+    assert_eq!(service.document["Parameters"]["AlarmEmail"]["Default"], "");
 }

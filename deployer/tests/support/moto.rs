@@ -65,10 +65,13 @@ impl Moto {
     pub async fn with_secrets(&self, mut config: DeployConfig) -> DeployConfig {
         let client = aws_sdk_secretsmanager::Client::new(&self.sdk().await);
         for arn in [
-            &mut config.secrets.mongodb_uri,
-            &mut config.secrets.redis_url,
-            &mut config.secrets.api_tokens,
-        ] {
+            Some(&mut config.secrets.mongodb_uri),
+            config.secrets.redis_url.as_mut(),
+            Some(&mut config.secrets.api_tokens),
+        ]
+        .into_iter()
+        .flatten()
+        {
             let name = arn
                 .rsplit(":secret:")
                 .next()
