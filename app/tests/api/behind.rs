@@ -45,13 +45,13 @@ async fn spawn_behind() -> TestApp {
     TestApp::spawn_with(behind(vec![])).await
 }
 
-async fn retitle(app: &TestApp, id: BookId, title: &str) -> Value {
+pub(crate) async fn retitle(app: &TestApp, id: BookId, title: &str) -> Value {
     app.graphql(UPDATE, json!({ "id": id.to_string(), "title": title }))
         .await
 }
 
 /// The book as MongoDB holds it, read directly.
-async fn stored(app: &TestApp, id: BookId) -> Option<Document> {
+pub(crate) async fn stored(app: &TestApp, id: BookId) -> Option<Document> {
     app.mongodb()
         .await
         .collection::<Document>("books")
@@ -60,13 +60,13 @@ async fn stored(app: &TestApp, id: BookId) -> Option<Document> {
         .expect("find_one")
 }
 
-async fn stored_version(app: &TestApp, id: BookId) -> Option<i64> {
+pub(crate) async fn stored_version(app: &TestApp, id: BookId) -> Option<i64> {
     stored(app, id)
         .await
         .map(|d| d.get_i64("version").expect("a version"))
 }
 
-async fn new_book(app: &TestApp, title: &str) -> BookId {
+pub(crate) async fn new_book(app: &TestApp, title: &str) -> BookId {
     book_id(
         &app.create_book(&format!("/works/behind-{}", unique_suffix()), title)
             .await,

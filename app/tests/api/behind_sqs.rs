@@ -10,14 +10,13 @@ use oponn::{
     queue::Appends,
 };
 use oponn_tests::Moto;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::{
-    behind::{self, On},
-    helpers::{book_id, unique_suffix, Options, TestApp},
+    behind::{self, new_book, retitle, stored, stored_version, On},
+    helpers::{unique_suffix, Options, TestApp},
 };
 
-const UPDATE: &str = "mutation($id: ID!, $title: String!) { updateBook(id: $id, input: { title: $title }) { id title version } }";
 const DELETE: &str = "mutation($id: ID!) { deleteBook(id: $id) { id } }";
 const BOOK: &str = "query($id: ID!) { book(id: $id) { id title version } }";
 
@@ -42,33 +41,6 @@ pub(crate) async fn sqs_options(extra: Vec<(&'static str, String)>) -> Options {
 
 async fn spawn_sqs() -> TestApp {
     TestApp::spawn_with(sqs_options(vec![]).await).await
-}
-
-async fn retitle(app: &TestApp, id: BookId, title: &str) -> Value {
-    app.graphql(UPDATE, json!({ "id": id.to_string(), "title": title }))
-        .await
-}
-
-async fn stored(app: &TestApp, id: BookId) -> Option<Document> {
-    app.mongodb()
-        .await
-        .collection::<Document>("books")
-        .find_one(doc! { "_id": id.object_id() })
-        .await
-        .expect("find_one")
-}
-
-async fn stored_version(app: &TestApp, id: BookId) -> Option<i64> {
-    stored(app, id)
-        .await
-        .map(|d| d.get_i64("version").expect("a version"))
-}
-
-async fn new_book(app: &TestApp, title: &str) -> BookId {
-    book_id(
-        &app.create_book(&format!("/works/sqs-{}", unique_suffix()), title)
-            .await,
-    )
 }
 
 async fn queued(app: &TestApp) -> u64 {
