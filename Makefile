@@ -69,10 +69,12 @@ infra-check: ## cfn-lint and cfn-guard on the templates (and a fixture every rul
 	@scripts/infra-check
 
 .PHONY: lint
-lint: ## rustfmt, clippy (warnings as errors), and every bash script parses (bash -n)
+lint: ## bash -n on every bash script, the layering check, rustfmt, clippy (warnings as errors)
 	@echo "[lint] bash -n on every bash script"
 	@for script in $$(git ls-files | xargs grep -lE '^#!(/usr/bin/env bash|/bin/bash)' 2>/dev/null); do \
 	  bash -n "$$script" || { echo "[lint] $$script does not parse"; exit 1; }; done
+	@scripts/layers --self-test
+	@scripts/layers
 	@echo "[lint] cargo fmt --check"
 	@cargo fmt --all -- --check
 	@scripts/timed "[lint] cargo clippy -D warnings (the first time: about 3 minutes on 2 cores)" \
