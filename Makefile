@@ -69,7 +69,7 @@ infra-check: ## cfn-lint and cfn-guard on the templates (and a fixture every rul
 	@scripts/infra-check
 
 .PHONY: lint
-lint: ## bash -n on every bash script, the layering check, rustfmt, clippy (warnings as errors)
+lint: ## bash -n on every bash script, the layering check, rustfmt, clippy (warnings as errors), cargo deny (licences, bans, sources)
 	@echo "[lint] bash -n on every bash script"
 	@for script in $$(git ls-files | xargs grep -lE '^#!(/usr/bin/env bash|/bin/bash)' 2>/dev/null); do \
 	  bash -n "$$script" || { echo "[lint] $$script does not parse"; exit 1; }; done
@@ -79,6 +79,11 @@ lint: ## bash -n on every bash script, the layering check, rustfmt, clippy (warn
 	@cargo fmt --all -- --check
 	@scripts/timed "[lint] cargo clippy -D warnings (the first time: about 3 minutes on 2 cores)" \
 	  cargo clippy -q --workspace --all-targets -- -D warnings
+	@scripts/deny
+
+.PHONY: audit
+audit: ## cargo deny with the RustSec advisories too (needs network: the advisory database is cloned from GitHub)
+	@scripts/deny --advisories
 
 .PHONY: schema
 schema: ## Regenerate schema.graphql from the code
