@@ -33,9 +33,9 @@ run: stack-up ## Start the stack, ingest the recorded sample, serve GraphQL on h
 
 .PHONY: test
 test: stack-up lint infra-check ## Run every check and every test (unit, integration, end-to-end) against the local stack
-	@scripts/timed "[test] building the binary the end-to-end tests run (the first time: about 3 minutes on 2 cores)" \
-	  cargo build -q -p oponn
-	@echo "[test] cargo test --workspace (building the tests the first time: about 4 minutes; running: about 3)"
+	@scripts/timed "[test] building the tests and the binary the end-to-end tests run, in one build (the first time: about 7 minutes on 2 cores)" \
+	  cargo test -q --workspace --no-run
+	@echo "[test] cargo test --workspace (running: about 3 minutes)"
 	@$(STACK_ENV); scripts/timed "[test] cargo test" cargo test --workspace --no-fail-fast
 	@$(STACK_ENV); scripts/timed "[test] the typed TypeScript client against a live server (the first time: installing its packages, about 20 s)" \
 	  scripts/client-test
@@ -79,6 +79,8 @@ lint: ## bash -n on every bash script, the layering check, rustfmt, clippy (warn
 	@cargo fmt --all -- --check
 	@scripts/timed "[lint] cargo clippy -D warnings (the first time: about 3 minutes on 2 cores)" \
 	  cargo clippy -q --workspace --all-targets -- -D warnings
+	@scripts/timed "[lint] cargo clippy -D warnings on the service's own build, without test-hooks and tokio's test-util (the first time: about 2 minutes)" \
+	  cargo clippy -q -p oponn --lib --bins -- -D warnings
 	@scripts/deny
 
 .PHONY: audit

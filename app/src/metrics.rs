@@ -199,6 +199,7 @@ impl Metrics {
     }
 
     /// How many commands named `command` the MongoDB driver has sent (any outcome).
+    #[cfg(feature = "test-hooks")]
     pub fn mongodb_command_count(&self, command: &str) -> u64 {
         ["ok", "error"]
             .iter()
@@ -211,6 +212,7 @@ impl Metrics {
     }
 
     /// How many cached query results had `outcome` (see the table above), all queries.
+    #[cfg(feature = "test-hooks")]
     pub fn query_cache_count(&self, outcome: &str) -> u64 {
         use prometheus::core::Collector;
         self.query_cache
@@ -229,6 +231,7 @@ impl Metrics {
 
     /// How many Redis round trips requests have made (any operation, any outcome), leaving
     /// out the background trim of expired index entries, which runs on its own clock.
+    #[cfg(feature = "test-hooks")]
     pub fn redis_round_trips(&self) -> u64 {
         use prometheus::core::Collector;
         self.redis_duration

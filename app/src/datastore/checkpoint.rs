@@ -3,6 +3,10 @@
 //! A test arms a point; the next task to pass it signals "reached" and waits until the test
 //! resumes it. Unarmed points cost one uncontended lock. This is how the no-stale-fill test
 //! holds a reader between its MongoDB read and its cache fill while a writer commits.
+//!
+//! Compiled with the `test-hooks` feature only, which every test build of this package turns
+//! on; the service's build has the empty `Checkpoints` in `datastore/mod.rs` instead: no lock,
+//! and no way to stop a reader.
 
 use std::sync::Mutex;
 

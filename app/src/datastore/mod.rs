@@ -23,7 +23,20 @@ mod audit;
 mod behind;
 mod books;
 mod bookstores;
+#[cfg(feature = "test-hooks")]
 mod checkpoint;
+/// The service's build (no `test-hooks`): no pause points; passing one is an empty `async fn`.
+#[cfg(not(feature = "test-hooks"))]
+mod checkpoint {
+    #[derive(Default)]
+    pub struct Checkpoints;
+
+    impl Checkpoints {
+        pub(super) async fn before_fill(&self) {}
+
+        pub(super) async fn before_result_fill(&self) {}
+    }
+}
 mod error;
 mod queries;
 mod read_through;
@@ -33,7 +46,9 @@ use std::sync::Arc;
 pub use audit::{AuditCursor, Audited, Finding, Inconsistency};
 pub use behind::Behind;
 pub use bookstores::HeldBooks;
-pub use checkpoint::{Checkpoints, PauseHandle};
+pub use checkpoint::Checkpoints;
+#[cfg(feature = "test-hooks")]
+pub use checkpoint::PauseHandle;
 pub use error::DatastoreError;
 pub use queries::Page;
 
@@ -68,6 +83,7 @@ impl Datastore {
     }
 
     /// The pause points tests use to force interleavings.
+    #[cfg(feature = "test-hooks")]
     pub fn checkpoints(&self) -> &Checkpoints {
         &self.checkpoints
     }

@@ -96,6 +96,7 @@ impl Store {
     }
 
     /// Drops the whole database (tests use their own database each).
+    #[cfg(feature = "test-hooks")]
     pub async fn drop_database(&self) -> Result<(), StoreError> {
         self.bounded(self.database.drop()).await
     }

@@ -5,7 +5,7 @@ use futures::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
 
 use super::{bounded, Store, StoreError};
-use crate::query::{Cursor, Filter, Source, Spec};
+use crate::query::{Cursor, Source, Spec};
 
 impl Store {
     /// The stored documents each source of `spec` contributes, in page order (at most
@@ -38,6 +38,7 @@ impl Store {
 
     /// The server's `explain` (query planner) of each query [`Store::run_spec`] sends for
     /// `spec`: tests use it to prove that every list query is served by an index.
+    #[cfg(feature = "test-hooks")]
     pub async fn explain_spec(&self, spec: &Spec) -> Result<Vec<Document>, StoreError> {
         let mut plans = Vec::with_capacity(spec.sources.len());
         for source in &spec.sources {
@@ -88,11 +89,12 @@ fn after_cursor(sort_field: &str, cursor: &Cursor) -> Document {
 }
 
 /// Runs a bare filter on a collection (tests compare the cache with this).
+#[cfg(feature = "test-hooks")]
 impl Store {
     pub async fn find_matching(
         &self,
         collection: &str,
-        filter: &Filter,
+        filter: &crate::query::Filter,
     ) -> Result<Vec<Document>, StoreError> {
         let collection = self.database.collection::<Document>(collection);
         bounded(self.timeout, async {
