@@ -1,7 +1,7 @@
 //! Shared by the deployer's integration tests: a moto server per test, and a deployer wired to
 //! it or to the SDK's test doubles.
 
-#![allow(dead_code)] // each test binary uses part of it
+#![allow(dead_code, reason = "each test binary uses part of it")]
 
 pub mod doubles;
 pub mod moto;
