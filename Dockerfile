@@ -13,7 +13,9 @@
 # sources). No `# syntax=` line either: it would pull the Dockerfile frontend from Docker Hub.
 
 # --- build: dependencies first, so they are cached until Cargo.toml or Cargo.lock change ---
-FROM public.ecr.aws/docker/library/rust:1.95-slim-bookworm AS build
+# Rust 1.95.0 exactly, the toolchain rust-toolchain.toml pins (that file is not copied in: it
+# also names rustfmt and clippy, which this build does not need and rustup would download).
+FROM public.ecr.aws/docker/library/rust:1.95.0-slim-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY app/Cargo.toml app/Cargo.toml
