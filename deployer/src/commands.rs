@@ -12,7 +12,7 @@ use crate::{
     pace::Pace,
     pipeline,
     plan::StackPlan,
-    preflight,
+    preflight, readiness,
     service::{self, short},
     stacks::{self, Layer, Names, StackSpec, IMAGE_FROM_FIRST_BUILD},
 };
@@ -403,7 +403,8 @@ impl Deployer {
         Ok(())
     }
 
-    /// The service steady and its targets healthy (ECS, ELBv2), and the pipeline's state.
+    /// The service steady and its targets healthy (ECS, ELBv2), its data path ready (the
+    /// public `/readyz` through the load balancer, [`readiness`]), and the pipeline's state.
     pub async fn verify(&self) -> Result<(), DeployError> {
         let names = self.names();
         self.console.line("verify:");
@@ -419,6 +420,8 @@ impl Deployer {
         .await;
         self.diagnose_failure(&healthy).await;
         healthy?;
+        let url = self.output(Layer::Service, "Url").await?;
+        readiness::check(&url, &self.console, self.pace).await?;
         let connection = self.output(Layer::Pipeline, "ConnectionArn").await?;
         if let Err(error) = pipeline::require_connection(&self.aws, &connection, RELEASE).await {
             // The service is up; only releases wait for the approval.

@@ -69,14 +69,14 @@ use aws_sdk_secretsmanager::{
 use aws_smithy_mocks::{mock, Rule};
 use deployer::{
     cloudformation::{self, EventFollower, Operation},
-    commands::UpOptions,
+    commands::{Deployer, UpOptions},
     console::Console,
     error::DeployError,
     pace::Pace,
     plan::PlanAction,
     stacks::{self, Layer},
 };
-use support::{config, deployer, doubles::*};
+use support::{balancer::LoadBalancer, config, deployer, doubles::*};
 
 const REPOSITORY: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/oponn-dev";
 const TARGET_GROUP: &str =
@@ -89,7 +89,14 @@ fn pace() -> Pace {
 
 /// DescribeStacks for the pipeline and service stacks, with the outputs the commands read.
 fn stacks_with_outputs() -> Rule {
-    mock!(CloudFormation::describe_stacks).then_compute_output(|request| {
+    // Nothing listens there: only `verify` reads the service's URL, and its tests give one.
+    stacks_with_outputs_at("http://127.0.0.1:9")
+}
+
+/// [`stacks_with_outputs`], the service's `Url` output being `url` (a [`LoadBalancer`]).
+fn stacks_with_outputs_at(url: &str) -> Rule {
+    let url = url.to_owned();
+    mock!(CloudFormation::describe_stacks).then_compute_output(move |request| {
         let name = request.stack_name().unwrap_or_default().to_owned();
         let outputs: &[(&str, &str)] = match name.as_str() {
             "oponn-dev-pipeline" => &[
@@ -100,6 +107,7 @@ fn stacks_with_outputs() -> Rule {
             "oponn-dev-service" => &[
                 ("TargetGroupArn", TARGET_GROUP),
                 ("ServiceName", "oponn-dev"),
+                ("Url", url.as_str()),
             ],
             _ => &[],
         };
@@ -585,7 +593,8 @@ fn pipeline_state(
 
 #[tokio::test]
 async fn verify_waits_until_the_service_is_steady_and_every_target_healthy() {
-    let describe = stacks_with_outputs();
+    let balancer = LoadBalancer::answering(vec![(200, READY)]).await;
+    let describe = stacks_with_outputs_at(&balancer.url);
     let service_states = services(vec![
         service(
             &[
@@ -648,6 +657,92 @@ async fn verify_waits_until_the_service_is_steady_and_every_target_healthy() {
         "{text}"
     );
     assert_eq!(health.num_calls(), 2);
+    assert!(
+        text.contains("readyz: ready (MongoDB ok, Redis ok)"),
+        "{text}"
+    );
+    assert_eq!(
+        balancer.paths(),
+        ["/readyz"],
+        "read through the load balancer"
+    );
+}
+
+const READY: &str = r#"{"status":"ready","mongodb":"ok","redis":"ok"}"#;
+const MONGODB_DOWN: &str = r#"{"status":"unavailable","mongodb":"down","redis":"ok"}"#;
+const REDIS_DOWN: &str = r#"{"status":"degraded","mongodb":"ok","redis":"down"}"#;
+
+/// `verify` on a service already steady with healthy targets, its `Url` being `balancer`'s.
+async fn verify_through(balancer: &LoadBalancer) -> (Deployer, Result<(), DeployError>) {
+    let describe = stacks_with_outputs_at(&balancer.url);
+    let service_states = services(vec![steady(8)]);
+    let health = target_health(vec![vec!["healthy", "healthy"]]);
+    let approved = connection(ConnectionStatus::Available);
+    let state = mock!(CodePipeline::get_pipeline_state).then_output(pipeline_state(
+        "e-1",
+        vec![("Source", "Succeeded", None), ("Deploy", "Succeeded", None)],
+    ));
+    let rules = Rules {
+        cloudformation: vec![&describe],
+        ecs: vec![&service_states],
+        elb: vec![&health],
+        pipelines: vec![&state],
+        connections: vec![&approved],
+        ..Rules::default()
+    };
+    let deployer = deployer(config(), rules.aws());
+    let verified = deployer.verify().await;
+    (deployer, verified)
+}
+
+#[tokio::test]
+async fn verify_fails_naming_mongodb_when_readyz_through_the_load_balancer_says_it_is_down() {
+    let balancer = LoadBalancer::answering(vec![(503, MONGODB_DOWN)]).await;
+
+    let (deployer, verified) = verify_through(&balancer).await;
+
+    let error = verified.expect_err("the data path is broken");
+    assert!(matches!(error, DeployError::DataPath { .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("MongoDB down"), "{message}");
+    assert!(
+        message.contains("NatPublicIp"),
+        "says where to look: {message}"
+    );
+    assert!(!message.contains("Redis down"), "{message}");
+    let text = deployer.console.text();
+    assert_eq!(
+        text.matches("readyz: MongoDB down").count(),
+        1,
+        "printed once, however often read: {text}"
+    );
+    assert_eq!(balancer.requests(), 6, "retried before failing");
+}
+
+#[tokio::test]
+async fn verify_retries_readyz_while_a_new_task_reaches_redis() {
+    let balancer = LoadBalancer::answering(vec![(503, REDIS_DOWN), (200, READY)]).await;
+
+    let (deployer, verified) = verify_through(&balancer).await;
+
+    verified.expect("ready on the second reading");
+    let text = deployer.console.text();
+    assert!(text.contains("readyz: Redis down"), "{text}");
+    assert!(text.contains("readyz: ready"), "{text}");
+    assert_eq!(balancer.requests(), 2);
+}
+
+#[tokio::test]
+async fn an_image_without_the_public_readyz_is_a_warning_not_a_failure() {
+    let balancer = LoadBalancer::answering(vec![(404, r#"{"errors":[]}"#)]).await;
+
+    let (deployer, verified) = verify_through(&balancer).await;
+
+    verified.expect("an older image is not a broken data path");
+    let text = deployer.console.text();
+    assert!(text.contains("WARNING"), "{text}");
+    assert!(text.contains("predates the public /readyz"), "{text}");
+    assert_eq!(balancer.requests(), 1);
 }
 
 fn rollout_rules() -> (Rule, Rule, Rule, Rule) {
