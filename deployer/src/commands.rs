@@ -105,6 +105,7 @@ impl Deployer {
 
     /// `plan`: every stack's diff, in apply order. Creates nothing (change sets are deleted).
     pub async fn plan(&self) -> Result<Vec<StackPlan>, DeployError> {
+        self.config.require_https_outside_dev()?;
         let image = self
             .current_image()
             .await?
@@ -152,6 +153,7 @@ impl Deployer {
     /// not to) the service verified. A failure stops at that stack; CloudFormation has rolled
     /// it back.
     pub async fn up(&self, options: UpOptions) -> Result<Vec<StackPlan>, DeployError> {
+        self.config.require_https_outside_dev()?;
         preflight::check(&self.aws, &self.config, &self.console).await?;
         let mut plans = Vec::new();
         for layer in stacks::layers(&self.config) {

@@ -21,7 +21,7 @@
 use std::{collections::BTreeMap, fmt};
 
 use crate::{
-    config::{DeployConfig, WriteMode},
+    config::{DeployConfig, Https, WriteMode},
     template::{Template, TemplateError},
 };
 
@@ -218,6 +218,17 @@ fn parameters(config: &DeployConfig, layer: Layer, image: &str) -> BTreeMap<Stri
         ],
         Layer::Service => {
             let service = &config.service;
+            let (certificate, domain, zone) = match service.https() {
+                Https::Off => (String::new(), String::new(), String::new()),
+                Https::Managed {
+                    domain,
+                    hosted_zone_id,
+                } => (String::new(), domain, hosted_zone_id),
+                Https::OwnCertificate {
+                    certificate_arn,
+                    domain,
+                } => (certificate_arn, domain.unwrap_or_default(), String::new()),
+            };
             vec![
                 ("NetworkStack", network),
                 ("ClusterStack", cluster),
@@ -234,10 +245,9 @@ fn parameters(config: &DeployConfig, layer: Layer, image: &str) -> BTreeMap<Stri
                     config.secrets.redis_url.clone().unwrap_or_default(),
                 ),
                 ("ApiTokensSecretArn", config.secrets.api_tokens.clone()),
-                (
-                    "CertificateArn",
-                    service.certificate_arn.clone().unwrap_or_default(),
-                ),
+                ("CertificateArn", certificate),
+                ("Domain", domain),
+                ("HostedZoneId", zone),
                 ("WriteMode", service.write_mode.as_str().to_owned()),
                 ("QueueStack", queue),
                 ("CacheStack", cache),
@@ -503,6 +513,28 @@ mod tests {
         assert_eq!(spec.parameters["ClusterStack"], "oponn-dev-cluster");
         assert!(spec.parameters["MongoDbUriSecretArn"].starts_with("arn:aws:secretsmanager:"));
         assert_eq!(spec.parameters["CertificateArn"], "");
+    }
+
+    #[test]
+    fn a_domain_in_a_hosted_zone_reaches_the_service_without_a_certificate_arn() {
+        let mut managed = config();
+        managed.service.domain = Some("api.example.com".into());
+        managed.service.hosted_zone_id = Some("Z0123456789ABC".into());
+        let service = spec(&managed, Layer::Service, "repo:abc").expect("loads");
+        assert_eq!(service.parameters["Domain"], "api.example.com");
+        assert_eq!(service.parameters["HostedZoneId"], "Z0123456789ABC");
+        assert_eq!(
+            service.parameters["CertificateArn"], "",
+            "the stack requests one"
+        );
+
+        let mut own = config();
+        own.service.certificate_arn =
+            Some("arn:aws:acm:eu-west-1:123456789012:certificate/0f3e".into());
+        let service = spec(&own, Layer::Service, "repo:abc").expect("loads");
+        assert!(service.parameters["CertificateArn"].starts_with("arn:aws:acm:"));
+        assert_eq!(service.parameters["Domain"], "");
+        assert_eq!(service.parameters["HostedZoneId"], "");
     }
 
     #[test]

@@ -1554,6 +1554,41 @@ fn preflight_passes() -> (Rule, Rule) {
 }
 
 #[tokio::test]
+async fn up_and_plan_refuse_plain_http_outside_dev_before_any_aws_call() {
+    // No rule: any AWS call would fail with another error.
+    let rules = Rules::default();
+    let mut config = config();
+    config.stage = deployer::config::DeployConfig::parse(
+        std::path::Path::new("deploy.toml"),
+        &include_str!("../../deploy.example.toml").replace("stage = \"dev\"", "stage = \"prod\""),
+    )
+    .expect("a prod config")
+    .stage;
+    let deployer = deployer(config, rules.aws());
+
+    for error in [
+        deployer
+            .up(UpOptions::default())
+            .await
+            .expect_err("plain HTTP"),
+        deployer.plan().await.expect_err("plain HTTP"),
+    ] {
+        assert!(
+            matches!(
+                error,
+                DeployError::Config(deployer::config::ConfigError::PlainHttp { .. })
+            ),
+            "{error}"
+        );
+        assert!(error.to_string().contains("allow_http = true"), "{error}");
+    }
+    assert!(
+        !deployer.console.text().contains("preflight"),
+        "nothing ran"
+    );
+}
+
+#[tokio::test]
 async fn up_deletes_a_stack_left_rolled_back_after_a_yes_and_creates_it_again() {
     let describe = rolled_back_network_then_gone();
     let delete = mock!(CloudFormation::delete_stack).then_output(|| {
