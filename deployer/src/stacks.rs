@@ -195,6 +195,8 @@ fn parameters(config: &DeployConfig, layer: Layer, image: &str) -> BTreeMap<Stri
         false => String::new(),
     };
     let nat = config.network.nat.to_string();
+    // The alarms' topic (service) and the pipeline's failures' topic mail the same address.
+    let alarm_email = config.alarms.email.clone().unwrap_or_default();
     let more: Vec<(&str, String)> = match layer {
         Layer::Network => vec![("Nat", nat)],
         Layer::Queue => vec![],
@@ -215,6 +217,7 @@ fn parameters(config: &DeployConfig, layer: Layer, image: &str) -> BTreeMap<Stri
             ("Branch", config.github.branch.clone()),
             ("ClusterName", names.cluster),
             ("ServiceName", names.service),
+            ("AlarmEmail", alarm_email),
         ],
         Layer::Service => {
             let service = &config.service;
@@ -251,10 +254,7 @@ fn parameters(config: &DeployConfig, layer: Layer, image: &str) -> BTreeMap<Stri
                 ("WriteMode", service.write_mode.as_str().to_owned()),
                 ("QueueStack", queue),
                 ("CacheStack", cache),
-                (
-                    "AlarmEmail",
-                    config.alarms.email.clone().unwrap_or_default(),
-                ),
+                ("AlarmEmail", alarm_email),
             ]
         }
     };
@@ -535,6 +535,22 @@ mod tests {
         assert!(service.parameters["CertificateArn"].starts_with("arn:aws:acm:"));
         assert_eq!(service.parameters["Domain"], "");
         assert_eq!(service.parameters["HostedZoneId"], "");
+    }
+
+    #[test]
+    fn the_pipeline_mails_its_failures_to_the_alarms_address() {
+        let mut config = config();
+        assert_eq!(
+            spec(&config, Layer::Pipeline, "")
+                .expect("loads")
+                .parameters["AlarmEmail"],
+            ""
+        );
+        config.alarms.email = Some("ops@example.com".into());
+        for layer in [Layer::Pipeline, Layer::Service] {
+            let stack = spec(&config, layer, "repo:abc").expect("loads");
+            assert_eq!(stack.parameters["AlarmEmail"], "ops@example.com", "{layer}");
+        }
     }
 
     #[test]

@@ -1089,3 +1089,45 @@ fn with_a_hosted_zone_the_service_requests_a_dns_validated_certificate_and_alias
     }
 }
 
+#[test]
+fn a_failed_pipeline_run_notifies_the_pipelines_topic() {
+    let pipeline = load("pipeline.yaml");
+    let (topic_id, _) = only(&pipeline, "AWS::SNS::Topic");
+    let (rule_id, rule) = only(&pipeline, "AWS::Events::Rule");
+    let properties = &rule["Properties"];
+    assert_eq!(properties["State"], "ENABLED");
+    assert_eq!(
+        properties["EventPattern"],
+        json!({
+            "source": ["aws.codepipeline"],
+            "detail-type": ["CodePipeline Pipeline Execution State Change"],
+            "detail": {"pipeline": [{"Ref": "Pipeline"}], "state": ["FAILED"]}
+        })
+    );
+    assert_eq!(
+        properties["Targets"],
+        json!([{"Id": "pipeline-topic", "Arn": {"Ref": topic_id}}])
+    );
+
+    // EventBridge may publish to the topic, for this rule only.
+    let (_, policy) = only(&pipeline, "AWS::SNS::TopicPolicy");
+    assert_eq!(policy["Properties"]["Topics"], json!([{"Ref": topic_id}]));
+    let statement = &as_list(&policy["Properties"]["PolicyDocument"]["Statement"])[0];
+    assert_eq!(statement["Effect"], "Allow");
+    assert_eq!(
+        statement["Principal"],
+        json!({"Service": "events.amazonaws.com"})
+    );
+    assert_eq!(statement["Action"], "sns:Publish");
+    assert_eq!(statement["Resource"], json!({"Ref": topic_id}));
+    assert_eq!(
+        statement["Condition"]["ArnEquals"]["aws:SourceArn"],
+        json!({"Fn::GetAtt": [rule_id, "Arn"]})
+    );
+
+    // Mailed only when deploy.toml's [alarms] email is given.
+    let (_, subscription) = only(&pipeline, "AWS::SNS::Subscription");
+    assert_eq!(subscription["Condition"], "HasAlarmEmail");
+    assert_eq!(subscription["Properties"]["Protocol"], "email");
+    assert_eq!(pipeline.document["Parameters"]["AlarmEmail"]["Default"], "");
+}
