@@ -2,9 +2,11 @@
 //! Each composes the pure planning (`stacks`, `plan`) with the AWS modules; none provisions
 //! anything itself.
 
+use aws_sdk_cloudformation::types::ChangeSetType;
+
 use crate::{
     aws::Aws,
-    cloudformation::{self, DeployedStack, EventFollower, Operation},
+    cloudformation::{self, DeployedStack, EventFollower, Operation, REVIEW_IN_PROGRESS},
     config::DeployConfig,
     console::Console,
     diagnose,
@@ -89,7 +91,8 @@ impl Deployer {
     /// The plan of one stack against what is deployed.
     pub async fn plan_stack(&self, spec: &StackSpec) -> Result<StackPlan, DeployError> {
         let client = &self.aws.cloudformation;
-        let Some(deployed) = cloudformation::describe(client, &spec.name).await? else {
+        let deployed = cloudformation::describe(client, &spec.name).await?;
+        let Some(deployed) = deployed.filter(|stack| stack.status != REVIEW_IN_PROGRESS) else {
             return Ok(StackPlan::create(spec));
         };
         cloudformation::check_updatable(&deployed)?;
@@ -204,24 +207,28 @@ impl Deployer {
         Ok(format!("{repository}:{commit}"))
     }
 
-    /// Shows what applying `spec` changes and, after a yes (asked, or `--yes`), applies it: a
-    /// new stack is created; an update executes the change set that was shown (by its id), so
-    /// nothing that changed in between is applied unseen. Replacements of resources that hold
-    /// data are called out before the question.
+    /// Shows what applying `spec` changes and, after a yes (asked, or `--yes`), executes the
+    /// change set that was shown, by its id: a `CREATE` change set for a new stack, an
+    /// `UPDATE` one for a deployed stack, so nothing that changed in between is applied unseen.
+    /// Replacements of resources that hold data are called out before the question.
     async fn apply_confirmed(&self, spec: &StackSpec, yes: bool) -> Result<StackPlan, DeployError> {
         let client = &self.aws.cloudformation;
-        let Some(deployed) = cloudformation::describe(client, &spec.name).await? else {
-            let plan = StackPlan::create(spec);
-            self.console.line(plan.to_string().trim_end());
-            self.confirm(&format!("Create stack {}?", spec.name), yes)
-                .await?;
-            self.apply(spec, Operation::Create).await?;
-            return Ok(plan);
+        let deployed = cloudformation::describe(client, &spec.name).await?;
+        // A stack left REVIEW_IN_PROGRESS (a create change set never executed) holds nothing:
+        // it takes a new create change set.
+        let Some(deployed) = deployed.filter(|stack| stack.status != REVIEW_IN_PROGRESS) else {
+            return self.create_confirmed(spec, yes).await;
         };
         cloudformation::check_updatable(&deployed)?;
         let template = cloudformation::deployed_template(client, &spec.name).await?;
-        let pending =
-            cloudformation::prepare_change_set(client, spec, "deployer-up", self.pace).await?;
+        let pending = cloudformation::prepare_change_set(
+            client,
+            spec,
+            "deployer-up",
+            ChangeSetType::Update,
+            self.pace,
+        )
+        .await?;
         let plan = StackPlan::update(
             spec,
             &deployed.parameters,
@@ -249,20 +256,71 @@ impl Deployer {
             cloudformation::delete_change_set(client, &spec.name, &pending.id).await;
             return Err(error);
         }
+        self.execute_shown(spec, &pending.id, Operation::Update)
+            .await?;
+        Ok(plan)
+    }
+
+    /// A new stack, through a `CREATE` change set: the resources it adds are shown, and after
+    /// a yes exactly that change set is executed. Without a yes, the change set and the empty
+    /// `REVIEW_IN_PROGRESS` stack CloudFormation made for it are deleted.
+    async fn create_confirmed(
+        &self,
+        spec: &StackSpec,
+        yes: bool,
+    ) -> Result<StackPlan, DeployError> {
+        let client = &self.aws.cloudformation;
+        let pending = cloudformation::prepare_change_set(
+            client,
+            spec,
+            "deployer-up",
+            ChangeSetType::Create,
+            self.pace,
+        )
+        .await;
+        let pending = match pending {
+            Ok(pending) => pending,
+            Err(error) => {
+                cloudformation::delete_unreviewed_stack(client, &spec.name).await;
+                return Err(error);
+            }
+        };
+        let plan = StackPlan::create_from_change_set(spec, pending.changes.as_deref());
+        self.console.line(plan.to_string().trim_end());
+        let question = format!("Create stack {} with this change set?", spec.name);
+        if let Err(error) = self.confirm(&question, yes).await {
+            cloudformation::delete_change_set(client, &spec.name, &pending.id).await;
+            cloudformation::delete_unreviewed_stack(client, &spec.name).await;
+            return Err(error);
+        }
+        self.execute_shown(spec, &pending.id, Operation::Create)
+            .await?;
+        Ok(plan)
+    }
+
+    /// Executes the change set `id` that was shown and follows the stack's events to the end.
+    async fn execute_shown(
+        &self,
+        spec: &StackSpec,
+        id: &str,
+        operation: Operation,
+    ) -> Result<(), DeployError> {
+        let client = &self.aws.cloudformation;
         let total = spec.template.resources().len();
         let mut follower = EventFollower::start(client, &spec.name, total).await;
-        cloudformation::execute_change_set(client, &spec.name, &pending.id).await?;
+        cloudformation::execute_change_set(client, &spec.name, id).await?;
         cloudformation::follow(
             client,
             &mut follower,
             &spec.name,
-            Operation::Update,
+            operation,
             &self.console,
             self.pace,
         )
         .await?;
-        self.console.line(format!("{}: Update complete", spec.name));
-        Ok(plan)
+        self.console
+            .line(format!("{}: {operation:?} complete", spec.name));
+        Ok(())
     }
 
     async fn confirm(&self, question: &str, yes: bool) -> Result<(), DeployError> {
@@ -380,28 +438,6 @@ impl Deployer {
         for line in tail {
             self.console.line(line);
         }
-        Ok(())
-    }
-
-    async fn apply(&self, spec: &StackSpec, operation: Operation) -> Result<(), DeployError> {
-        let client = &self.aws.cloudformation;
-        let total = spec.template.resources().len();
-        let mut follower = EventFollower::start(client, &spec.name, total).await;
-        if !cloudformation::apply(client, spec, operation).await? {
-            self.console.line(format!("= {}: no change", spec.name));
-            return Ok(());
-        }
-        cloudformation::follow(
-            client,
-            &mut follower,
-            &spec.name,
-            operation,
-            &self.console,
-            self.pace,
-        )
-        .await?;
-        self.console
-            .line(format!("{}: {operation:?} complete", spec.name));
         Ok(())
     }
 

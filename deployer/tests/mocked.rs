@@ -14,8 +14,9 @@ use aws_sdk_cloudformation::{
         get_template::GetTemplateOutput,
     },
     types::{
-        Change, ChangeAction, ChangeSetStatus, Replacement, RequiresRecreation, ResourceAttribute,
-        ResourceChange as SdkResourceChange, ResourceChangeDetail, ResourceTargetDefinition,
+        Change, ChangeAction, ChangeSetStatus, ChangeSetType, Replacement, RequiresRecreation,
+        ResourceAttribute, ResourceChange as SdkResourceChange, ResourceChangeDetail,
+        ResourceTargetDefinition,
     },
     Client as CloudFormation,
 };
@@ -1588,6 +1589,216 @@ async fn up_and_plan_refuse_plain_http_outside_dev_before_any_aws_call() {
     );
 }
 
+// ---- creates through change sets -----------------------------------------------------------
+
+/// CloudFormation on a new account, as far as `up` sees it: every stack absent until a CREATE
+/// change set makes it `REVIEW_IN_PROGRESS`, `CREATE_COMPLETE` once that is executed.
+#[derive(Default)]
+struct NewAccount {
+    statuses: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    /// `(stack, change set id, type)` of every change set created.
+    change_sets: std::sync::Mutex<Vec<(String, String, String)>>,
+    executed: std::sync::Mutex<Vec<String>>,
+    deleted_stacks: std::sync::Mutex<Vec<String>>,
+}
+
+impl NewAccount {
+    fn set(&self, stack: &str, status: &str) {
+        self.statuses
+            .lock()
+            .expect("lock")
+            .insert(stack.to_owned(), status.to_owned());
+    }
+
+    fn rules(account: &std::sync::Arc<Self>) -> Vec<Rule> {
+        let seen = account.clone();
+        let describe = mock!(CloudFormation::describe_stacks).then_compute_output(move |request| {
+            // By name, or by the id `stack_id` makes.
+            let name = request.stack_name().unwrap_or_default();
+            let name = name.split('/').nth(1).unwrap_or(name).to_owned();
+            let status = seen
+                .statuses
+                .lock()
+                .expect("lock")
+                .get(&name)
+                .cloned()
+                .unwrap_or_else(|| "DELETE_COMPLETE".into());
+            DescribeStacksOutput::builder()
+                .stacks(stack(&name, &status, &[], &[]))
+                .build()
+        });
+        let seen = account.clone();
+        let create = mock!(CloudFormation::create_change_set).then_compute_output(move |request| {
+            let stack = request.stack_name().unwrap_or_default().to_owned();
+            let id = format!(
+                "arn:aws:cloudformation:eu-west-1:123456789012:changeSet/{}/{stack}",
+                request.change_set_name().unwrap_or_default()
+            );
+            let kind = request
+                .change_set_type()
+                .map(|kind| kind.as_str().to_owned())
+                .unwrap_or_default();
+            seen.set(&stack, "REVIEW_IN_PROGRESS");
+            seen.change_sets
+                .lock()
+                .expect("lock")
+                .push((stack, id.clone(), kind));
+            CreateChangeSetOutput::builder().id(id).build()
+        });
+        let changes = mock!(CloudFormation::describe_change_set).then_compute_output(|request| {
+            let builder =
+                DescribeChangeSetOutput::builder().status(ChangeSetStatus::CreateComplete);
+            match request.stack_name() {
+                Some("oponn-dev-network") => builder.changes(add("Vpc", "AWS::EC2::VPC")).build(),
+                _ => builder.build(),
+            }
+        });
+        let seen = account.clone();
+        let execute = mock!(CloudFormation::execute_change_set).then_compute_output(move |request| {
+            seen.executed
+                .lock()
+                .expect("lock")
+                .push(request.change_set_name().unwrap_or_default().to_owned());
+            seen.set(request.stack_name().unwrap_or_default(), "CREATE_COMPLETE");
+            aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput::builder()
+                .build()
+        });
+        let seen = account.clone();
+        let delete_stack =
+            mock!(CloudFormation::delete_stack).then_compute_output(move |request| {
+                let id = request.stack_name().unwrap_or_default();
+                let name = id.split('/').nth(1).unwrap_or(id).to_owned();
+                seen.set(&name, "DELETE_COMPLETE");
+                seen.deleted_stacks.lock().expect("lock").push(name);
+                aws_sdk_cloudformation::operation::delete_stack::DeleteStackOutput::builder()
+                    .build()
+            });
+        let delete_change_set = mock!(CloudFormation::delete_change_set)
+            .then_output(|| DeleteChangeSetOutput::builder().build());
+        vec![
+            describe,
+            create,
+            changes,
+            execute,
+            delete_stack,
+            delete_change_set,
+            events_rule(vec![vec![]]),
+        ]
+    }
+}
+
+fn add(id: &str, kind: &str) -> Change {
+    Change::builder()
+        .r#type("Resource".into())
+        .resource_change(
+            SdkResourceChange::builder()
+                .action(ChangeAction::Add)
+                .logical_resource_id(id)
+                .resource_type(kind)
+                .build(),
+        )
+        .build()
+}
+
+#[tokio::test]
+async fn up_creates_each_new_stack_by_executing_the_create_change_set_it_showed() {
+    let account = std::sync::Arc::new(NewAccount::default());
+    let cloudformation = NewAccount::rules(&account);
+    let (role, secret) = preflight_passes();
+    let rules = Rules {
+        cloudformation: cloudformation.iter().collect(),
+        iam: vec![&role],
+        secrets: vec![&secret],
+        ..Rules::default()
+    };
+    let mut deployer = deployer(config(), rules.aws());
+    deployer.console = Console::capture_answering(&[true; 4]);
+
+    deployer
+        .up(UpOptions {
+            skip_verify: true,
+            yes: false,
+        })
+        .await
+        .expect("up");
+
+    let change_sets = account.change_sets.lock().expect("lock").clone();
+    let stacks: Vec<&str> = change_sets
+        .iter()
+        .map(|(stack, ..)| stack.as_str())
+        .collect();
+    assert_eq!(
+        stacks,
+        [
+            "oponn-dev-network",
+            "oponn-dev-cluster",
+            "oponn-dev-pipeline",
+            "oponn-dev-service"
+        ]
+    );
+    assert!(
+        change_sets.iter().all(|(_, _, kind)| kind == "CREATE"),
+        "{change_sets:?}"
+    );
+    let shown: Vec<String> = change_sets.iter().map(|(_, id, _)| id.clone()).collect();
+    assert_eq!(
+        *account.executed.lock().expect("lock"),
+        shown,
+        "each stack created by exactly the change set shown for it"
+    );
+    let text = deployer.console.text();
+    let plan = text
+        .find("+ oponn-dev-network: create (1 resources)\n    + Vpc")
+        .expect(&text);
+    let asked = text
+        .find("Create stack oponn-dev-network with this change set? [y/N]")
+        .expect(&text);
+    assert!(
+        plan < asked,
+        "the change set's rows shown, then asked:\n{text}"
+    );
+    assert!(
+        text.contains("oponn-dev-service: Create complete"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_create_not_confirmed_leaves_neither_the_change_set_nor_an_empty_stack() {
+    let account = std::sync::Arc::new(NewAccount::default());
+    let cloudformation = NewAccount::rules(&account);
+    let (role, secret) = preflight_passes();
+    let rules = Rules {
+        cloudformation: cloudformation.iter().collect(),
+        iam: vec![&role],
+        secrets: vec![&secret],
+        ..Rules::default()
+    };
+    let deployer = deployer(config(), rules.aws());
+
+    let error = deployer
+        .up(UpOptions {
+            skip_verify: true,
+            yes: false,
+        })
+        .await
+        .expect_err("no yes");
+
+    assert!(matches!(error, DeployError::NotConfirmed(_)), "{error}");
+    assert!(account.executed.lock().expect("lock").is_empty());
+    assert_eq!(
+        *account.deleted_stacks.lock().expect("lock"),
+        ["oponn-dev-network"],
+        "the REVIEW_IN_PROGRESS stack the change set made is deleted"
+    );
+    // delete_change_set is the sixth rule.
+    assert_eq!(
+        cloudformation[5].num_calls(),
+        1,
+        "the change set shown is deleted"
+    );
+}
+
 #[tokio::test]
 async fn up_deletes_a_stack_left_rolled_back_after_a_yes_and_creates_it_again() {
     let describe = rolled_back_network_then_gone();
@@ -1595,14 +1806,24 @@ async fn up_deletes_a_stack_left_rolled_back_after_a_yes_and_creates_it_again() 
         aws_sdk_cloudformation::operation::delete_stack::DeleteStackOutput::builder().build()
     });
     let events = events_rule(vec![vec![]]);
-    let create = mock!(CloudFormation::create_stack).then_output(|| {
-        aws_sdk_cloudformation::operation::create_stack::CreateStackOutput::builder()
-            .stack_id(stack_id("oponn-dev-network"))
+    let create = mock!(CloudFormation::create_change_set).then_compute_output(|request| {
+        assert_eq!(request.change_set_type(), Some(&ChangeSetType::Create));
+        CreateChangeSetOutput::builder()
+            .id("arn:aws:cloudformation:eu-west-1:123456789012:changeSet/deployer-up/1")
+            .build()
+    });
+    let changes = mock!(CloudFormation::describe_change_set).then_output(|| {
+        DescribeChangeSetOutput::builder()
+            .status(ChangeSetStatus::CreateComplete)
+            .build()
+    });
+    let execute = mock!(CloudFormation::execute_change_set).then_output(|| {
+        aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput::builder()
             .build()
     });
     let (role, secret) = preflight_passes();
     let rules = Rules {
-        cloudformation: vec![&describe, &delete, &events, &create],
+        cloudformation: vec![&describe, &delete, &events, &create, &changes, &execute],
         iam: vec![&role],
         secrets: vec![&secret],
         ..Rules::default()
@@ -1631,6 +1852,11 @@ async fn up_deletes_a_stack_left_rolled_back_after_a_yes_and_creates_it_again() 
     assert!(text.contains("oponn-dev-network: deleted"), "{text}");
     assert_eq!(delete.num_calls(), 1);
     assert_eq!(create.num_calls(), 1, "created again:\n{text}");
+    assert_eq!(
+        execute.num_calls(),
+        1,
+        "through the change set shown:\n{text}"
+    );
 }
 
 #[tokio::test]
