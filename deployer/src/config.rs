@@ -599,7 +599,7 @@ mod tests {
     #[test]
     fn a_secret_value_in_place_of_an_arn_is_refused_without_echoing_it() {
         let text = EXAMPLE.replace(
-            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:oponn/dev/mongodb-uri",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:oponn/dev/mongodb-uri-a1B2c3",
             "mongodb://admin:hunter2@db:27017",
         );
         let error = parse(&text).expect_err("a value, not an ARN").to_string();
@@ -610,7 +610,7 @@ mod tests {
     #[test]
     fn ssm_parameter_arns_are_accepted() {
         let text = EXAMPLE.replace(
-            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:oponn/dev/redis-url",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:oponn/dev/redis-url-d4E5f6",
             "arn:aws:ssm:eu-west-1:123456789012:parameter/oponn/dev/redis-url",
         );
         parse(&text).expect("an SSM parameter ARN");

@@ -75,11 +75,14 @@ impl Moto {
         .into_iter()
         .flatten()
         {
+            // The name, without the six characters Secrets Manager appended to it.
             let name = arn
                 .rsplit(":secret:")
                 .next()
                 .expect("a secret ARN")
-                .to_owned();
+                .rsplit_once('-')
+                .map(|(name, _suffix)| name.to_owned())
+                .expect("a full ARN ends in -<six characters>");
             let full = match client.describe_secret().secret_id(&name).send().await {
                 Ok(found) => found.arn().expect("an ARN").to_owned(),
                 Err(_) => client
