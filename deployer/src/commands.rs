@@ -1,4 +1,4 @@
-//! The commands: `plan`, `up`, `status`, `logs`, `release`, `rollout`, `rollback`, `down`.
+//! The commands: `plan`, `up`, `verify`, `status`, `logs`, `release`, `rollout`, `rollback`, `down`.
 //! Each composes the pure planning (`stacks`, `plan`) with the AWS modules; none provisions
 //! anything itself.
 
