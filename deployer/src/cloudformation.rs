@@ -234,6 +234,15 @@ pub async fn delete_change_set(client: &Client, stack: &str, id: &str) {
 /// The status of a stack made for a `CREATE` change set that has not been executed.
 pub const REVIEW_IN_PROGRESS: &str = "REVIEW_IN_PROGRESS";
 
+/// Best effort: deletes a change set that will not be executed and, for a `CREATE` one, the
+/// empty stack it made.
+pub async fn discard_change_set(client: &Client, stack: &str, id: &str, kind: &ChangeSetType) {
+    delete_change_set(client, stack, id).await;
+    if *kind == ChangeSetType::Create {
+        delete_unreviewed_stack(client, stack).await;
+    }
+}
+
 /// Best effort: deletes the empty stack a `CREATE` change set made, if it is still only that
 /// (`REVIEW_IN_PROGRESS`), so that a declined or failed create leaves nothing behind.
 pub async fn delete_unreviewed_stack(client: &Client, name: &str) {

@@ -208,38 +208,57 @@ impl Deployer {
     }
 
     /// Shows what applying `spec` changes and, after a yes (asked, or `--yes`), executes the
-    /// change set that was shown, by its id: a `CREATE` change set for a new stack, an
-    /// `UPDATE` one for a deployed stack, so nothing that changed in between is applied unseen.
-    /// Replacements of resources that hold data are called out before the question.
+    /// change set that was shown, by its id: a `CREATE` change set for a new stack (or one left
+    /// `REVIEW_IN_PROGRESS` by a create never executed, which holds nothing), an `UPDATE` one
+    /// for a deployed stack, so nothing that changed in between is applied unseen.
+    /// Replacements of resources that hold data are called out before the question. A change
+    /// set not executed is deleted, and for a create the empty stack CloudFormation made for it.
     async fn apply_confirmed(&self, spec: &StackSpec, yes: bool) -> Result<StackPlan, DeployError> {
         let client = &self.aws.cloudformation;
-        let deployed = cloudformation::describe(client, &spec.name).await?;
-        // A stack left REVIEW_IN_PROGRESS (a create change set never executed) holds nothing:
-        // it takes a new create change set.
-        let Some(deployed) = deployed.filter(|stack| stack.status != REVIEW_IN_PROGRESS) else {
-            return self.create_confirmed(spec, yes).await;
+        let deployed = cloudformation::describe(client, &spec.name)
+            .await?
+            .filter(|stack| stack.status != REVIEW_IN_PROGRESS);
+        let kind = match &deployed {
+            Some(deployed) => {
+                cloudformation::check_updatable(deployed)?;
+                ChangeSetType::Update
+            }
+            None => ChangeSetType::Create,
         };
-        cloudformation::check_updatable(&deployed)?;
-        let template = cloudformation::deployed_template(client, &spec.name).await?;
         let pending = cloudformation::prepare_change_set(
             client,
             spec,
             "deployer-up",
-            ChangeSetType::Update,
+            kind.clone(),
             self.pace,
         )
-        .await?;
-        let plan = StackPlan::update(
-            spec,
-            &deployed.parameters,
-            template.as_ref(),
-            pending.changes.clone(),
-        );
+        .await;
+        let pending = match pending {
+            Ok(pending) => pending,
+            Err(error) => {
+                // An update's failed change set is deleted already; a create's leaves its stack.
+                if kind == ChangeSetType::Create {
+                    cloudformation::delete_unreviewed_stack(client, &spec.name).await;
+                }
+                return Err(error);
+            }
+        };
+        let plan = match &deployed {
+            Some(deployed) => StackPlan::update(
+                spec,
+                &deployed.parameters,
+                cloudformation::deployed_template(client, &spec.name)
+                    .await?
+                    .as_ref(),
+                pending.changes.clone(),
+            ),
+            None => StackPlan::create_from_change_set(spec, pending.changes.as_deref()),
+        };
         self.console.line(plan.to_string().trim_end());
         // No change set changes (CloudFormation failed it as empty): nothing to execute, even
         // when a parameter the stack ignores differs.
         if pending.changes.is_none() || !plan.is_change() {
-            cloudformation::delete_change_set(client, &spec.name, &pending.id).await;
+            cloudformation::discard_change_set(client, &spec.name, &pending.id, &kind).await;
             if plan.is_change() {
                 self.console.line(format!("= {}: no change", spec.name));
             }
@@ -251,50 +270,21 @@ impl Deployer {
                 spec.name
             ));
         }
-        let question = format!("Apply this change set to stack {}?", spec.name);
-        if let Err(error) = self.confirm(&question, yes).await {
-            cloudformation::delete_change_set(client, &spec.name, &pending.id).await;
-            return Err(error);
-        }
-        self.execute_shown(spec, &pending.id, Operation::Update)
-            .await?;
-        Ok(plan)
-    }
-
-    /// A new stack, through a `CREATE` change set: the resources it adds are shown, and after
-    /// a yes exactly that change set is executed. Without a yes, the change set and the empty
-    /// `REVIEW_IN_PROGRESS` stack CloudFormation made for it are deleted.
-    async fn create_confirmed(
-        &self,
-        spec: &StackSpec,
-        yes: bool,
-    ) -> Result<StackPlan, DeployError> {
-        let client = &self.aws.cloudformation;
-        let pending = cloudformation::prepare_change_set(
-            client,
-            spec,
-            "deployer-up",
-            ChangeSetType::Create,
-            self.pace,
-        )
-        .await;
-        let pending = match pending {
-            Ok(pending) => pending,
-            Err(error) => {
-                cloudformation::delete_unreviewed_stack(client, &spec.name).await;
-                return Err(error);
-            }
+        let (question, operation) = match kind {
+            ChangeSetType::Create => (
+                format!("Create stack {} with this change set?", spec.name),
+                Operation::Create,
+            ),
+            _ => (
+                format!("Apply this change set to stack {}?", spec.name),
+                Operation::Update,
+            ),
         };
-        let plan = StackPlan::create_from_change_set(spec, pending.changes.as_deref());
-        self.console.line(plan.to_string().trim_end());
-        let question = format!("Create stack {} with this change set?", spec.name);
         if let Err(error) = self.confirm(&question, yes).await {
-            cloudformation::delete_change_set(client, &spec.name, &pending.id).await;
-            cloudformation::delete_unreviewed_stack(client, &spec.name).await;
+            cloudformation::discard_change_set(client, &spec.name, &pending.id, &kind).await;
             return Err(error);
         }
-        self.execute_shown(spec, &pending.id, Operation::Create)
-            .await?;
+        self.execute_shown(spec, &pending.id, operation).await?;
         Ok(plan)
     }
 

@@ -592,53 +592,41 @@ fn pipeline_state(
     }
 }
 
+/// Revision 8 half rolled out, revision 7 still serving.
+fn rolling_out_8_over_7() -> aws_sdk_ecs::types::Service {
+    service(
+        &[
+            DeploymentFixture {
+                status: "PRIMARY",
+                revision: 8,
+                running: 1,
+                rollout: "IN_PROGRESS",
+                reason: None,
+            },
+            DeploymentFixture {
+                status: "ACTIVE",
+                revision: 7,
+                running: 1,
+                rollout: "COMPLETED",
+                reason: None,
+            },
+        ],
+        &[],
+    )
+}
+
 #[tokio::test]
 async fn verify_waits_until_the_service_is_steady_and_every_target_healthy() {
     let balancer = LoadBalancer::answering(vec![(200, READY)]).await;
-    let describe = stacks_with_outputs_at(&balancer.url);
-    let service_states = services(vec![
-        service(
-            &[
-                DeploymentFixture {
-                    status: "PRIMARY",
-                    revision: 8,
-                    running: 1,
-                    rollout: "IN_PROGRESS",
-                    reason: None,
-                },
-                DeploymentFixture {
-                    status: "ACTIVE",
-                    revision: 7,
-                    running: 1,
-                    rollout: "COMPLETED",
-                    reason: None,
-                },
-            ],
-            &[],
-        ),
-        steady(8),
-    ]);
-    let health = target_health(vec![vec!["healthy", "initial"], vec!["healthy", "healthy"]]);
-    let approved = connection(ConnectionStatus::Available);
-    let state = mock!(CodePipeline::get_pipeline_state).then_output(pipeline_state(
-        "e-1",
-        vec![
-            ("Source", "Succeeded", None),
-            ("Build", "Succeeded", None),
-            ("Deploy", "Succeeded", None),
-        ],
-    ));
-    let rules = Rules {
-        cloudformation: vec![&describe],
-        ecs: vec![&service_states],
-        elb: vec![&health],
-        pipelines: vec![&state],
-        connections: vec![&approved],
-        ..Rules::default()
-    };
-    let deployer = deployer(config(), rules.aws());
 
-    deployer.verify().await.expect("verified");
+    let (deployer, verified, health) = verify_through(
+        &balancer,
+        vec![rolling_out_8_over_7(), steady(8)],
+        vec![vec!["healthy", "initial"], vec!["healthy", "healthy"]],
+    )
+    .await;
+
+    verified.expect("verified");
 
     let text = deployer.console.text();
     assert!(
@@ -673,15 +661,24 @@ const READY: &str = r#"{"status":"ready","mongodb":"ok","redis":"ok"}"#;
 const MONGODB_DOWN: &str = r#"{"status":"unavailable","mongodb":"down","redis":"ok"}"#;
 const REDIS_DOWN: &str = r#"{"status":"degraded","mongodb":"ok","redis":"down"}"#;
 
-/// `verify` on a service already steady with healthy targets, its `Url` being `balancer`'s.
-async fn verify_through(balancer: &LoadBalancer) -> (Deployer, Result<(), DeployError>) {
+/// `verify` of a service going through `states` and its targets through `targets`, its `Url`
+/// being `balancer`'s; the target health rule, to count its calls.
+async fn verify_through(
+    balancer: &LoadBalancer,
+    states: Vec<aws_sdk_ecs::types::Service>,
+    targets: Vec<Vec<&'static str>>,
+) -> (Deployer, Result<(), DeployError>, Rule) {
     let describe = stacks_with_outputs_at(&balancer.url);
-    let service_states = services(vec![steady(8)]);
-    let health = target_health(vec![vec!["healthy", "healthy"]]);
+    let service_states = services(states);
+    let health = target_health(targets);
     let approved = connection(ConnectionStatus::Available);
     let state = mock!(CodePipeline::get_pipeline_state).then_output(pipeline_state(
         "e-1",
-        vec![("Source", "Succeeded", None), ("Deploy", "Succeeded", None)],
+        vec![
+            ("Source", "Succeeded", None),
+            ("Build", "Succeeded", None),
+            ("Deploy", "Succeeded", None),
+        ],
     ));
     let rules = Rules {
         cloudformation: vec![&describe],
@@ -693,6 +690,13 @@ async fn verify_through(balancer: &LoadBalancer) -> (Deployer, Result<(), Deploy
     };
     let deployer = deployer(config(), rules.aws());
     let verified = deployer.verify().await;
+    (deployer, verified, health)
+}
+
+/// [`verify_through`] a service already steady with healthy targets.
+async fn verify_steady_through(balancer: &LoadBalancer) -> (Deployer, Result<(), DeployError>) {
+    let (deployer, verified, _) =
+        verify_through(balancer, vec![steady(8)], vec![vec!["healthy", "healthy"]]).await;
     (deployer, verified)
 }
 
@@ -700,7 +704,7 @@ async fn verify_through(balancer: &LoadBalancer) -> (Deployer, Result<(), Deploy
 async fn verify_fails_naming_mongodb_when_readyz_through_the_load_balancer_says_it_is_down() {
     let balancer = LoadBalancer::answering(vec![(503, MONGODB_DOWN)]).await;
 
-    let (deployer, verified) = verify_through(&balancer).await;
+    let (deployer, verified) = verify_steady_through(&balancer).await;
 
     let error = verified.expect_err("the data path is broken");
     assert!(matches!(error, DeployError::DataPath { .. }), "{error}");
@@ -724,7 +728,7 @@ async fn verify_fails_naming_mongodb_when_readyz_through_the_load_balancer_says_
 async fn verify_retries_readyz_while_a_new_task_reaches_redis() {
     let balancer = LoadBalancer::answering(vec![(503, REDIS_DOWN), (200, READY)]).await;
 
-    let (deployer, verified) = verify_through(&balancer).await;
+    let (deployer, verified) = verify_steady_through(&balancer).await;
 
     verified.expect("ready on the second reading");
     let text = deployer.console.text();
@@ -737,7 +741,7 @@ async fn verify_retries_readyz_while_a_new_task_reaches_redis() {
 async fn an_image_without_the_public_readyz_is_a_warning_not_a_failure() {
     let balancer = LoadBalancer::answering(vec![(404, r#"{"errors":[]}"#)]).await;
 
-    let (deployer, verified) = verify_through(&balancer).await;
+    let (deployer, verified) = verify_steady_through(&balancer).await;
 
     verified.expect("an older image is not a broken data path");
     let text = deployer.console.text();
@@ -870,29 +874,7 @@ async fn rollout_fails_loudly_when_the_circuit_breaker_rolls_the_deployment_back
 #[tokio::test]
 async fn rollout_succeeds_once_the_new_revision_is_steady_and_healthy() {
     let (describe_definition, register, update, describe) = rollout_rules();
-    let service_states = services(vec![
-        steady(7),
-        service(
-            &[
-                DeploymentFixture {
-                    status: "PRIMARY",
-                    revision: 8,
-                    running: 1,
-                    rollout: "IN_PROGRESS",
-                    reason: None,
-                },
-                DeploymentFixture {
-                    status: "ACTIVE",
-                    revision: 7,
-                    running: 1,
-                    rollout: "COMPLETED",
-                    reason: None,
-                },
-            ],
-            &[],
-        ),
-        steady(8),
-    ]);
+    let service_states = services(vec![steady(7), rolling_out_8_over_7(), steady(8)]);
     let health = target_health(vec![vec!["healthy", "healthy"]]);
     let rules = Rules {
         cloudformation: vec![&describe],
@@ -1700,8 +1682,16 @@ fn add(id: &str, kind: &str) -> Change {
         .build()
 }
 
-#[tokio::test]
-async fn up_creates_each_new_stack_by_executing_the_create_change_set_it_showed() {
+/// `up` on a [`NewAccount`] (preflight passing), answering its questions so; the account,
+/// its rules (to count calls) and the deployer (to read its console).
+async fn up_on_a_new_account(
+    answers: &[bool],
+) -> (
+    std::sync::Arc<NewAccount>,
+    Vec<Rule>,
+    Deployer,
+    Result<Vec<deployer::plan::StackPlan>, DeployError>,
+) {
     let account = std::sync::Arc::new(NewAccount::default());
     let cloudformation = NewAccount::rules(&account);
     let (role, secret) = preflight_passes();
@@ -1712,30 +1702,31 @@ async fn up_creates_each_new_stack_by_executing_the_create_change_set_it_showed(
         ..Rules::default()
     };
     let mut deployer = deployer(config(), rules.aws());
-    deployer.console = Console::capture_answering(&[true; 4]);
-
-    deployer
+    deployer.console = Console::capture_answering(answers);
+    let applied = deployer
         .up(UpOptions {
             skip_verify: true,
             yes: false,
         })
-        .await
-        .expect("up");
+        .await;
+    (account, cloudformation, deployer, applied)
+}
 
+#[tokio::test]
+async fn up_creates_each_new_stack_by_executing_the_create_change_set_it_showed() {
+    let (account, _, deployer, applied) = up_on_a_new_account(&[true; 4]).await;
+
+    applied.expect("up");
     let change_sets = account.change_sets.lock().expect("lock").clone();
-    let stacks: Vec<&str> = change_sets
+    let stacks: Vec<String> = change_sets
         .iter()
-        .map(|(stack, ..)| stack.as_str())
+        .map(|(stack, ..)| stack.clone())
         .collect();
-    assert_eq!(
-        stacks,
-        [
-            "oponn-dev-network",
-            "oponn-dev-cluster",
-            "oponn-dev-pipeline",
-            "oponn-dev-service"
-        ]
-    );
+    let every_stack: Vec<String> = stacks::layers(&config())
+        .into_iter()
+        .map(|layer| stacks::stack_name(&config(), layer))
+        .collect();
+    assert_eq!(stacks, every_stack, "in apply order");
     assert!(
         change_sets.iter().all(|(_, _, kind)| kind == "CREATE"),
         "{change_sets:?}"
@@ -1765,24 +1756,9 @@ async fn up_creates_each_new_stack_by_executing_the_create_change_set_it_showed(
 
 #[tokio::test]
 async fn a_create_not_confirmed_leaves_neither_the_change_set_nor_an_empty_stack() {
-    let account = std::sync::Arc::new(NewAccount::default());
-    let cloudformation = NewAccount::rules(&account);
-    let (role, secret) = preflight_passes();
-    let rules = Rules {
-        cloudformation: cloudformation.iter().collect(),
-        iam: vec![&role],
-        secrets: vec![&secret],
-        ..Rules::default()
-    };
-    let deployer = deployer(config(), rules.aws());
+    let (account, cloudformation, _, applied) = up_on_a_new_account(&[]).await;
 
-    let error = deployer
-        .up(UpOptions {
-            skip_verify: true,
-            yes: false,
-        })
-        .await
-        .expect_err("no yes");
+    let error = applied.expect_err("no yes");
 
     assert!(matches!(error, DeployError::NotConfirmed(_)), "{error}");
     assert!(account.executed.lock().expect("lock").is_empty());
