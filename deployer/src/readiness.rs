@@ -102,7 +102,7 @@ pub async fn check(url: &str, console: &Console, pace: Pace) -> Result<(), Deplo
 async fn read(client: &reqwest::Client, endpoint: &str) -> Reading {
     let response = match client.get(endpoint).send().await {
         Ok(response) => response,
-        Err(error) => return Reading::Unreadable(crate::error::causes(&error)),
+        Err(error) => return Reading::Unreadable(unreachable(&crate::error::causes(&error))),
     };
     let status = response.status();
     if status == reqwest::StatusCode::NOT_FOUND {
@@ -118,6 +118,20 @@ async fn read(client: &reqwest::Client, endpoint: &str) -> Reading {
             readiness.status
         )),
         Err(_) => Reading::Unreadable(format!("HTTP {status}, not a /readyz answer")),
+    }
+}
+
+/// Why `/readyz` could not be read, with the likely fix when the TLS handshake refused the
+/// certificate: a certificate of your own serves the name it covers, not the load balancer's
+/// (deployer/README.md, "HTTPS").
+fn unreachable(causes: &str) -> String {
+    if causes.to_lowercase().contains("certificate") {
+        format!(
+            "{causes}; if the certificate is your own (certificate_arn), set [service] domain to \
+             the name it covers, so that the Url output is that name"
+        )
+    } else {
+        causes.to_owned()
     }
 }
 
@@ -200,6 +214,14 @@ mod tests {
             readiness("ok", "down", Some("lagging")).broken(),
             [("Redis", "down"), ("the write-behind queue", "lagging")]
         );
+    }
+
+    #[test]
+    fn a_refused_certificate_says_to_name_the_domain_it_covers() {
+        let detail =
+            unreachable("error sending request: invalid peer certificate: NotValidForName");
+        assert!(detail.contains("set [service] domain"), "{detail}");
+        assert_eq!(unreachable("connection refused"), "connection refused");
     }
 
     #[test]
