@@ -15,7 +15,7 @@ use crate::{
     config::{QueueKind, Settings, SqsSettings, WriteMode, WriteSettings},
     datastore::{AuditCursor, Behind, Datastore},
     graphql::{build_schema, persisted::PersistedQueries},
-    http::{ops_router, router, AppState, Tokens},
+    http::{ops_router, router, AppState, PublicReadiness, Tokens, PUBLIC_READINESS_EVERY},
     metrics::Metrics,
     queue::{
         sqs::{Sqs, SqsQueueSettings},
@@ -70,6 +70,7 @@ impl Application {
             settings: Arc::new(settings.http.clone()),
             persisted,
             lag_degraded: settings.writes.lag_degraded,
+            readiness: Arc::new(PublicReadiness::new(PUBLIC_READINESS_EVERY)),
         };
         let listener = TcpListener::bind(settings.listen)
             .await

@@ -36,13 +36,16 @@ pub enum Command {
     Plan,
     /// Create or update the stacks in order, following their events, then verify the service.
     Up {
-        /// Do not wait for the service to be steady and its targets healthy.
+        /// Do not verify the service afterwards (see `verify`).
         #[arg(long)]
         skip_verify: bool,
         /// Answer yes to every question (CI): recreate a stack left ROLLBACK_COMPLETE.
         #[arg(long)]
         yes: bool,
     },
+    /// The check `up` ends with: the service steady, its targets healthy, its data path
+    /// (MongoDB, Redis) ready through the load balancer (`<Url>/readyz`), the pipeline's stages.
+    Verify,
     /// Stacks, service deployments, target health and the last pipeline runs.
     Status,
     /// The last lines of the service's log group (its newest streams, one per task).
@@ -85,6 +88,7 @@ pub async fn run(cli: Cli) -> Result<(), DeployError> {
         Command::Up { skip_verify, yes } => {
             deployer.up(UpOptions { skip_verify, yes }).await.map(drop)
         }
+        Command::Verify => deployer.verify().await,
         Command::Status => deployer.status().await,
         Command::Logs { lines } => deployer.logs(lines).await,
         Command::Release => deployer.release().await.map(drop),

@@ -1,11 +1,11 @@
-//! The CloudFormation calls: read a stack, compute a change set, create / update / delete,
-//! and follow a stack operation's events until it ends. CloudFormation does the provisioning
+//! The CloudFormation calls: read a stack, compute a change set (every create and update goes
+//! through one: what was shown is what is executed), delete, and follow a stack operation's events until it ends. CloudFormation does the provisioning
 //! (ordering, rollback); this module only drives and watches it.
 
 use std::collections::{BTreeMap, HashSet};
 
 use aws_sdk_cloudformation::{
-    types::{Capability, ChangeSetStatus, ChangeSetType, OnFailure, Parameter, StackEvent},
+    types::{Capability, ChangeSetStatus, ChangeSetType, Parameter, StackEvent},
     Client,
 };
 use aws_smithy_types::date_time::Format;
@@ -113,9 +113,10 @@ pub fn check_updatable(stack: &DeployedStack) -> Result<(), DeployError> {
             "a failed operation left resources behind; read the stack's events, remove what \
              blocks the deletion, and run `deployer down` again",
         ),
-        "REVIEW_IN_PROGRESS" => {
-            stuck("it was created for a change set that was never executed; delete it and retry")
-        }
+        REVIEW_IN_PROGRESS => stuck(
+            "it was created for a change set that was never executed and holds nothing; \
+             `deployer up` creates it through a new change set",
+        ),
         status if status.ends_with("_IN_PROGRESS") => {
             stuck("another operation is running on it; wait for it to end (`deployer status`)")
         }
@@ -158,7 +159,8 @@ pub async fn change_set(
     spec: &StackSpec,
     pace: Pace,
 ) -> Result<Option<Vec<ResourceChange>>, DeployError> {
-    let pending = prepare_change_set(client, spec, "deployer-plan", pace).await;
+    let pending =
+        prepare_change_set(client, spec, "deployer-plan", ChangeSetType::Update, pace).await;
     // A plan leaves nothing behind, whatever happened.
     if let Ok(pending) = &pending {
         delete_change_set(client, &spec.name, &pending.id).await;
@@ -175,12 +177,14 @@ pub struct PendingChangeSet {
     pub changes: Option<Vec<ResourceChange>>,
 }
 
-/// Creates an update change set and waits until it can be read. A change set that fails to
-/// be created is deleted here.
+/// Creates a change set (`Update` for a deployed stack; `Create` for a new one, which
+/// CloudFormation holds `REVIEW_IN_PROGRESS` until it is executed) and waits until it can be
+/// read. A change set that fails to be created is deleted here.
 pub async fn prepare_change_set(
     client: &Client,
     spec: &StackSpec,
     prefix: &str,
+    kind: ChangeSetType,
     pace: Pace,
 ) -> Result<PendingChangeSet, DeployError> {
     let name = format!("{prefix}-{}", unique_suffix());
@@ -188,7 +192,7 @@ pub async fn prepare_change_set(
         .create_change_set()
         .stack_name(&spec.name)
         .change_set_name(&name)
-        .change_set_type(ChangeSetType::Update)
+        .change_set_type(kind)
         .template_body(&spec.template.body)
         .set_parameters(Some(parameters(spec)))
         .capabilities(Capability::CapabilityIam)
@@ -225,6 +229,28 @@ pub async fn delete_change_set(client: &Client, stack: &str, id: &str) {
         .change_set_name(id)
         .send()
         .await;
+}
+
+/// The status of a stack made for a `CREATE` change set that has not been executed.
+pub const REVIEW_IN_PROGRESS: &str = "REVIEW_IN_PROGRESS";
+
+/// Best effort: deletes a change set that will not be executed and, for a `CREATE` one, the
+/// empty stack it made.
+pub async fn discard_change_set(client: &Client, stack: &str, id: &str, kind: &ChangeSetType) {
+    delete_change_set(client, stack, id).await;
+    if *kind == ChangeSetType::Create {
+        delete_unreviewed_stack(client, stack).await;
+    }
+}
+
+/// Best effort: deletes the empty stack a `CREATE` change set made, if it is still only that
+/// (`REVIEW_IN_PROGRESS`), so that a declined or failed create leaves nothing behind.
+pub async fn delete_unreviewed_stack(client: &Client, name: &str) {
+    if let Ok(Some(stack)) = describe(client, name).await {
+        if stack.status == REVIEW_IN_PROGRESS {
+            let _ = client.delete_stack().stack_name(&stack.id).send().await;
+        }
+    }
 }
 
 async fn read_change_set(
@@ -333,50 +359,6 @@ impl Operation {
                 | (Operation::Update, "UPDATE_COMPLETE")
                 | (Operation::Delete, "DELETE_COMPLETE")
         )
-    }
-}
-
-/// Starts creating or updating `spec`; [`follow`] waits for the result. An update that turns
-/// out to change nothing returns `Ok(false)`.
-pub async fn apply(
-    client: &Client,
-    spec: &StackSpec,
-    operation: Operation,
-) -> Result<bool, DeployError> {
-    match operation {
-        Operation::Create => client
-            .create_stack()
-            .stack_name(&spec.name)
-            .template_body(&spec.template.body)
-            .set_parameters(Some(parameters(spec)))
-            .capabilities(Capability::CapabilityIam)
-            .on_failure(OnFailure::Rollback)
-            .send()
-            .await
-            .map(|_| true)
-            .map_err(DeployError::aws("CreateStack")),
-        Operation::Update => match client
-            .update_stack()
-            .stack_name(&spec.name)
-            .template_body(&spec.template.body)
-            .set_parameters(Some(parameters(spec)))
-            .capabilities(Capability::CapabilityIam)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(error) if message_of(&error).contains("No updates are to be performed") => {
-                Ok(false)
-            }
-            Err(error) => Err(DeployError::aws("UpdateStack")(error)),
-        },
-        Operation::Delete => client
-            .delete_stack()
-            .stack_name(&spec.name)
-            .send()
-            .await
-            .map(|_| true)
-            .map_err(DeployError::aws("DeleteStack")),
     }
 }
 

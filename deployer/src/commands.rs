@@ -1,10 +1,12 @@
-//! The commands: `plan`, `up`, `status`, `logs`, `release`, `rollout`, `rollback`, `down`.
+//! The commands: `plan`, `up`, `verify`, `status`, `logs`, `release`, `rollout`, `rollback`, `down`.
 //! Each composes the pure planning (`stacks`, `plan`) with the AWS modules; none provisions
 //! anything itself.
 
+use aws_sdk_cloudformation::types::ChangeSetType;
+
 use crate::{
     aws::Aws,
-    cloudformation::{self, DeployedStack, EventFollower, Operation},
+    cloudformation::{self, DeployedStack, EventFollower, Operation, REVIEW_IN_PROGRESS},
     config::DeployConfig,
     console::Console,
     diagnose,
@@ -12,7 +14,7 @@ use crate::{
     pace::Pace,
     pipeline,
     plan::StackPlan,
-    preflight,
+    preflight, readiness,
     service::{self, short},
     stacks::{self, Layer, Names, StackSpec, IMAGE_FROM_FIRST_BUILD},
 };
@@ -89,7 +91,8 @@ impl Deployer {
     /// The plan of one stack against what is deployed.
     pub async fn plan_stack(&self, spec: &StackSpec) -> Result<StackPlan, DeployError> {
         let client = &self.aws.cloudformation;
-        let Some(deployed) = cloudformation::describe(client, &spec.name).await? else {
+        let deployed = cloudformation::describe(client, &spec.name).await?;
+        let Some(deployed) = deployed.filter(|stack| stack.status != REVIEW_IN_PROGRESS) else {
             return Ok(StackPlan::create(spec));
         };
         cloudformation::check_updatable(&deployed)?;
@@ -105,6 +108,7 @@ impl Deployer {
 
     /// `plan`: every stack's diff, in apply order. Creates nothing (change sets are deleted).
     pub async fn plan(&self) -> Result<Vec<StackPlan>, DeployError> {
+        self.config.require_https_outside_dev()?;
         let image = self
             .current_image()
             .await?
@@ -152,6 +156,7 @@ impl Deployer {
     /// not to) the service verified. A failure stops at that stack; CloudFormation has rolled
     /// it back.
     pub async fn up(&self, options: UpOptions) -> Result<Vec<StackPlan>, DeployError> {
+        self.config.require_https_outside_dev()?;
         preflight::check(&self.aws, &self.config, &self.console).await?;
         let mut plans = Vec::new();
         for layer in stacks::layers(&self.config) {
@@ -202,35 +207,58 @@ impl Deployer {
         Ok(format!("{repository}:{commit}"))
     }
 
-    /// Shows what applying `spec` changes and, after a yes (asked, or `--yes`), applies it: a
-    /// new stack is created; an update executes the change set that was shown (by its id), so
-    /// nothing that changed in between is applied unseen. Replacements of resources that hold
-    /// data are called out before the question.
+    /// Shows what applying `spec` changes and, after a yes (asked, or `--yes`), executes the
+    /// change set that was shown, by its id: a `CREATE` change set for a new stack (or one left
+    /// `REVIEW_IN_PROGRESS` by a create never executed, which holds nothing), an `UPDATE` one
+    /// for a deployed stack, so nothing that changed in between is applied unseen.
+    /// Replacements of resources that hold data are called out before the question. A change
+    /// set not executed is deleted, and for a create the empty stack CloudFormation made for it.
     async fn apply_confirmed(&self, spec: &StackSpec, yes: bool) -> Result<StackPlan, DeployError> {
         let client = &self.aws.cloudformation;
-        let Some(deployed) = cloudformation::describe(client, &spec.name).await? else {
-            let plan = StackPlan::create(spec);
-            self.console.line(plan.to_string().trim_end());
-            self.confirm(&format!("Create stack {}?", spec.name), yes)
-                .await?;
-            self.apply(spec, Operation::Create).await?;
-            return Ok(plan);
+        let deployed = cloudformation::describe(client, &spec.name)
+            .await?
+            .filter(|stack| stack.status != REVIEW_IN_PROGRESS);
+        let kind = match &deployed {
+            Some(deployed) => {
+                cloudformation::check_updatable(deployed)?;
+                ChangeSetType::Update
+            }
+            None => ChangeSetType::Create,
         };
-        cloudformation::check_updatable(&deployed)?;
-        let template = cloudformation::deployed_template(client, &spec.name).await?;
-        let pending =
-            cloudformation::prepare_change_set(client, spec, "deployer-up", self.pace).await?;
-        let plan = StackPlan::update(
+        let pending = cloudformation::prepare_change_set(
+            client,
             spec,
-            &deployed.parameters,
-            template.as_ref(),
-            pending.changes.clone(),
-        );
+            "deployer-up",
+            kind.clone(),
+            self.pace,
+        )
+        .await;
+        let pending = match pending {
+            Ok(pending) => pending,
+            Err(error) => {
+                // An update's failed change set is deleted already; a create's leaves its stack.
+                if kind == ChangeSetType::Create {
+                    cloudformation::delete_unreviewed_stack(client, &spec.name).await;
+                }
+                return Err(error);
+            }
+        };
+        let plan = match &deployed {
+            Some(deployed) => StackPlan::update(
+                spec,
+                &deployed.parameters,
+                cloudformation::deployed_template(client, &spec.name)
+                    .await?
+                    .as_ref(),
+                pending.changes.clone(),
+            ),
+            None => StackPlan::create_from_change_set(spec, pending.changes.as_deref()),
+        };
         self.console.line(plan.to_string().trim_end());
         // No change set changes (CloudFormation failed it as empty): nothing to execute, even
         // when a parameter the stack ignores differs.
         if pending.changes.is_none() || !plan.is_change() {
-            cloudformation::delete_change_set(client, &spec.name, &pending.id).await;
+            cloudformation::discard_change_set(client, &spec.name, &pending.id, &kind).await;
             if plan.is_change() {
                 self.console.line(format!("= {}: no change", spec.name));
             }
@@ -242,25 +270,47 @@ impl Deployer {
                 spec.name
             ));
         }
-        let question = format!("Apply this change set to stack {}?", spec.name);
+        let (question, operation) = match kind {
+            ChangeSetType::Create => (
+                format!("Create stack {} with this change set?", spec.name),
+                Operation::Create,
+            ),
+            _ => (
+                format!("Apply this change set to stack {}?", spec.name),
+                Operation::Update,
+            ),
+        };
         if let Err(error) = self.confirm(&question, yes).await {
-            cloudformation::delete_change_set(client, &spec.name, &pending.id).await;
+            cloudformation::discard_change_set(client, &spec.name, &pending.id, &kind).await;
             return Err(error);
         }
+        self.execute_shown(spec, &pending.id, operation).await?;
+        Ok(plan)
+    }
+
+    /// Executes the change set `id` that was shown and follows the stack's events to the end.
+    async fn execute_shown(
+        &self,
+        spec: &StackSpec,
+        id: &str,
+        operation: Operation,
+    ) -> Result<(), DeployError> {
+        let client = &self.aws.cloudformation;
         let total = spec.template.resources().len();
         let mut follower = EventFollower::start(client, &spec.name, total).await;
-        cloudformation::execute_change_set(client, &spec.name, &pending.id).await?;
+        cloudformation::execute_change_set(client, &spec.name, id).await?;
         cloudformation::follow(
             client,
             &mut follower,
             &spec.name,
-            Operation::Update,
+            operation,
             &self.console,
             self.pace,
         )
         .await?;
-        self.console.line(format!("{}: Update complete", spec.name));
-        Ok(plan)
+        self.console
+            .line(format!("{}: {operation:?} complete", spec.name));
+        Ok(())
     }
 
     async fn confirm(&self, question: &str, yes: bool) -> Result<(), DeployError> {
@@ -381,29 +431,8 @@ impl Deployer {
         Ok(())
     }
 
-    async fn apply(&self, spec: &StackSpec, operation: Operation) -> Result<(), DeployError> {
-        let client = &self.aws.cloudformation;
-        let total = spec.template.resources().len();
-        let mut follower = EventFollower::start(client, &spec.name, total).await;
-        if !cloudformation::apply(client, spec, operation).await? {
-            self.console.line(format!("= {}: no change", spec.name));
-            return Ok(());
-        }
-        cloudformation::follow(
-            client,
-            &mut follower,
-            &spec.name,
-            operation,
-            &self.console,
-            self.pace,
-        )
-        .await?;
-        self.console
-            .line(format!("{}: {operation:?} complete", spec.name));
-        Ok(())
-    }
-
-    /// The service steady and its targets healthy (ECS, ELBv2), and the pipeline's state.
+    /// The service steady and its targets healthy (ECS, ELBv2), its data path ready (the
+    /// public `/readyz` through the load balancer, [`readiness`]), and the pipeline's state.
     pub async fn verify(&self) -> Result<(), DeployError> {
         let names = self.names();
         self.console.line("verify:");
@@ -419,6 +448,8 @@ impl Deployer {
         .await;
         self.diagnose_failure(&healthy).await;
         healthy?;
+        let url = self.output(Layer::Service, "Url").await?;
+        readiness::check(&url, &self.console, self.pace).await?;
         let connection = self.output(Layer::Pipeline, "ConnectionArn").await?;
         if let Err(error) = pipeline::require_connection(&self.aws, &connection, RELEASE).await {
             // The service is up; only releases wait for the approval.

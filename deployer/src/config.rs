@@ -26,6 +26,14 @@ pub enum ConfigError {
         field: &'static str,
         message: String,
     },
+    #[error(
+        "stage {stage} would serve plain HTTP: only stage \"dev\" does so by default. In \
+         deploy.toml's [service], add\n  domain = \"api.example.com\" and hosted_zone_id = \
+         \"Z...\" (your Route 53 zone: the service stack requests an ACM certificate and makes \
+         the alias record),\n  or certificate_arn = \"arn:aws:acm:...\" (your own certificate, \
+         with domain = the name it covers),\n  or allow_http = true to serve HTTP on purpose"
+    )]
+    PlainHttp { stage: String },
 }
 
 /// A validated `deploy.toml`.
@@ -85,7 +93,16 @@ pub struct ServiceConfig {
     /// The image for the service's first deployment; later ones come from the pipeline or
     /// `deployer rollout`, and `up` keeps whatever image is running.
     pub image: Option<String>,
+    /// Your own ACM certificate (in the stack's region) for HTTPS; see [`ServiceConfig::https`].
     pub certificate_arn: Option<String>,
+    /// The name the service answers HTTPS at (`api.example.com`).
+    pub domain: Option<String>,
+    /// The Route 53 public hosted zone of `domain`: the service stack then requests an ACM
+    /// certificate validated by DNS in it and makes an alias record to the load balancer.
+    pub hosted_zone_id: Option<String>,
+    /// Serve plain HTTP in a stage other than `dev`, on purpose.
+    #[serde(default)]
+    pub allow_http: bool,
     /// `OPONN_WRITE_MODE` of the tasks.
     #[serde(default)]
     pub write_mode: WriteMode,
@@ -124,7 +141,41 @@ pub enum QueueKind {
     Sqs,
 }
 
+/// How the load balancer serves the service (derived from `domain`, `hosted_zone_id` and
+/// `certificate_arn`, which [`DeployConfig::parse`] has checked fit together).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Https {
+    /// Plain HTTP on port 80, at the load balancer's own name.
+    Off,
+    /// An ACM certificate for `domain` the service stack requests and validates in the hosted
+    /// zone, and an alias record `domain` -> the load balancer.
+    Managed {
+        domain: String,
+        hosted_zone_id: String,
+    },
+    /// The certificate given; at `domain` when given (its DNS record is yours to make), else at
+    /// the load balancer's own name (which the certificate does not cover).
+    OwnCertificate {
+        certificate_arn: String,
+        domain: Option<String>,
+    },
+}
+
 impl ServiceConfig {
+    pub fn https(&self) -> Https {
+        match (&self.domain, &self.hosted_zone_id, &self.certificate_arn) {
+            (Some(domain), Some(zone), _) => Https::Managed {
+                domain: domain.clone(),
+                hosted_zone_id: zone.clone(),
+            },
+            (domain, _, Some(arn)) => Https::OwnCertificate {
+                certificate_arn: arn.clone(),
+                domain: domain.clone(),
+            },
+            _ => Https::Off,
+        }
+    }
+
     /// Whether the deployment has the queue stack and the service uses it.
     pub fn queue_on_sqs(&self) -> bool {
         self.queue == QueueKind::Sqs
@@ -324,6 +375,8 @@ impl DeployConfig {
                 "expected min_tasks <= max_tasks, max_tasks >= 1".into(),
             ));
         }
+        let hosted_zone_id =
+            check_https(&raw.service).map_err(|(field, message)| invalid(field, message))?;
         // Only write-behind reads the queue: a queue stack nothing uses is a mistake.
         if service.queue_on_sqs() && service.write_mode != WriteMode::Behind {
             return Err(invalid(
@@ -333,6 +386,8 @@ impl DeployConfig {
         }
         let base = path.parent().unwrap_or(Path::new("."));
         let templates = base.join(raw.templates.unwrap_or_else(|| "infra-templates".into()));
+        let mut service = raw.service;
+        service.hosted_zone_id = hosted_zone_id;
         Ok(Self {
             app,
             stage,
@@ -340,7 +395,7 @@ impl DeployConfig {
             templates,
             network: raw.network,
             cluster: raw.cluster,
-            service: raw.service,
+            service,
             cache: raw.cache,
             alarms: raw.alarms,
             github: raw.github,
@@ -351,6 +406,93 @@ impl DeployConfig {
     /// `{app}-{stage}`: the cluster, the service, the pipeline and the repository are named so.
     pub fn prefix(&self) -> String {
         format!("{}-{}", self.app, self.stage)
+    }
+
+    /// Plain HTTP is for `dev`: any other stage needs HTTPS (a domain, or a certificate) or
+    /// says `allow_http = true`. Checked by `plan` and `up` before anything else; the other
+    /// commands (`status`, `down`) still work on a deployment that predates the rule.
+    pub fn require_https_outside_dev(&self) -> Result<(), ConfigError> {
+        if self.stage.as_str() == DEV_STAGE
+            || self.service.allow_http
+            || self.service.https() != Https::Off
+        {
+            return Ok(());
+        }
+        Err(ConfigError::PlainHttp {
+            stage: self.stage.to_string(),
+        })
+    }
+}
+
+/// The one stage that may serve plain HTTP without saying so.
+pub const DEV_STAGE: &str = "dev";
+
+/// `domain`, `hosted_zone_id`, `certificate_arn` and `allow_http` fit together; returns the
+/// hosted zone's id without the `/hostedzone/` prefix Route 53's API lists it with.
+fn check_https(service: &ServiceConfig) -> Result<Option<String>, (&'static str, String)> {
+    if let Some(domain) = &service.domain {
+        check_domain(domain).map_err(|message| ("service.domain", message))?;
+    }
+    let zone = service
+        .hosted_zone_id
+        .as_deref()
+        .map(|zone| zone.trim_start_matches("/hostedzone/").to_owned());
+    if let Some(zone) = &zone {
+        let valid = zone.starts_with('Z')
+            && zone.len() <= 32
+            && zone
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+        if !valid {
+            return Err((
+                "service.hosted_zone_id",
+                format!("{zone:?}: expected a Route 53 hosted zone id (Z0123456789ABCDEFGHIJ)"),
+            ));
+        }
+    }
+    match (&service.domain, &zone, &service.certificate_arn) {
+        (None, Some(_), _) => Err((
+            "service.hosted_zone_id",
+            "needs service.domain, the name to serve in that zone".into(),
+        )),
+        (Some(_), Some(_), Some(_)) => Err((
+            "service.certificate_arn",
+            "with service.hosted_zone_id the service stack requests the certificate: remove \
+             certificate_arn, or hosted_zone_id to bring your own"
+                .into(),
+        )),
+        (Some(_), None, None) => Err((
+            "service.domain",
+            "needs hosted_zone_id (a certificate is requested and validated in that Route 53 \
+             zone) or certificate_arn (yours, for that name)"
+                .into(),
+        )),
+        (domain, _, arn) if service.allow_http && (domain.is_some() || arn.is_some()) => Err((
+            "service.allow_http",
+            "HTTPS is configured: remove allow_http".into(),
+        )),
+        _ => Ok(zone),
+    }
+}
+
+/// A host name: dot-separated labels of a-z, 0-9 and '-', no wildcard.
+fn check_domain(domain: &str) -> Result<(), String> {
+    let labels: Vec<&str> = domain.split('.').collect();
+    let valid = domain.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|label| {
+            (1..=63).contains(&label.len())
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        });
+    match valid {
+        true => Ok(()),
+        false => Err(format!(
+            "{domain:?}: expected a lower-case host name such as api.example.com"
+        )),
     }
 }
 
@@ -390,6 +532,9 @@ fn default_service() -> ServiceConfig {
         mongodb_database: default_database(),
         image: None,
         certificate_arn: None,
+        domain: None,
+        hosted_zone_id: None,
+        allow_http: false,
         write_mode: WriteMode::default(),
         queue: QueueKind::default(),
     }
@@ -454,7 +599,7 @@ mod tests {
     #[test]
     fn a_secret_value_in_place_of_an_arn_is_refused_without_echoing_it() {
         let text = EXAMPLE.replace(
-            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:oponn/dev/mongodb-uri",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:oponn/dev/mongodb-uri-a1B2c3",
             "mongodb://admin:hunter2@db:27017",
         );
         let error = parse(&text).expect_err("a value, not an ARN").to_string();
@@ -465,7 +610,7 @@ mod tests {
     #[test]
     fn ssm_parameter_arns_are_accepted() {
         let text = EXAMPLE.replace(
-            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:oponn/dev/redis-url",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:oponn/dev/redis-url-d4E5f6",
             "arn:aws:ssm:eu-west-1:123456789012:parameter/oponn/dev/redis-url",
         );
         parse(&text).expect("an SSM parameter ARN");
@@ -613,6 +758,113 @@ mod tests {
         let odd = managed_cache_example().replace("cache.t4g.micro", "t4g.micro");
         let error = parse(&odd).expect_err("not a node type").to_string();
         assert!(error.contains("cache.node_type"), "{error}");
+    }
+
+    fn with_service(settings: &str) -> Result<DeployConfig, ConfigError> {
+        parse(&EXAMPLE.replace("[service]\n", &format!("[service]\n{settings}\n")))
+    }
+
+    #[test]
+    fn plain_http_is_refused_outside_dev_saying_what_to_add() {
+        let dev = parse(EXAMPLE).expect("the example");
+        assert_eq!(dev.service.https(), Https::Off);
+        dev.require_https_outside_dev().expect("dev may serve HTTP");
+
+        let prod = parse(&EXAMPLE.replace("stage = \"dev\"", "stage = \"prod\"")).expect("prod");
+        let error = prod
+            .require_https_outside_dev()
+            .expect_err("plain HTTP in prod")
+            .to_string();
+        for what in [
+            "stage prod",
+            "domain = \"api.example.com\"",
+            "hosted_zone_id",
+            "certificate_arn",
+            "allow_http = true",
+        ] {
+            assert!(error.contains(what), "{what} missing from: {error}");
+        }
+
+        let on_purpose = parse(
+            &EXAMPLE
+                .replace("stage = \"dev\"", "stage = \"prod\"")
+                .replace("[service]\n", "[service]\nallow_http = true\n"),
+        )
+        .expect("allow_http");
+        on_purpose.require_https_outside_dev().expect("said so");
+    }
+
+    #[test]
+    fn a_domain_in_a_hosted_zone_is_https_with_a_certificate_the_stack_requests() {
+        let config = with_service(
+            "domain = \"api.example.com\"\nhosted_zone_id = \"/hostedzone/Z0123456789ABC\"",
+        )
+        .expect("a managed certificate");
+        assert_eq!(
+            config.service.https(),
+            Https::Managed {
+                domain: "api.example.com".into(),
+                hosted_zone_id: "Z0123456789ABC".into(),
+            },
+            "the zone id as CloudFormation takes it, without /hostedzone/"
+        );
+        let mut prod = config.clone();
+        prod.stage = Name::parse("prod", 10).expect("a name");
+        prod.require_https_outside_dev().expect("HTTPS");
+
+        let own = with_service(
+            "certificate_arn = \"arn:aws:acm:eu-west-1:123456789012:certificate/0f3e\"\n\
+             domain = \"api.example.com\"",
+        )
+        .expect("your own certificate at your own name");
+        assert!(matches!(
+            own.service.https(),
+            Https::OwnCertificate {
+                domain: Some(_),
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn https_settings_that_do_not_fit_together_are_refused_by_name() {
+        for (settings, field, says) in [
+            (
+                "hosted_zone_id = \"Z0123\"",
+                "service.hosted_zone_id",
+                "needs service.domain",
+            ),
+            (
+                "domain = \"api.example.com\"",
+                "service.domain",
+                "hosted_zone_id",
+            ),
+            (
+                "domain = \"*.example.com\"\nhosted_zone_id = \"Z1\"",
+                "service.domain",
+                "host name",
+            ),
+            (
+                "domain = \"api.example.com\"\nhosted_zone_id = \"zone\"",
+                "service.hosted_zone_id",
+                "Z0123",
+            ),
+            (
+                "domain = \"a.example.com\"\nhosted_zone_id = \"Z1\"\n\
+                 certificate_arn = \"arn:aws:acm:eu-west-1:123456789012:certificate/1\"",
+                "service.certificate_arn",
+                "remove",
+            ),
+            (
+                "domain = \"a.example.com\"\nhosted_zone_id = \"Z1\"\nallow_http = true",
+                "service.allow_http",
+                "remove allow_http",
+            ),
+        ] {
+            let error = with_service(settings).expect_err(settings).to_string();
+            assert!(error.contains(field), "{settings}: {error}");
+            assert!(error.contains(says), "{settings}: {error}");
+        }
     }
 
     #[test]

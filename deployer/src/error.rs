@@ -70,6 +70,17 @@ pub enum DeployError {
         events: String,
     },
 
+    #[error(
+        "the service runs, but its data path is broken: {down} (read through the load \
+         balancer at {endpoint}){advice}"
+    )]
+    DataPath {
+        endpoint: String,
+        /// Each component that is not ok, and its state: `MongoDB down, Redis down`.
+        down: String,
+        advice: String,
+    },
+
     #[error("{what} is not healthy: {detail}")]
     Unhealthy { what: String, detail: String },
 

@@ -18,6 +18,7 @@ pub mod pace;
 pub mod pipeline;
 pub mod plan;
 pub mod preflight;
+pub mod readiness;
 pub mod service;
 pub mod stacks;
 pub mod template;

@@ -79,6 +79,23 @@ impl StackPlan {
         }
     }
 
+    /// A creation as its `CREATE` change set has it: the resources it adds (those whose
+    /// condition holds), else every resource of the template.
+    pub fn create_from_change_set(spec: &StackSpec, changes: Option<&[ResourceChange]>) -> Self {
+        match changes {
+            Some(changes) if !changes.is_empty() => Self {
+                stack: spec.name.clone(),
+                action: PlanAction::Create {
+                    resources: changes
+                        .iter()
+                        .map(|change| (change.logical_id.clone(), change.resource_type.clone()))
+                        .collect(),
+                },
+            },
+            _ => Self::create(spec),
+        }
+    }
+
     /// An update, from the deployed stack's parameters and template and the change set's rows
     /// (`None` when CloudFormation found nothing to change).
     pub fn update(

@@ -21,7 +21,7 @@
 use std::{collections::BTreeMap, fmt};
 
 use crate::{
-    config::{DeployConfig, WriteMode},
+    config::{DeployConfig, Https, WriteMode},
     template::{Template, TemplateError},
 };
 
@@ -195,6 +195,8 @@ fn parameters(config: &DeployConfig, layer: Layer, image: &str) -> BTreeMap<Stri
         false => String::new(),
     };
     let nat = config.network.nat.to_string();
+    // The alarms' topic (service) and the pipeline's failures' topic mail the same address.
+    let alarm_email = config.alarms.email.clone().unwrap_or_default();
     let more: Vec<(&str, String)> = match layer {
         Layer::Network => vec![("Nat", nat)],
         Layer::Queue => vec![],
@@ -215,9 +217,21 @@ fn parameters(config: &DeployConfig, layer: Layer, image: &str) -> BTreeMap<Stri
             ("Branch", config.github.branch.clone()),
             ("ClusterName", names.cluster),
             ("ServiceName", names.service),
+            ("AlarmEmail", alarm_email),
         ],
         Layer::Service => {
             let service = &config.service;
+            let (certificate, domain, zone) = match service.https() {
+                Https::Off => (String::new(), String::new(), String::new()),
+                Https::Managed {
+                    domain,
+                    hosted_zone_id,
+                } => (String::new(), domain, hosted_zone_id),
+                Https::OwnCertificate {
+                    certificate_arn,
+                    domain,
+                } => (certificate_arn, domain.unwrap_or_default(), String::new()),
+            };
             vec![
                 ("NetworkStack", network),
                 ("ClusterStack", cluster),
@@ -234,17 +248,13 @@ fn parameters(config: &DeployConfig, layer: Layer, image: &str) -> BTreeMap<Stri
                     config.secrets.redis_url.clone().unwrap_or_default(),
                 ),
                 ("ApiTokensSecretArn", config.secrets.api_tokens.clone()),
-                (
-                    "CertificateArn",
-                    service.certificate_arn.clone().unwrap_or_default(),
-                ),
+                ("CertificateArn", certificate),
+                ("Domain", domain),
+                ("HostedZoneId", zone),
                 ("WriteMode", service.write_mode.as_str().to_owned()),
                 ("QueueStack", queue),
                 ("CacheStack", cache),
-                (
-                    "AlarmEmail",
-                    config.alarms.email.clone().unwrap_or_default(),
-                ),
+                ("AlarmEmail", alarm_email),
             ]
         }
     };
@@ -503,6 +513,44 @@ mod tests {
         assert_eq!(spec.parameters["ClusterStack"], "oponn-dev-cluster");
         assert!(spec.parameters["MongoDbUriSecretArn"].starts_with("arn:aws:secretsmanager:"));
         assert_eq!(spec.parameters["CertificateArn"], "");
+    }
+
+    #[test]
+    fn a_domain_in_a_hosted_zone_reaches_the_service_without_a_certificate_arn() {
+        let mut managed = config();
+        managed.service.domain = Some("api.example.com".into());
+        managed.service.hosted_zone_id = Some("Z0123456789ABC".into());
+        let service = spec(&managed, Layer::Service, "repo:abc").expect("loads");
+        assert_eq!(service.parameters["Domain"], "api.example.com");
+        assert_eq!(service.parameters["HostedZoneId"], "Z0123456789ABC");
+        assert_eq!(
+            service.parameters["CertificateArn"], "",
+            "the stack requests one"
+        );
+
+        let mut own = config();
+        own.service.certificate_arn =
+            Some("arn:aws:acm:eu-west-1:123456789012:certificate/0f3e".into());
+        let service = spec(&own, Layer::Service, "repo:abc").expect("loads");
+        assert!(service.parameters["CertificateArn"].starts_with("arn:aws:acm:"));
+        assert_eq!(service.parameters["Domain"], "");
+        assert_eq!(service.parameters["HostedZoneId"], "");
+    }
+
+    #[test]
+    fn the_pipeline_mails_its_failures_to_the_alarms_address() {
+        let mut config = config();
+        assert_eq!(
+            spec(&config, Layer::Pipeline, "")
+                .expect("loads")
+                .parameters["AlarmEmail"],
+            ""
+        );
+        config.alarms.email = Some("ops@example.com".into());
+        for layer in [Layer::Pipeline, Layer::Service] {
+            let stack = spec(&config, layer, "repo:abc").expect("loads");
+            assert_eq!(stack.parameters["AlarmEmail"], "ops@example.com", "{layer}");
+        }
     }
 
     #[test]

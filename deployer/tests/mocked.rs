@@ -14,8 +14,9 @@ use aws_sdk_cloudformation::{
         get_template::GetTemplateOutput,
     },
     types::{
-        Change, ChangeAction, ChangeSetStatus, Replacement, RequiresRecreation, ResourceAttribute,
-        ResourceChange as SdkResourceChange, ResourceChangeDetail, ResourceTargetDefinition,
+        Change, ChangeAction, ChangeSetStatus, ChangeSetType, Replacement, RequiresRecreation,
+        ResourceAttribute, ResourceChange as SdkResourceChange, ResourceChangeDetail,
+        ResourceTargetDefinition,
     },
     Client as CloudFormation,
 };
@@ -69,14 +70,14 @@ use aws_sdk_secretsmanager::{
 use aws_smithy_mocks::{mock, Rule};
 use deployer::{
     cloudformation::{self, EventFollower, Operation},
-    commands::UpOptions,
+    commands::{Deployer, UpOptions},
     console::Console,
     error::DeployError,
     pace::Pace,
     plan::PlanAction,
     stacks::{self, Layer},
 };
-use support::{config, deployer, doubles::*};
+use support::{balancer::LoadBalancer, config, deployer, doubles::*};
 
 const REPOSITORY: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/oponn-dev";
 const TARGET_GROUP: &str =
@@ -89,7 +90,14 @@ fn pace() -> Pace {
 
 /// DescribeStacks for the pipeline and service stacks, with the outputs the commands read.
 fn stacks_with_outputs() -> Rule {
-    mock!(CloudFormation::describe_stacks).then_compute_output(|request| {
+    // Nothing listens there: only `verify` reads the service's URL, and its tests give one.
+    stacks_with_outputs_at("http://127.0.0.1:9")
+}
+
+/// [`stacks_with_outputs`], the service's `Url` output being `url` (a [`LoadBalancer`]).
+fn stacks_with_outputs_at(url: &str) -> Rule {
+    let url = url.to_owned();
+    mock!(CloudFormation::describe_stacks).then_compute_output(move |request| {
         let name = request.stack_name().unwrap_or_default().to_owned();
         let outputs: &[(&str, &str)] = match name.as_str() {
             "oponn-dev-pipeline" => &[
@@ -100,6 +108,7 @@ fn stacks_with_outputs() -> Rule {
             "oponn-dev-service" => &[
                 ("TargetGroupArn", TARGET_GROUP),
                 ("ServiceName", "oponn-dev"),
+                ("Url", url.as_str()),
             ],
             _ => &[],
         };
@@ -583,52 +592,41 @@ fn pipeline_state(
     }
 }
 
+/// Revision 8 half rolled out, revision 7 still serving.
+fn rolling_out_8_over_7() -> aws_sdk_ecs::types::Service {
+    service(
+        &[
+            DeploymentFixture {
+                status: "PRIMARY",
+                revision: 8,
+                running: 1,
+                rollout: "IN_PROGRESS",
+                reason: None,
+            },
+            DeploymentFixture {
+                status: "ACTIVE",
+                revision: 7,
+                running: 1,
+                rollout: "COMPLETED",
+                reason: None,
+            },
+        ],
+        &[],
+    )
+}
+
 #[tokio::test]
 async fn verify_waits_until_the_service_is_steady_and_every_target_healthy() {
-    let describe = stacks_with_outputs();
-    let service_states = services(vec![
-        service(
-            &[
-                DeploymentFixture {
-                    status: "PRIMARY",
-                    revision: 8,
-                    running: 1,
-                    rollout: "IN_PROGRESS",
-                    reason: None,
-                },
-                DeploymentFixture {
-                    status: "ACTIVE",
-                    revision: 7,
-                    running: 1,
-                    rollout: "COMPLETED",
-                    reason: None,
-                },
-            ],
-            &[],
-        ),
-        steady(8),
-    ]);
-    let health = target_health(vec![vec!["healthy", "initial"], vec!["healthy", "healthy"]]);
-    let approved = connection(ConnectionStatus::Available);
-    let state = mock!(CodePipeline::get_pipeline_state).then_output(pipeline_state(
-        "e-1",
-        vec![
-            ("Source", "Succeeded", None),
-            ("Build", "Succeeded", None),
-            ("Deploy", "Succeeded", None),
-        ],
-    ));
-    let rules = Rules {
-        cloudformation: vec![&describe],
-        ecs: vec![&service_states],
-        elb: vec![&health],
-        pipelines: vec![&state],
-        connections: vec![&approved],
-        ..Rules::default()
-    };
-    let deployer = deployer(config(), rules.aws());
+    let balancer = LoadBalancer::answering(vec![(200, READY)]).await;
 
-    deployer.verify().await.expect("verified");
+    let (deployer, verified, health) = verify_through(
+        &balancer,
+        vec![rolling_out_8_over_7(), steady(8)],
+        vec![vec!["healthy", "initial"], vec!["healthy", "healthy"]],
+    )
+    .await;
+
+    verified.expect("verified");
 
     let text = deployer.console.text();
     assert!(
@@ -648,6 +646,108 @@ async fn verify_waits_until_the_service_is_steady_and_every_target_healthy() {
         "{text}"
     );
     assert_eq!(health.num_calls(), 2);
+    assert!(
+        text.contains("readyz: ready (MongoDB ok, Redis ok)"),
+        "{text}"
+    );
+    assert_eq!(
+        balancer.paths(),
+        ["/readyz"],
+        "read through the load balancer"
+    );
+}
+
+const READY: &str = r#"{"status":"ready","mongodb":"ok","redis":"ok"}"#;
+const MONGODB_DOWN: &str = r#"{"status":"unavailable","mongodb":"down","redis":"ok"}"#;
+const REDIS_DOWN: &str = r#"{"status":"degraded","mongodb":"ok","redis":"down"}"#;
+
+/// `verify` of a service going through `states` and its targets through `targets`, its `Url`
+/// being `balancer`'s; the target health rule, to count its calls.
+async fn verify_through(
+    balancer: &LoadBalancer,
+    states: Vec<aws_sdk_ecs::types::Service>,
+    targets: Vec<Vec<&'static str>>,
+) -> (Deployer, Result<(), DeployError>, Rule) {
+    let describe = stacks_with_outputs_at(&balancer.url);
+    let service_states = services(states);
+    let health = target_health(targets);
+    let approved = connection(ConnectionStatus::Available);
+    let state = mock!(CodePipeline::get_pipeline_state).then_output(pipeline_state(
+        "e-1",
+        vec![
+            ("Source", "Succeeded", None),
+            ("Build", "Succeeded", None),
+            ("Deploy", "Succeeded", None),
+        ],
+    ));
+    let rules = Rules {
+        cloudformation: vec![&describe],
+        ecs: vec![&service_states],
+        elb: vec![&health],
+        pipelines: vec![&state],
+        connections: vec![&approved],
+        ..Rules::default()
+    };
+    let deployer = deployer(config(), rules.aws());
+    let verified = deployer.verify().await;
+    (deployer, verified, health)
+}
+
+/// [`verify_through`] a service already steady with healthy targets.
+async fn verify_steady_through(balancer: &LoadBalancer) -> (Deployer, Result<(), DeployError>) {
+    let (deployer, verified, _) =
+        verify_through(balancer, vec![steady(8)], vec![vec!["healthy", "healthy"]]).await;
+    (deployer, verified)
+}
+
+#[tokio::test]
+async fn verify_fails_naming_mongodb_when_readyz_through_the_load_balancer_says_it_is_down() {
+    let balancer = LoadBalancer::answering(vec![(503, MONGODB_DOWN)]).await;
+
+    let (deployer, verified) = verify_steady_through(&balancer).await;
+
+    let error = verified.expect_err("the data path is broken");
+    assert!(matches!(error, DeployError::DataPath { .. }), "{error}");
+    let message = error.to_string();
+    assert!(message.contains("MongoDB down"), "{message}");
+    assert!(
+        message.contains("NatPublicIp"),
+        "says where to look: {message}"
+    );
+    assert!(!message.contains("Redis down"), "{message}");
+    let text = deployer.console.text();
+    assert_eq!(
+        text.matches("readyz: MongoDB down").count(),
+        1,
+        "printed once, however often read: {text}"
+    );
+    assert_eq!(balancer.requests(), 6, "retried before failing");
+}
+
+#[tokio::test]
+async fn verify_retries_readyz_while_a_new_task_reaches_redis() {
+    let balancer = LoadBalancer::answering(vec![(503, REDIS_DOWN), (200, READY)]).await;
+
+    let (deployer, verified) = verify_steady_through(&balancer).await;
+
+    verified.expect("ready on the second reading");
+    let text = deployer.console.text();
+    assert!(text.contains("readyz: Redis down"), "{text}");
+    assert!(text.contains("readyz: ready"), "{text}");
+    assert_eq!(balancer.requests(), 2);
+}
+
+#[tokio::test]
+async fn an_image_without_the_public_readyz_is_a_warning_not_a_failure() {
+    let balancer = LoadBalancer::answering(vec![(404, r#"{"errors":[]}"#)]).await;
+
+    let (deployer, verified) = verify_steady_through(&balancer).await;
+
+    verified.expect("an older image is not a broken data path");
+    let text = deployer.console.text();
+    assert!(text.contains("WARNING"), "{text}");
+    assert!(text.contains("predates the public /readyz"), "{text}");
+    assert_eq!(balancer.requests(), 1);
 }
 
 fn rollout_rules() -> (Rule, Rule, Rule, Rule) {
@@ -774,29 +874,7 @@ async fn rollout_fails_loudly_when_the_circuit_breaker_rolls_the_deployment_back
 #[tokio::test]
 async fn rollout_succeeds_once_the_new_revision_is_steady_and_healthy() {
     let (describe_definition, register, update, describe) = rollout_rules();
-    let service_states = services(vec![
-        steady(7),
-        service(
-            &[
-                DeploymentFixture {
-                    status: "PRIMARY",
-                    revision: 8,
-                    running: 1,
-                    rollout: "IN_PROGRESS",
-                    reason: None,
-                },
-                DeploymentFixture {
-                    status: "ACTIVE",
-                    revision: 7,
-                    running: 1,
-                    rollout: "COMPLETED",
-                    reason: None,
-                },
-            ],
-            &[],
-        ),
-        steady(8),
-    ]);
+    let service_states = services(vec![steady(7), rolling_out_8_over_7(), steady(8)]);
     let health = target_health(vec![vec!["healthy", "healthy"]]);
     let rules = Rules {
         cloudformation: vec![&describe],
@@ -1459,20 +1537,269 @@ fn preflight_passes() -> (Rule, Rule) {
 }
 
 #[tokio::test]
+async fn up_and_plan_refuse_plain_http_outside_dev_before_any_aws_call() {
+    // No rule: any AWS call would fail with another error.
+    let rules = Rules::default();
+    let mut config = config();
+    config.stage = deployer::config::DeployConfig::parse(
+        std::path::Path::new("deploy.toml"),
+        &include_str!("../../deploy.example.toml").replace("stage = \"dev\"", "stage = \"prod\""),
+    )
+    .expect("a prod config")
+    .stage;
+    let deployer = deployer(config, rules.aws());
+
+    for error in [
+        deployer
+            .up(UpOptions::default())
+            .await
+            .expect_err("plain HTTP"),
+        deployer.plan().await.expect_err("plain HTTP"),
+    ] {
+        assert!(
+            matches!(
+                error,
+                DeployError::Config(deployer::config::ConfigError::PlainHttp { .. })
+            ),
+            "{error}"
+        );
+        assert!(error.to_string().contains("allow_http = true"), "{error}");
+    }
+    assert!(
+        !deployer.console.text().contains("preflight"),
+        "nothing ran"
+    );
+}
+
+// ---- creates through change sets -----------------------------------------------------------
+
+/// CloudFormation on a new account, as far as `up` sees it: every stack absent until a CREATE
+/// change set makes it `REVIEW_IN_PROGRESS`, `CREATE_COMPLETE` once that is executed.
+#[derive(Default)]
+struct NewAccount {
+    statuses: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    /// `(stack, change set id, type)` of every change set created.
+    change_sets: std::sync::Mutex<Vec<(String, String, String)>>,
+    executed: std::sync::Mutex<Vec<String>>,
+    deleted_stacks: std::sync::Mutex<Vec<String>>,
+}
+
+impl NewAccount {
+    fn set(&self, stack: &str, status: &str) {
+        self.statuses
+            .lock()
+            .expect("lock")
+            .insert(stack.to_owned(), status.to_owned());
+    }
+
+    fn rules(account: &std::sync::Arc<Self>) -> Vec<Rule> {
+        let seen = account.clone();
+        let describe = mock!(CloudFormation::describe_stacks).then_compute_output(move |request| {
+            // By name, or by the id `stack_id` makes.
+            let name = request.stack_name().unwrap_or_default();
+            let name = name.split('/').nth(1).unwrap_or(name).to_owned();
+            let status = seen
+                .statuses
+                .lock()
+                .expect("lock")
+                .get(&name)
+                .cloned()
+                .unwrap_or_else(|| "DELETE_COMPLETE".into());
+            DescribeStacksOutput::builder()
+                .stacks(stack(&name, &status, &[], &[]))
+                .build()
+        });
+        let seen = account.clone();
+        let create = mock!(CloudFormation::create_change_set).then_compute_output(move |request| {
+            let stack = request.stack_name().unwrap_or_default().to_owned();
+            let id = format!(
+                "arn:aws:cloudformation:eu-west-1:123456789012:changeSet/{}/{stack}",
+                request.change_set_name().unwrap_or_default()
+            );
+            let kind = request
+                .change_set_type()
+                .map(|kind| kind.as_str().to_owned())
+                .unwrap_or_default();
+            seen.set(&stack, "REVIEW_IN_PROGRESS");
+            seen.change_sets
+                .lock()
+                .expect("lock")
+                .push((stack, id.clone(), kind));
+            CreateChangeSetOutput::builder().id(id).build()
+        });
+        let changes = mock!(CloudFormation::describe_change_set).then_compute_output(|request| {
+            let builder =
+                DescribeChangeSetOutput::builder().status(ChangeSetStatus::CreateComplete);
+            match request.stack_name() {
+                Some("oponn-dev-network") => builder.changes(add("Vpc", "AWS::EC2::VPC")).build(),
+                _ => builder.build(),
+            }
+        });
+        let seen = account.clone();
+        let execute = mock!(CloudFormation::execute_change_set).then_compute_output(move |request| {
+            seen.executed
+                .lock()
+                .expect("lock")
+                .push(request.change_set_name().unwrap_or_default().to_owned());
+            seen.set(request.stack_name().unwrap_or_default(), "CREATE_COMPLETE");
+            aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput::builder()
+                .build()
+        });
+        let seen = account.clone();
+        let delete_stack =
+            mock!(CloudFormation::delete_stack).then_compute_output(move |request| {
+                let id = request.stack_name().unwrap_or_default();
+                let name = id.split('/').nth(1).unwrap_or(id).to_owned();
+                seen.set(&name, "DELETE_COMPLETE");
+                seen.deleted_stacks.lock().expect("lock").push(name);
+                aws_sdk_cloudformation::operation::delete_stack::DeleteStackOutput::builder()
+                    .build()
+            });
+        let delete_change_set = mock!(CloudFormation::delete_change_set)
+            .then_output(|| DeleteChangeSetOutput::builder().build());
+        vec![
+            describe,
+            create,
+            changes,
+            execute,
+            delete_stack,
+            delete_change_set,
+            events_rule(vec![vec![]]),
+        ]
+    }
+}
+
+fn add(id: &str, kind: &str) -> Change {
+    Change::builder()
+        .r#type("Resource".into())
+        .resource_change(
+            SdkResourceChange::builder()
+                .action(ChangeAction::Add)
+                .logical_resource_id(id)
+                .resource_type(kind)
+                .build(),
+        )
+        .build()
+}
+
+/// `up` on a [`NewAccount`] (preflight passing), answering its questions so; the account,
+/// its rules (to count calls) and the deployer (to read its console).
+async fn up_on_a_new_account(
+    answers: &[bool],
+) -> (
+    std::sync::Arc<NewAccount>,
+    Vec<Rule>,
+    Deployer,
+    Result<Vec<deployer::plan::StackPlan>, DeployError>,
+) {
+    let account = std::sync::Arc::new(NewAccount::default());
+    let cloudformation = NewAccount::rules(&account);
+    let (role, secret) = preflight_passes();
+    let rules = Rules {
+        cloudformation: cloudformation.iter().collect(),
+        iam: vec![&role],
+        secrets: vec![&secret],
+        ..Rules::default()
+    };
+    let mut deployer = deployer(config(), rules.aws());
+    deployer.console = Console::capture_answering(answers);
+    let applied = deployer
+        .up(UpOptions {
+            skip_verify: true,
+            yes: false,
+        })
+        .await;
+    (account, cloudformation, deployer, applied)
+}
+
+#[tokio::test]
+async fn up_creates_each_new_stack_by_executing_the_create_change_set_it_showed() {
+    let (account, _, deployer, applied) = up_on_a_new_account(&[true; 4]).await;
+
+    applied.expect("up");
+    let change_sets = account.change_sets.lock().expect("lock").clone();
+    let stacks: Vec<String> = change_sets
+        .iter()
+        .map(|(stack, ..)| stack.clone())
+        .collect();
+    let every_stack: Vec<String> = stacks::layers(&config())
+        .into_iter()
+        .map(|layer| stacks::stack_name(&config(), layer))
+        .collect();
+    assert_eq!(stacks, every_stack, "in apply order");
+    assert!(
+        change_sets.iter().all(|(_, _, kind)| kind == "CREATE"),
+        "{change_sets:?}"
+    );
+    let shown: Vec<String> = change_sets.iter().map(|(_, id, _)| id.clone()).collect();
+    assert_eq!(
+        *account.executed.lock().expect("lock"),
+        shown,
+        "each stack created by exactly the change set shown for it"
+    );
+    let text = deployer.console.text();
+    let plan = text
+        .find("+ oponn-dev-network: create (1 resources)\n    + Vpc")
+        .expect(&text);
+    let asked = text
+        .find("Create stack oponn-dev-network with this change set? [y/N]")
+        .expect(&text);
+    assert!(
+        plan < asked,
+        "the change set's rows shown, then asked:\n{text}"
+    );
+    assert!(
+        text.contains("oponn-dev-service: Create complete"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_create_not_confirmed_leaves_neither_the_change_set_nor_an_empty_stack() {
+    let (account, cloudformation, _, applied) = up_on_a_new_account(&[]).await;
+
+    let error = applied.expect_err("no yes");
+
+    assert!(matches!(error, DeployError::NotConfirmed(_)), "{error}");
+    assert!(account.executed.lock().expect("lock").is_empty());
+    assert_eq!(
+        *account.deleted_stacks.lock().expect("lock"),
+        ["oponn-dev-network"],
+        "the REVIEW_IN_PROGRESS stack the change set made is deleted"
+    );
+    // delete_change_set is the sixth rule.
+    assert_eq!(
+        cloudformation[5].num_calls(),
+        1,
+        "the change set shown is deleted"
+    );
+}
+
+#[tokio::test]
 async fn up_deletes_a_stack_left_rolled_back_after_a_yes_and_creates_it_again() {
     let describe = rolled_back_network_then_gone();
     let delete = mock!(CloudFormation::delete_stack).then_output(|| {
         aws_sdk_cloudformation::operation::delete_stack::DeleteStackOutput::builder().build()
     });
     let events = events_rule(vec![vec![]]);
-    let create = mock!(CloudFormation::create_stack).then_output(|| {
-        aws_sdk_cloudformation::operation::create_stack::CreateStackOutput::builder()
-            .stack_id(stack_id("oponn-dev-network"))
+    let create = mock!(CloudFormation::create_change_set).then_compute_output(|request| {
+        assert_eq!(request.change_set_type(), Some(&ChangeSetType::Create));
+        CreateChangeSetOutput::builder()
+            .id("arn:aws:cloudformation:eu-west-1:123456789012:changeSet/deployer-up/1")
+            .build()
+    });
+    let changes = mock!(CloudFormation::describe_change_set).then_output(|| {
+        DescribeChangeSetOutput::builder()
+            .status(ChangeSetStatus::CreateComplete)
+            .build()
+    });
+    let execute = mock!(CloudFormation::execute_change_set).then_output(|| {
+        aws_sdk_cloudformation::operation::execute_change_set::ExecuteChangeSetOutput::builder()
             .build()
     });
     let (role, secret) = preflight_passes();
     let rules = Rules {
-        cloudformation: vec![&describe, &delete, &events, &create],
+        cloudformation: vec![&describe, &delete, &events, &create, &changes, &execute],
         iam: vec![&role],
         secrets: vec![&secret],
         ..Rules::default()
@@ -1501,6 +1828,11 @@ async fn up_deletes_a_stack_left_rolled_back_after_a_yes_and_creates_it_again() 
     assert!(text.contains("oponn-dev-network: deleted"), "{text}");
     assert_eq!(delete.num_calls(), 1);
     assert_eq!(create.num_calls(), 1, "created again:\n{text}");
+    assert_eq!(
+        execute.num_calls(),
+        1,
+        "through the change set shown:\n{text}"
+    );
 }
 
 #[tokio::test]
@@ -1582,14 +1914,18 @@ async fn preflight_creates_the_missing_ecs_service_linked_role() {
 async fn preflight_names_a_partial_secret_arn_a_missing_secret_and_a_foreign_certificate_before_any_change(
 ) {
     let role = mock!(Iam::get_role).then_output(|| GetRoleOutput::builder().build());
+    // Secrets Manager answers with the full ARN: the example's are full already; the one
+    // named by its partial ARN below gets its suffix.
     let secret = mock!(SecretsManager::describe_secret).then_compute_output(|request| {
         let id = request.secret_id().unwrap_or_default();
-        DescribeSecretOutput::builder()
-            .arn(format!("{id}-AbCdEf"))
-            .build()
+        let full = match id.ends_with("/mongodb-uri") {
+            true => format!("{id}-AbCdEf"),
+            false => id.to_owned(),
+        };
+        DescribeSecretOutput::builder().arn(full).build()
     });
     let missing = mock!(SecretsManager::describe_secret)
-        .match_requests(|request| request.secret_id().is_some_and(|id| id.ends_with("api-tokens")))
+        .match_requests(|request| request.secret_id().is_some_and(|id| id.contains("/api-tokens")))
         .then_error(|| {
             aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretError::ResourceNotFoundException(
                 aws_sdk_secretsmanager::types::error::ResourceNotFoundException::builder()
@@ -1608,6 +1944,8 @@ async fn preflight_names_a_partial_secret_arn_a_missing_secret_and_a_foreign_cer
         ..Rules::default()
     };
     let mut config = config();
+    config.secrets.mongodb_uri =
+        "arn:aws:secretsmanager:eu-west-1:123456789012:secret:oponn/dev/mongodb-uri".into();
     config.service.certificate_arn =
         Some("arn:aws:acm:us-east-1:123456789012:certificate/0f3e2c1a".into());
     let deployer = deployer(config, rules.aws());
@@ -1623,7 +1961,7 @@ async fn preflight_names_a_partial_secret_arn_a_missing_secret_and_a_foreign_cer
     let DeployError::Preflight(failures) = &error else {
         panic!("{error}")
     };
-    assert_eq!(failures.len(), 4, "{error}");
+    assert_eq!(failures.len(), 3, "{error}");
     let message = error.to_string();
     assert!(
         message.starts_with("preflight failed, nothing was changed:"),
@@ -1638,6 +1976,10 @@ async fn preflight_names_a_partial_secret_arn_a_missing_secret_and_a_foreign_cer
     assert!(
         message.contains("secrets.api_tokens: no such secret in eu-west-1"),
         "{message}"
+    );
+    assert!(
+        !message.contains("secrets.redis_url"),
+        "the example's full ARN passes: {message}"
     );
     assert!(
         message.contains("service.certificate_arn is in us-east-1, the load balancer in eu-west-1"),

@@ -1039,3 +1039,95 @@ fn the_service_alarms_on_5xx_unhealthy_targets_cpu_and_memory_to_one_topic() {
     );
     assert_eq!(service.document["Parameters"]["AlarmEmail"]["Default"], "");
 }
+
+#[test]
+fn with_a_hosted_zone_the_service_requests_a_dns_validated_certificate_and_aliases_its_domain() {
+    let service = load("service.yaml");
+    let (certificate_id, certificate) = only(&service, "AWS::CertificateManager::Certificate");
+    assert_eq!(certificate["Condition"], "RequestsCertificate");
+    let properties = &certificate["Properties"];
+    assert_eq!(properties["DomainName"], json!({"Ref": "Domain"}));
+    assert_eq!(properties["ValidationMethod"], "DNS");
+    assert_eq!(
+        properties["DomainValidationOptions"],
+        json!([{"DomainName": {"Ref": "Domain"}, "HostedZoneId": {"Ref": "HostedZoneId"}}])
+    );
+
+    let (_, record) = only(&service, "AWS::Route53::RecordSet");
+    assert_eq!(record["Condition"], "HasHostedZone");
+    let record = &record["Properties"];
+    assert_eq!(record["Type"], "A");
+    assert_eq!(record["Name"], json!({"Ref": "Domain"}));
+    assert_eq!(
+        record["AliasTarget"]["DNSName"],
+        json!({"Fn::GetAtt": ["LoadBalancer", "DNSName"]})
+    );
+    assert_eq!(
+        record["AliasTarget"]["HostedZoneId"],
+        json!({"Fn::GetAtt": ["LoadBalancer", "CanonicalHostedZoneID"]})
+    );
+
+    // The HTTPS listener serves the requested certificate, or the one given.
+    let https = service.resources()["HttpsListener"].clone();
+    assert_eq!(https["Condition"], "ServesHttps");
+    assert_eq!(
+        https["Properties"]["Certificates"],
+        json!([{"CertificateArn": {"Fn::If": [
+            "RequestsCertificate", {"Ref": certificate_id}, {"Ref": "CertificateArn"}
+        ]}}])
+    );
+    // The URL `verify` reads is the domain's when there is one.
+    let url = &service.document["Outputs"]["Url"]["Value"]["Fn::If"];
+    assert_eq!(url[0], "HasDomain");
+    assert_eq!(url[1], json!({"Fn::Sub": "https://${Domain}"}));
+    assert_eq!(url[2]["Fn::If"][0], "ServesHttps");
+    for parameter in ["Domain", "HostedZoneId", "CertificateArn"] {
+        assert_eq!(
+            service.document["Parameters"][parameter]["Default"], "",
+            "{parameter}: plain HTTP unless configured"
+        );
+    }
+}
+
+#[test]
+fn a_failed_pipeline_run_notifies_the_pipelines_topic() {
+    let pipeline = load("pipeline.yaml");
+    let (topic_id, _) = only(&pipeline, "AWS::SNS::Topic");
+    let (rule_id, rule) = only(&pipeline, "AWS::Events::Rule");
+    let properties = &rule["Properties"];
+    assert_eq!(properties["State"], "ENABLED");
+    assert_eq!(
+        properties["EventPattern"],
+        json!({
+            "source": ["aws.codepipeline"],
+            "detail-type": ["CodePipeline Pipeline Execution State Change"],
+            "detail": {"pipeline": [{"Ref": "Pipeline"}], "state": ["FAILED"]}
+        })
+    );
+    assert_eq!(
+        properties["Targets"],
+        json!([{"Id": "pipeline-topic", "Arn": {"Ref": topic_id}}])
+    );
+
+    // EventBridge may publish to the topic, for this rule only.
+    let (_, policy) = only(&pipeline, "AWS::SNS::TopicPolicy");
+    assert_eq!(policy["Properties"]["Topics"], json!([{"Ref": topic_id}]));
+    let statement = &as_list(&policy["Properties"]["PolicyDocument"]["Statement"])[0];
+    assert_eq!(statement["Effect"], "Allow");
+    assert_eq!(
+        statement["Principal"],
+        json!({"Service": "events.amazonaws.com"})
+    );
+    assert_eq!(statement["Action"], "sns:Publish");
+    assert_eq!(statement["Resource"], json!({"Ref": topic_id}));
+    assert_eq!(
+        statement["Condition"]["ArnEquals"]["aws:SourceArn"],
+        json!({"Fn::GetAtt": [rule_id, "Arn"]})
+    );
+
+    // Mailed only when deploy.toml's [alarms] email is given.
+    let (_, subscription) = only(&pipeline, "AWS::SNS::Subscription");
+    assert_eq!(subscription["Condition"], "HasAlarmEmail");
+    assert_eq!(subscription["Properties"]["Protocol"], "email");
+    assert_eq!(pipeline.document["Parameters"]["AlarmEmail"]["Default"], "");
+}

@@ -1,10 +1,11 @@
 //! The HTTP surface, on two listeners:
 //!
 //! * the public one (`OPONN_LISTEN`, behind the load balancer): `/graphql` (POST, and GET for
-//!   queries and GraphiQL), `/healthz` (the load balancer's check);
+//!   queries and GraphiQL), `/healthz` (the load balancer's check), and a redacted `/readyz`
+//!   (a word per dependency, from a snapshot at most a second old: see `health`);
 //! * the operations one (`OPONN_OPS_LISTEN`, reached from inside the network only): `/metrics`,
-//!   `/readyz` and `/healthz`. The load balancer routes nothing to it, so what it reveals
-//!   (dependency state, counters) is not on the internet.
+//!   the detailed `/readyz` and `/healthz`. The load balancer routes nothing to it, so what it
+//!   reveals (error text, latencies, counters) is not on the internet.
 //!
 //! Every request gets a request id (the client's `x-request-id` when it is a short token of
 //! safe characters, else a fresh one), a span, a deadline and a bounded body; every response
@@ -17,6 +18,7 @@ mod graphiql;
 mod graphql;
 mod health;
 mod observe;
+mod snapshot;
 
 use std::{sync::Arc, time::Duration};
 
@@ -33,6 +35,7 @@ use tower::ServiceBuilder;
 use tower_http::{catch_panic::CatchPanicLayer, trace::TraceLayer};
 
 pub use auth::Tokens;
+pub use health::{PublicReadiness, PUBLIC_READINESS_EVERY};
 
 use crate::{
     config::HttpSettings,
@@ -52,11 +55,13 @@ pub struct AppState {
     pub persisted: PersistedQueries,
     /// Write-behind: `/readyz` says `degraded` once the oldest queued change is older.
     pub lag_degraded: Duration,
+    /// The public `/readyz` answer, shared by every request of the process.
+    pub readiness: Arc<PublicReadiness>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The public router: GraphQL and `/healthz`.
+/// The public router: GraphQL, `/healthz` and the redacted `/readyz`.
 pub fn router(state: AppState) -> Router {
     let graphql = get(graphql::get)
         .post(graphql::post)
@@ -64,7 +69,8 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes));
     let routes = Router::new()
         .route("/graphql", graphql)
-        .route("/healthz", get(health::healthz));
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::public_readyz));
     with_layers(routes, state)
 }
 

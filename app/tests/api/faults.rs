@@ -51,6 +51,28 @@ async fn with_redis_down_reads_answer_from_mongodb_and_readyz_says_so() {
     assert_eq!((status, body["status"].as_str()), (200, Some("ready")));
 }
 
+/// What `deployer verify` reads through the load balancer: the broken dependency by name.
+#[tokio::test]
+async fn with_redis_down_the_public_readyz_names_redis_and_answers_503() {
+    let app = TestApp::spawn_with(Options {
+        proxy_redis: true,
+        ..Default::default()
+    })
+    .await;
+    app.redis_proxy.as_ref().expect("proxy").cut().await;
+
+    let response = app.get("/readyz").await;
+
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(
+        body,
+        json!({ "status": "degraded", "mongodb": "ok", "redis": "down" })
+    );
+    // The load balancer's check stays green: a Redis outage takes no task out.
+    assert_eq!(app.get("/healthz").await.status(), 200);
+}
+
 /// Invariant 1 through a Redis outage: a write acknowledged while Redis was down is never
 /// hidden by the older version Redis still holds when it comes back.
 #[tokio::test]

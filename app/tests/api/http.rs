@@ -289,18 +289,49 @@ async fn unsafe_request_ids_are_replaced_not_echoed() {
 }
 
 #[tokio::test]
-async fn metrics_and_readiness_are_not_on_the_public_listener() {
+async fn metrics_are_not_on_the_public_listener_and_readiness_is_there_only_redacted() {
     let app = TestApp::spawn().await;
-    for path in ["/metrics", "/readyz"] {
-        assert_eq!(
-            app.get(path).await.status(),
-            404,
-            "{path} on the public port"
-        );
-        assert_eq!(
-            app.get_ops(path).await.status(),
-            200,
-            "{path} on the operations port"
-        );
-    }
+    assert_eq!(
+        app.get("/metrics").await.status(),
+        404,
+        "/metrics on the public port"
+    );
+    assert_eq!(app.get_ops("/metrics").await.status(), 200);
+    assert_eq!(app.get_ops("/readyz").await.status(), 200);
+    assert_eq!(app.get("/readyz").await.status(), 200);
+}
+
+#[tokio::test]
+async fn the_public_readyz_says_a_word_per_dependency_and_nothing_else() {
+    let app = TestApp::spawn().await;
+    let response = app.get("/readyz").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(
+        body,
+        json!({ "status": "ready", "mongodb": "ok", "redis": "ok" }),
+        "no latencies, no error text, no hosts"
+    );
+}
+
+/// Anonymous clients cannot turn `/readyz` into database load: a burst shares one probe.
+#[tokio::test]
+async fn a_hundred_concurrent_public_readyz_requests_cost_at_most_two_probes() {
+    let app = TestApp::spawn().await;
+    let redis_pings = || {
+        app.metrics
+            .redis_duration
+            .with_label_values(&["ping"])
+            .get_sample_count()
+    };
+    let (mongodb_before, redis_before) = (app.metrics.mongodb_command_count("ping"), redis_pings());
+
+    let statuses = futures::future::join_all((0..100).map(|_| app.get("/readyz"))).await;
+
+    assert!(statuses.iter().all(|response| response.status() == 200));
+    let mongodb = app.metrics.mongodb_command_count("ping") - mongodb_before;
+    let redis = redis_pings() - redis_before;
+    assert!((1..=2).contains(&mongodb), "{mongodb} MongoDB pings");
+    assert!((1..=2).contains(&redis), "{redis} Redis pings");
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code, reason = "each test binary uses part of it")]
 
+pub mod balancer;
 pub mod doubles;
 pub mod moto;
 

@@ -18,14 +18,17 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts `moto_server` on a free port and waits until it answers.
+    /// Starts moto's server on a free port and waits until it answers: `moto_server.py`
+    /// beside this file, moto's own server with its CREATE change sets executed as CreateStack
+    /// would create the stack (see that file).
     pub fn start() -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
             .port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/moto_server.py");
+        let child = Command::new("python3")
+            .args([server, "-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -72,11 +75,14 @@ impl Moto {
         .into_iter()
         .flatten()
         {
+            // The name, without the six characters Secrets Manager appended to it.
             let name = arn
                 .rsplit(":secret:")
                 .next()
                 .expect("a secret ARN")
-                .to_owned();
+                .rsplit_once('-')
+                .map(|(name, _suffix)| name.to_owned())
+                .expect("a full ARN ends in -<six characters>");
             let full = match client.describe_secret().secret_id(&name).send().await {
                 Ok(found) => found.arn().expect("an ARN").to_owned(),
                 Err(_) => client
