@@ -24,6 +24,8 @@
 //! | `oponn_http_requests_total` | status | HTTP responses by status class |
 //! | `oponn_http_request_duration_seconds` | | HTTP request latency |
 
+use std::sync::Arc;
+
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     Opts, Registry, TextEncoder,
@@ -35,8 +37,20 @@ const LATENCY_BUCKETS: &[f64] = &[
     1.0, 2.5, 5.0,
 ];
 
+/// The service's metrics: a handle to one shared set of instruments, so a clone (every request
+/// takes a few) costs one reference count, not one per instrument.
 #[derive(Clone)]
-pub struct Metrics {
+pub struct Metrics(Arc<Instruments>);
+
+impl std::ops::Deref for Metrics {
+    type Target = Instruments;
+
+    fn deref(&self) -> &Instruments {
+        &self.0
+    }
+}
+
+pub struct Instruments {
     registry: Registry,
     pub cache_lookups: IntCounterVec,
     pub cache_fills: IntCounterVec,
@@ -61,7 +75,7 @@ pub struct Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
-        let metrics = Metrics {
+        let metrics = Instruments {
             cache_lookups: counter(
                 "oponn_cache_lookups_total",
                 "Entity-cache lookups by result",
@@ -158,9 +172,11 @@ impl Metrics {
             registry,
         };
         metrics.register_all();
-        metrics
+        Self(Arc::new(metrics))
     }
+}
 
+impl Instruments {
     fn register_all(&self) {
         let collectors: [Box<dyn prometheus::core::Collector>; 18] = [
             Box::new(self.query_cache.clone()),

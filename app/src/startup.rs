@@ -15,7 +15,7 @@ use crate::{
     config::{QueueKind, Settings, SqsSettings, WriteMode, WriteSettings},
     datastore::{AuditCursor, Behind, Datastore},
     graphql::{build_schema, persisted::PersistedQueries},
-    http::{ops_router, router, AppState, PublicReadiness, Tokens, PUBLIC_READINESS_EVERY},
+    http::{ops_router, router, AppState, PublicReadiness, Shared, Tokens, PUBLIC_READINESS_EVERY},
     metrics::Metrics,
     queue::{
         sqs::{Sqs, SqsQueueSettings},
@@ -62,7 +62,7 @@ impl Application {
             }
             None => PersistedQueries::default(),
         };
-        let state = AppState {
+        let state = AppState::new(Shared {
             schema: build_schema(datastore.clone(), &settings.http),
             datastore: datastore.clone(),
             metrics: metrics.clone(),
@@ -71,7 +71,7 @@ impl Application {
             persisted,
             lag_degraded: settings.writes.lag_degraded,
             readiness: Arc::new(PublicReadiness::new(PUBLIC_READINESS_EVERY)),
-        };
+        });
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("binding {}", settings.listen))?;

@@ -44,9 +44,26 @@ use crate::{
     metrics::Metrics,
 };
 
-/// What every handler can reach.
+/// What every handler can reach: a handle on one [`Shared`], so that the clone axum makes for
+/// each extractor of each request costs one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub schema: AppSchema,
     pub datastore: Datastore,
     pub metrics: Metrics,

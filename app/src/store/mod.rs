@@ -14,7 +14,7 @@ mod error;
 mod indexes;
 mod query;
 
-use std::{future::IntoFuture, time::Duration};
+use std::{future::IntoFuture, sync::Arc, time::Duration};
 
 use mongodb::{
     bson::doc,
@@ -53,12 +53,17 @@ const WRITE_ATTEMPTS: usize = 8;
 
 use crate::{config::MongoSettings, metrics::Metrics};
 
-/// A handle on the service's MongoDB database. Cheap to clone.
+/// A handle on the service's MongoDB database. Cheap to clone: one reference count (a read
+/// takes a clone per request, and the driver's handles copy names and options when cloned).
 #[derive(Clone)]
-pub struct Store {
+pub struct Store(Arc<Handles>);
+
+struct Handles {
     client: Client,
     database: Database,
     timeout: Duration,
+    books: BookStore,
+    bookstores: BookstoreStore,
 }
 
 impl Store {
@@ -74,11 +79,13 @@ impl Store {
         options.command_event_handler = Some(command_metrics(metrics.clone()));
         let client = Client::with_options(options)?;
         let database = client.database(&settings.database);
-        Ok(Self {
+        Ok(Self(Arc::new(Handles {
+            books: BookStore::new(database.clone(), settings.timeout),
+            bookstores: BookstoreStore::new(&database, settings.timeout),
             client,
             database,
             timeout: settings.timeout,
-        })
+        })))
     }
 
     /// Creates the indexes the service relies on (idempotent; run at start-up).
@@ -90,7 +97,7 @@ impl Store {
     /// One round trip to MongoDB; returns its latency.
     pub async fn ping(&self) -> Result<Duration, StoreError> {
         let started = tokio::time::Instant::now();
-        self.bounded(self.database.run_command(doc! { "ping": 1 }))
+        self.bounded(self.0.database.run_command(doc! { "ping": 1 }))
             .await?;
         Ok(started.elapsed())
     }
@@ -98,27 +105,27 @@ impl Store {
     /// Drops the whole database (tests use their own database each).
     #[cfg(feature = "test-hooks")]
     pub async fn drop_database(&self) -> Result<(), StoreError> {
-        self.bounded(self.database.drop()).await
+        self.bounded(self.0.database.drop()).await
     }
 
-    pub fn books(&self) -> BookStore {
-        BookStore::new(self.database.clone(), self.timeout)
+    pub fn books(&self) -> &BookStore {
+        &self.0.books
     }
 
-    pub fn bookstores(&self) -> BookstoreStore {
-        BookstoreStore::new(&self.database, self.timeout)
+    pub fn bookstores(&self) -> &BookstoreStore {
+        &self.0.bookstores
     }
 
     /// Closes the connection pool.
     pub async fn shutdown(self) {
-        self.client.shutdown().await;
+        self.0.client.clone().shutdown().await;
     }
 
     async fn bounded<T>(
         &self,
         call: impl IntoFuture<Output = mongodb::error::Result<T>>,
     ) -> Result<T, StoreError> {
-        bounded(self.timeout, call).await
+        bounded(self.0.timeout, call).await
     }
 }
 

@@ -28,12 +28,12 @@ impl Store {
         first: Option<usize>,
     ) -> Result<Vec<Document>, StoreError> {
         let query = SourceQuery::of(source, after, first);
-        let collection = self.database.collection::<Document>(&source.collection);
+        let collection = self.0.database.collection::<Document>(&source.collection);
         let mut find = collection.find(query.filter).sort(query.sort);
         if let Some(limit) = query.limit {
             find = find.limit(limit);
         }
-        bounded(self.timeout, async { find.await?.try_collect().await }).await
+        bounded(self.0.timeout, async { find.await?.try_collect().await }).await
     }
 
     /// The server's `explain` (query planner) of each query [`Store::run_spec`] sends for
@@ -50,7 +50,7 @@ impl Store {
                 find.insert("limit", limit);
             }
             let command = doc! { "explain": find, "verbosity": "queryPlanner" };
-            plans.push(bounded(self.timeout, self.database.run_command(command)).await?);
+            plans.push(bounded(self.0.timeout, self.0.database.run_command(command)).await?);
         }
         Ok(plans)
     }
@@ -96,8 +96,8 @@ impl Store {
         collection: &str,
         filter: &crate::query::Filter,
     ) -> Result<Vec<Document>, StoreError> {
-        let collection = self.database.collection::<Document>(collection);
-        bounded(self.timeout, async {
+        let collection = self.0.database.collection::<Document>(collection);
+        bounded(self.0.timeout, async {
             collection
                 .find(filter.to_mongo())
                 .sort(doc! { "_id": 1 })

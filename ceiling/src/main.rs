@@ -1,7 +1,10 @@
-//! The benchmark's ceiling: the smallest axum server, on the same runtime settings as `oponn`.
-//! `make bench` compares the cached GraphQL read against it. Listens on `HELLO_LISTEN`.
+//! The benchmark's ceiling: the smallest axum server, on the same runtime and allocator as
+//! `oponn`. `make bench` compares the service's endpoints against it. Listens on `HELLO_LISTEN`.
 
 use axum::{routing::get, Router};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
