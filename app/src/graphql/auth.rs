@@ -1,8 +1,9 @@
 //! Who is calling: mutations need a bearer token, queries do not.
 //!
 //! The HTTP layer decides the [`Caller`] from the `Authorization` header and puts it in the
-//! request's data. [`MutationsNeedToken`] checks it where the work happens: in the `resolve`
-//! hook of every field of the mutation root, immediately before that field's resolver runs.
+//! request's data. [`check_field`] checks it where the work happens: in the `resolve` hook of
+//! every field of the mutation root (the request's one extension, [`super::checks`]),
+//! immediately before that field's resolver runs.
 //!
 //! Why there and not on the parsed document: anything cached between a request and its
 //! execution (a memo of parsed documents, persisted queries) would stand between the request and
@@ -11,11 +12,9 @@
 //! later without anyone remembering to guard it (the schema-driven test in
 //! `tests/api/auth.rs` walks the mutation root by introspection to prove it).
 
-use std::sync::Arc;
-
 use async_graphql::{
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo},
-    ServerError, ServerResult, Value,
+    extensions::{ExtensionContext, ResolveInfo},
+    ServerError, ServerResult,
 };
 
 use super::error::{server_error, Code};
@@ -31,36 +30,17 @@ pub enum Caller {
     Rejected,
 }
 
-pub struct MutationsNeedToken;
-
-impl ExtensionFactory for MutationsNeedToken {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(MutationGate)
+/// Refuses a field of the mutation root unless the caller is authenticated; other fields pass.
+/// Called by [`super::checks`] immediately before each field's resolver runs.
+pub(super) fn check_field(ctx: &ExtensionContext<'_>, info: &ResolveInfo<'_>) -> ServerResult<()> {
+    let is_mutation = ctx.schema_env.registry.mutation_type.as_deref() == Some(info.parent_type);
+    if !is_mutation {
+        return Ok(());
     }
-}
-
-struct MutationGate;
-
-#[async_trait::async_trait]
-impl Extension for MutationGate {
-    async fn resolve(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        info: ResolveInfo<'_>,
-        next: NextResolve<'_>,
-    ) -> ServerResult<Option<Value>> {
-        let is_mutation =
-            ctx.schema_env.registry.mutation_type.as_deref() == Some(info.parent_type);
-        if is_mutation {
-            refuse_unless_authenticated(ctx.data_opt::<Caller>().copied()).map_err(
-                |mut error| {
-                    error.locations = vec![info.field.name.pos];
-                    error
-                },
-            )?;
-        }
-        next.run(ctx, info).await
-    }
+    refuse_unless_authenticated(ctx.data_opt::<Caller>().copied()).map_err(|mut error| {
+        error.locations = vec![info.field.name.pos];
+        error
+    })
 }
 
 fn refuse_unless_authenticated(caller: Option<Caller>) -> Result<(), ServerError> {

@@ -7,12 +7,9 @@
 //! about 20 x 20 x 2. Aliases repeat a field's cost, and their number is bounded on its own
 //! ([`Aliases`]), since each alias is also a separate resolver call.
 
-use std::sync::Arc;
-
 use async_graphql::{
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery},
     parser::types::{ExecutableDocument, Selection, SelectionSet},
-    Positioned, ServerResult, Variables,
+    Positioned, ServerResult,
 };
 
 use super::{
@@ -31,43 +28,18 @@ pub fn batch(ids: usize, child: usize) -> usize {
     ids.max(1).saturating_mul(child).saturating_add(1)
 }
 
-/// Refuses documents with more aliases than `OPONN_MAX_QUERY_ALIASES`.
-pub struct Aliases {
-    pub max: usize,
-}
-
-impl ExtensionFactory for Aliases {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(AliasLimit { max: self.max })
+/// Refuses documents with more aliases than `max` (`OPONN_MAX_QUERY_ALIASES`).
+pub(super) fn check_aliases(document: &ExecutableDocument, max: usize) -> ServerResult<()> {
+    let aliases = count_aliases(document);
+    if aliases > max {
+        return Err(server_error(
+            Code::GraphqlValidationFailed,
+            &format!(
+                "the document has {aliases} aliases; at most {max} are allowed (OPONN_MAX_QUERY_ALIASES)"
+            ),
+        ));
     }
-}
-
-struct AliasLimit {
-    max: usize,
-}
-
-#[async_trait::async_trait]
-impl Extension for AliasLimit {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
-        let aliases = count_aliases(&document);
-        if aliases > self.max {
-            return Err(server_error(
-                Code::GraphqlValidationFailed,
-                &format!(
-                    "the document has {aliases} aliases; at most {} are allowed (OPONN_MAX_QUERY_ALIASES)",
-                    self.max
-                ),
-            ));
-        }
-        Ok(document)
-    }
+    Ok(())
 }
 
 /// Every alias in the document's operations and fragments.

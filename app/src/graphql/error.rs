@@ -3,15 +3,7 @@
 //! A driver's text never reaches a client: `Unavailable` and `Internal` errors are logged once,
 //! here, with their source chain, and the client gets a code and a fixed message.
 
-use std::sync::Arc;
-
-use async_graphql::{
-    extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextValidation,
-    },
-    parser::types::ExecutableDocument,
-    ErrorExtensions, Response, ServerError, ServerResult, ValidationResult, Variables,
-};
+use async_graphql::{ErrorExtensions, Response, ServerError};
 
 use crate::datastore::DatastoreError;
 
@@ -130,96 +122,69 @@ pub fn bad_input(message: impl std::fmt::Display) -> async_graphql::Error {
 /// with a thousand unknown fields must not buy a thousand error objects).
 pub const MAX_REPORTED_ERRORS: usize = 20;
 
-/// Gives parse and validation failures (including depth and complexity limits) a code, and
-/// `BAD_USER_INPUT` to execution errors that have none: those come from coercing arguments
-/// (an explicit `null` for a non-null argument, a malformed input object), since every error a
-/// resolver raises carries its code already. A refusal for a limit names the limit's setting;
-/// at most [`MAX_REPORTED_ERRORS`] errors are reported.
+/// The limits whose refusals name their settings.
 #[derive(Clone, Copy)]
-pub struct RequestErrorCodes {
+pub struct QueryLimits {
     pub max_depth: usize,
     pub max_complexity: usize,
 }
 
-impl ExtensionFactory for RequestErrorCodes {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(RequestErrorCodesExtension(*self))
+/// A parse failure, with its code.
+pub(super) fn parse_failed(mut error: ServerError) -> ServerError {
+    if error
+        .extensions
+        .as_ref()
+        .is_none_or(|e| e.get("code").is_none())
+    {
+        with_code(&mut error, Code::GraphqlParseFailed);
     }
+    error
 }
 
-struct RequestErrorCodesExtension(RequestErrorCodes);
-
-#[async_trait::async_trait]
-impl Extension for RequestErrorCodesExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        next.run(ctx, query, variables).await.map_err(|mut error| {
-            if error
-                .extensions
-                .as_ref()
-                .is_none_or(|e| e.get("code").is_none())
-            {
-                with_code(&mut error, Code::GraphqlParseFailed);
+/// Validation failures (including depth and complexity limits), with their code; a refusal for
+/// a limit names the limit's setting. At most [`MAX_REPORTED_ERRORS`] are reported.
+pub(super) fn validation_failed(
+    mut errors: Vec<ServerError>,
+    limits: QueryLimits,
+) -> Vec<ServerError> {
+    for error in &mut errors {
+        // The library's own words for its two limits, made to name our settings.
+        match error.message.as_str() {
+            "Query is too complex." => {
+                error.message = format!(
+                    "the query may cost more than {} (OPONN_MAX_QUERY_COMPLEXITY): each list \
+                     field costs its selection once per record it may return",
+                    limits.max_complexity
+                )
             }
-            error
-        })
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let mut response = next.run(ctx, operation_name).await;
-        for error in &mut response.errors {
-            if error
-                .extensions
-                .as_ref()
-                .is_none_or(|e| e.get("code").is_none())
-            {
-                with_code(error, Code::BadUserInput);
+            "Query is nested too deep." => {
+                error.message = format!(
+                    "the query is nested deeper than {} levels (OPONN_MAX_QUERY_DEPTH)",
+                    limits.max_depth
+                )
             }
+            _ => {}
         }
-        response.errors = capped(std::mem::take(&mut response.errors));
-        response
+        with_code(error, Code::GraphqlValidationFailed);
     }
+    capped(errors)
+}
 
-    async fn validation(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        next: NextValidation<'_>,
-    ) -> Result<ValidationResult, Vec<ServerError>> {
-        let limits = self.0;
-        next.run(ctx).await.map_err(|mut errors| {
-            for error in &mut errors {
-                // The library's own words for its two limits, made to name our settings.
-                match error.message.as_str() {
-                    "Query is too complex." => {
-                        error.message = format!(
-                        "the query may cost more than {} (OPONN_MAX_QUERY_COMPLEXITY): each list \
-                             field costs its selection once per record it may return",
-                        limits.max_complexity
-                    )
-                    }
-                    "Query is nested too deep." => {
-                        error.message = format!(
-                            "the query is nested deeper than {} levels (OPONN_MAX_QUERY_DEPTH)",
-                            limits.max_depth
-                        )
-                    }
-                    _ => {}
-                }
-                with_code(error, Code::GraphqlValidationFailed);
-            }
-            capped(errors)
-        })
+/// Execution errors: `BAD_USER_INPUT` for those with no code, which come from coercing
+/// arguments (an explicit `null` for a non-null argument, a malformed input object), since
+/// every error a resolver raises carries its code already. At most [`MAX_REPORTED_ERRORS`].
+pub(super) fn execution_codes(mut response: Response) -> Response {
+    for error in &mut response.errors {
+        if error
+            .extensions
+            .as_ref()
+            .is_none_or(|e| e.get("code").is_none())
+        {
+            with_code(error, Code::BadUserInput);
+        }
     }
+    response.errors = capped(std::mem::take(&mut response.errors));
+    response
 }
 
 /// At most [`MAX_REPORTED_ERRORS`] errors, the last one saying how many were left out.

@@ -2,13 +2,15 @@
 //!
 //! Resolvers are thin: they parse arguments into domain types, call the [`Datastore`], and map
 //! its errors through [`error`]. Mutations need a bearer token, checked on every mutation field as
-//! it executes ([`auth`]); queries are public.
+//! it executes ([`auth`]); queries are public. The request-level rules run in one extension
+//! ([`checks`]).
 //! Depth, complexity and batch sizes are bounded by settings.
 
 pub mod auth;
 mod books;
 mod bookstores;
 mod budget;
+mod checks;
 mod cost;
 pub mod error;
 mod lists;
@@ -58,16 +60,16 @@ pub fn build_schema(datastore: Datastore, settings: &HttpSettings) -> AppSchema 
     })
     .limit_depth(settings.max_query_depth)
     .limit_complexity(settings.max_query_complexity)
-    .extension(auth::MutationsNeedToken)
-    .extension(error::RequestErrorCodes {
-        max_depth: settings.max_query_depth,
-        max_complexity: settings.max_query_complexity,
-    })
-    .extension(cost::Aliases {
-        max: settings.max_query_aliases,
-    })
-    // Last, so that it is the innermost: an answer from the memo skips only the parser.
-    .extension(parsed::ParsedQueries::default());
+    // The only extension (see `checks` for why one): parse and validation memo, alias limit,
+    // error codes, and the token check on every mutation field.
+    .extension(checks::Checks {
+        limits: error::QueryLimits {
+            max_depth: settings.max_query_depth,
+            max_complexity: settings.max_query_complexity,
+        },
+        max_aliases: settings.max_query_aliases,
+        memo: parsed::ParsedQueries::default(),
+    });
     match settings.introspection {
         true => schema.finish(),
         false => schema.disable_introspection().finish(),
