@@ -138,8 +138,14 @@ impl LabelList {
 
 /// Trims, collapses inner whitespace and bounds the length of `raw`.
 pub(crate) fn normalise(field: &'static str, raw: &str, max: usize) -> Result<String, InvalidText> {
-    if raw.chars().any(|c| c.is_control() && !c.is_whitespace()) {
-        return Err(InvalidText::ControlCharacter { field });
+    // Text that is already normal (every cached record's, every stored one's) is checked in one
+    // pass and copied once: a cached read decodes every label of its record.
+    match scan(raw) {
+        Scan::Control => return Err(InvalidText::ControlCharacter { field }),
+        Scan::Normal { chars: 0 } => return Err(InvalidText::Empty { field }),
+        Scan::Normal { chars } if chars > max => return Err(InvalidText::TooLong { field, max }),
+        Scan::Normal { .. } => return Ok(raw.to_owned()),
+        Scan::Uncollapsed => {}
     }
     let collapsed = raw.split_whitespace().collect::<Vec<_>>().join(" ");
     if collapsed.is_empty() {
@@ -151,6 +157,38 @@ pub(crate) fn normalise(field: &'static str, raw: &str, max: usize) -> Result<St
     Ok(collapsed)
 }
 
+enum Scan {
+    /// A control character that is not whitespace.
+    Control,
+    /// Whitespace to trim or collapse.
+    Uncollapsed,
+    /// Already trimmed and collapsed, `chars` long.
+    Normal { chars: usize },
+}
+
+fn scan(raw: &str) -> Scan {
+    let mut chars = 0;
+    let mut uncollapsed = false;
+    // True at the start, so that leading whitespace counts as a run.
+    let mut after_space = true;
+    for c in raw.chars() {
+        if c.is_control() && !c.is_whitespace() {
+            return Scan::Control;
+        }
+        if c.is_whitespace() {
+            uncollapsed |= c != ' ' || after_space;
+            after_space = true;
+        } else {
+            after_space = false;
+        }
+        chars += 1;
+    }
+    match uncollapsed || (after_space && chars > 0) {
+        true => Scan::Uncollapsed,
+        false => Scan::Normal { chars },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,6 +197,31 @@ mod tests {
     fn labels_are_trimmed_and_collapsed() {
         let label = Label::parse("author", "  J. R. R.\t Tolkien ").expect("valid");
         assert_eq!(label.as_str(), "J. R. R. Tolkien");
+    }
+
+    #[test]
+    fn text_is_normal_exactly_when_collapsing_would_not_change_it() {
+        for raw in [
+            "a",
+            "a b",
+            " a",
+            "a ",
+            "a  b",
+            "a\tb",
+            "a\u{a0}b",
+            "\u{3000}",
+            " ",
+            "",
+            "a b c",
+            "\u{2003}a",
+            "a\nb",
+            "é b",
+        ] {
+            let collapsed = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+            let normal = matches!(scan(raw), Scan::Normal { .. });
+            assert_eq!(normal, collapsed == raw, "{raw:?}");
+        }
+        assert!(matches!(scan("né e"), Scan::Normal { chars: 4 }));
     }
 
     #[test]

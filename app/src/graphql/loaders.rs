@@ -14,7 +14,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, OnceLock},
 };
 
 use async_graphql::{
@@ -58,12 +58,18 @@ type BooksPages = DataLoader<BookPagesLoader, HashMapCache>;
 
 /// A page of books through the request's page loader.
 pub async fn load_books_page(ctx: &Context<'_>, spec: Spec) -> Result<Option<Page<Book>>> {
-    ctx.data_unchecked::<BooksPages>().load_one(spec).await
+    ctx.data_unchecked::<Loaders>()
+        .books_pages()
+        .load_one(spec)
+        .await
 }
 
 /// Loads these pages in one batch, into the request's memo.
 pub async fn prefetch_books_pages(ctx: &Context<'_>, specs: Vec<Spec>) -> Result<()> {
-    ctx.data_unchecked::<BooksPages>().load_many(specs).await?;
+    ctx.data_unchecked::<Loaders>()
+        .books_pages()
+        .load_many(specs)
+        .await?;
     Ok(())
 }
 
@@ -88,21 +94,22 @@ impl Loader<BookstoreId> for BookstoreLoader {
 /// Keep it alive exactly as long as the request's execution (a local of the handler).
 #[derive(Default)]
 pub struct RequestScope {
-    tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    tasks: Tasks,
 }
 
-impl RequestScope {
-    /// A spawner for the request's loaders that registers each task with this scope.
-    fn spawner(&self) -> impl Fn(futures::future::BoxFuture<'static, ()>) + Send + Sync + 'static {
-        let tasks = Arc::clone(&self.tasks);
-        move |task| {
-            let handle = tokio::spawn(task).abort_handle();
-            let mut tasks = tasks
-                .lock()
-                .expect("a request's task list is never poisoned");
-            tasks.retain(|task| !task.is_finished());
-            tasks.push(handle);
-        }
+type Tasks = Arc<Mutex<Vec<tokio::task::AbortHandle>>>;
+
+/// A spawner for a request's loaders that registers each task with the request's scope.
+fn spawner(
+    tasks: Tasks,
+) -> impl Fn(futures::future::BoxFuture<'static, ()>) + Send + Sync + 'static {
+    move |task| {
+        let handle = tokio::spawn(task).abort_handle();
+        let mut tasks = tasks
+            .lock()
+            .expect("a request's task list is never poisoned");
+        tasks.retain(|task| !task.is_finished());
+        tasks.push(handle);
     }
 }
 
@@ -120,29 +127,51 @@ impl Drop for RequestScope {
     }
 }
 
+/// One request's loaders, each made when the request first needs it (most requests need
+/// none: a `book(id)` reads its record directly).
+struct Loaders {
+    datastore: Datastore,
+    tasks: Tasks,
+    bookstores: OnceLock<Bookstores>,
+    books_pages: OnceLock<BooksPages>,
+}
+
+impl Loaders {
+    fn bookstores(&self) -> &Bookstores {
+        self.bookstores.get_or_init(|| {
+            DataLoader::with_cache(
+                BookstoreLoader(self.datastore.clone()),
+                spawner(Arc::clone(&self.tasks)),
+                HashMapCache::default(),
+            )
+            .max_batch_size(MAX_BATCH)
+        })
+    }
+
+    fn books_pages(&self) -> &BooksPages {
+        self.books_pages.get_or_init(|| {
+            DataLoader::with_cache(
+                BookPagesLoader(self.datastore.clone()),
+                spawner(Arc::clone(&self.tasks)),
+                HashMapCache::default(),
+            )
+            .max_batch_size(MAX_PAGES)
+        })
+    }
+}
+
 /// Adds the per-request data (the loaders, spawning within `scope`) to a request.
 pub fn per_request(
     request: async_graphql::Request,
     datastore: &Datastore,
     scope: &RequestScope,
 ) -> async_graphql::Request {
-    request
-        .data(
-            DataLoader::with_cache(
-                BookstoreLoader(datastore.clone()),
-                scope.spawner(),
-                HashMapCache::default(),
-            )
-            .max_batch_size(MAX_BATCH),
-        )
-        .data(
-            DataLoader::with_cache(
-                BookPagesLoader(datastore.clone()),
-                scope.spawner(),
-                HashMapCache::default(),
-            )
-            .max_batch_size(MAX_PAGES),
-        )
+    request.data(Loaders {
+        datastore: datastore.clone(),
+        tasks: Arc::clone(&scope.tasks),
+        bookstores: OnceLock::new(),
+        books_pages: OnceLock::new(),
+    })
 }
 
 /// Loads the bookstores of `books` in one batch, so that resolving `bookstore` on each of them
@@ -157,7 +186,10 @@ pub async fn prefetch_bookstores<'a>(
         .filter_map(|book| book.bookstore_id)
         .collect();
     if !ids.is_empty() {
-        ctx.data_unchecked::<Bookstores>().load_many(ids).await?;
+        ctx.data_unchecked::<Loaders>()
+            .bookstores()
+            .load_many(ids)
+            .await?;
     }
     Ok(())
 }
@@ -165,5 +197,8 @@ pub async fn prefetch_bookstores<'a>(
 /// One bookstore through the request's loader: batched with every other load of the same
 /// moment, or answered from the memo when a list resolver prefetched it.
 pub async fn load_bookstore(ctx: &Context<'_>, id: BookstoreId) -> Result<Option<Bookstore>> {
-    ctx.data_unchecked::<Bookstores>().load_one(id).await
+    ctx.data_unchecked::<Loaders>()
+        .bookstores()
+        .load_one(id)
+        .await
 }
