@@ -11,6 +11,9 @@
 //! * [`config`] loads and validates every setting once, from the environment.
 //! * [`domain`] holds the types that carry the rules (ids, titles, versions); nothing else
 //!   validates input.
+//! * [`entity`] describes each entity once (collection, stored document and its MongoDB field
+//!   names, sort and indexed fields, indexes); the store, both caches and the GraphQL filters
+//!   read it. `docs/adding-an-entity.md` is the recipe for a new one.
 //! * [`store`] is the only module that speaks to MongoDB, [`cache`] the only one that speaks to
 //!   Redis about records (and [`queue`] about the write-behind stream); [`datastore`] composes
 //!   them into read-through, write-through and write-behind operations and keeps the cache

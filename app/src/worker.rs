@@ -32,17 +32,16 @@
 
 use std::{collections::HashMap, future::Future, sync::Arc, time::Duration};
 
-use async_trait::async_trait;
 use futures::{stream, StreamExt};
 use tokio::{sync::watch, time::Instant};
 
 use crate::{
-    cache::{Cache, CacheEntity, CacheError, Entry, Held},
+    cache::{Cache, CacheError, Entity, Entry, Held},
     config::WriteSettings,
     domain::{Book, Bookstore, Version},
     metrics::Metrics,
     queue::{Carried, Change, Delivery, Queue},
-    store::{Persisted, Store, StoreError},
+    store::{Persisted, Store, StoreError, Stored},
 };
 
 /// How long one receive waits for new changes.
@@ -60,56 +59,9 @@ const SWEEP_MAX: usize = 100;
 /// The collections the worker persists.
 const QUEUED: &[&str] = &[Book::COLLECTION, Bookstore::COLLECTION];
 
-/// What the worker needs of an entity's collection: a guarded persist and delete, and a read.
-#[async_trait]
-pub trait Queued: CacheEntity {
-    /// Writes `record` unless MongoDB holds its version or a newer one.
-    async fn persist(store: &Store, record: &Self) -> Result<Persisted, StoreError>;
-    /// Deletes record `id` if MongoDB holds it below `tombstone`.
-    async fn remove_below(
-        store: &Store,
-        id: Self::Id,
-        tombstone: Version,
-    ) -> Result<(), StoreError>;
-    async fn find(store: &Store, id: Self::Id) -> Result<Option<Self>, StoreError>;
-}
-
-#[async_trait]
-impl Queued for Book {
-    async fn persist(store: &Store, record: &Self) -> Result<Persisted, StoreError> {
-        store.books().persist(record).await
-    }
-
-    async fn remove_below(
-        store: &Store,
-        id: Self::Id,
-        tombstone: Version,
-    ) -> Result<(), StoreError> {
-        store.books().remove_below(id, tombstone).await
-    }
-
-    async fn find(store: &Store, id: Self::Id) -> Result<Option<Self>, StoreError> {
-        Ok(store.books().find_many(&[id]).await?.pop())
-    }
-}
-
-#[async_trait]
-impl Queued for Bookstore {
-    async fn persist(store: &Store, record: &Self) -> Result<Persisted, StoreError> {
-        store.bookstores().persist(record).await
-    }
-
-    async fn remove_below(
-        store: &Store,
-        id: Self::Id,
-        tombstone: Version,
-    ) -> Result<(), StoreError> {
-        store.bookstores().remove_below(id, tombstone).await
-    }
-
-    async fn find(store: &Store, id: Self::Id) -> Result<Option<Self>, StoreError> {
-        Ok(store.bookstores().find_many(&[id]).await?.pop())
-    }
+/// Record `id` as MongoDB holds it.
+async fn find<E: Stored>(store: &Store, id: E::Id) -> Result<Option<E>, StoreError> {
+    Ok(E::records(store).find_many(&[id]).await?.pop())
 }
 
 pub struct Worker {
@@ -298,7 +250,7 @@ impl Worker {
 
     /// Applies the changes of one collection (each with its record's id as queued); returns
     /// the deliveries applied (to acknowledge) and those to try again.
-    async fn apply_to<E: Queued>(
+    async fn apply_to<E: Stored>(
         &self,
         deliveries: Vec<(String, Delivery)>,
         refusals: &mut HashMap<String, u32>,
@@ -374,14 +326,14 @@ impl Worker {
 
     /// A change whose record is not pending any more: an earlier delivery persisted and
     /// settled it (a replay).
-    async fn replayed<E: Queued>(&self, id: E::Id) -> Fate {
+    async fn replayed<E: Stored>(&self, id: E::Id) -> Fate {
         self.count("not_pending");
         self.released::<E>(id).await
     }
 
     /// Releases the claims of a record cached, not settled (settling releases them), or whose
     /// earlier worker may have died between caching it and releasing them.
-    async fn released<E: Queued>(&self, id: E::Id) -> Fate {
+    async fn released<E: Stored>(&self, id: E::Id) -> Fate {
         match self.cache.release_claims::<E>(&id).await {
             Ok(()) => Fate::Done,
             Err(error) => {
@@ -392,17 +344,17 @@ impl Worker {
     }
 
     /// Persists one pending record, then settles it in the cache.
-    async fn persist<E: Queued>(&self, id: E::Id, entry: Entry<E>) -> Fate {
+    async fn persist<E: Stored>(&self, id: E::Id, entry: Entry<E>) -> Fate {
         let written = match &entry.value {
-            Some(record) => {
-                E::persist(&self.store, record)
-                    .await
-                    .map(|persisted| match persisted {
-                        Persisted::Written => "written",
-                        Persisted::AlreadyNewer => "already_newer",
-                    })
-            }
-            None => E::remove_below(&self.store, id, entry.version)
+            Some(record) => E::records(&self.store)
+                .persist(record)
+                .await
+                .map(|persisted| match persisted {
+                    Persisted::Written => "written",
+                    Persisted::AlreadyNewer => "already_newer",
+                }),
+            None => E::records(&self.store)
+                .remove_below(id, entry.version)
                 .await
                 .map(|()| "removed"),
         };
@@ -435,9 +387,9 @@ impl Worker {
     /// went back in time (a failover to a replica that lagged, a restore) and holds an older
     /// pending version than MongoDB; replace it with MongoDB's, or readers would be served the
     /// past (and settling would make it look current).
-    async fn overtaken<E: Queued>(&self, id: E::Id, version: Version) -> Fate {
+    async fn overtaken<E: Stored>(&self, id: E::Id, version: Version) -> Fate {
         let noted = self.cache.note().await;
-        let stored = match E::find(&self.store, id).await {
+        let stored = match find::<E>(&self.store, id).await {
             Ok(stored) => stored,
             Err(StoreError::Unavailable(_) | StoreError::TimedOut(_) | StoreError::Contended) => {
                 return Fate::Retry
@@ -469,15 +421,19 @@ impl Worker {
     /// version), guarded by version like any other; then caches what MongoDB holds afterwards,
     /// as a write-through would (MongoDB may have been newer already; a key a read filled from
     /// MongoDB's older version meanwhile moves forward).
-    async fn persist_carried<E: Queued>(&self, id: E::Id, entry: Entry<E>) -> Fate {
+    async fn persist_carried<E: Stored>(&self, id: E::Id, entry: Entry<E>) -> Fate {
         tracing::warn!(collection = E::COLLECTION, id = %id, version = entry.version, "write-behind: Redis lost a pending record; persisting the one its message carries");
         let noted = self.cache.note().await;
         let written = match &entry.value {
-            Some(record) => E::persist(&self.store, record).await.map(|_| ()),
-            None => E::remove_below(&self.store, id, entry.version).await,
+            Some(record) => E::records(&self.store).persist(record).await.map(|_| ()),
+            None => {
+                E::records(&self.store)
+                    .remove_below(id, entry.version)
+                    .await
+            }
         };
         let now = match written {
-            Ok(()) => E::find(&self.store, id).await,
+            Ok(()) => find::<E>(&self.store, id).await,
             Err(error) => Err(error),
         };
         match now {
@@ -526,7 +482,7 @@ impl Worker {
     }
 
     /// The stranded changes of `E`'s collection, each with the record it should carry.
-    async fn stranded_records<E: Queued>(&self, stranded: &[Change]) -> Vec<(Change, Carried)> {
+    async fn stranded_records<E: Stored>(&self, stranded: &[Change]) -> Vec<(Change, Carried)> {
         let changes: Vec<(Change, E::Id)> = stranded
             .iter()
             .filter(|change| change.collection == E::COLLECTION)
@@ -612,7 +568,7 @@ fn member(delivery: &Delivery) -> Option<String> {
 }
 
 /// The newest record the deliveries of one record carry, as a cache entry.
-fn newest_carried<E: Queued>(deliveries: &[Delivery]) -> Option<Entry<E>> {
+fn newest_carried<E: Stored>(deliveries: &[Delivery]) -> Option<Entry<E>> {
     deliveries
         .iter()
         .filter_map(|delivery| {

@@ -55,7 +55,7 @@ use self::{
     repairs::{Repairs, VersionedWrite},
     results::ResultScripts,
 };
-pub use crate::entity::CacheEntity;
+pub use crate::entity::Entity;
 
 pub use self::{
     client::{install_crypto_provider, redis_client, ClientError},
@@ -138,7 +138,7 @@ impl Cache {
     }
 
     /// The Redis key of a record: `<prefix><collection>_<id>`.
-    pub fn key<E: CacheEntity>(&self, id: &E::Id) -> String {
+    pub fn key<E: Entity>(&self, id: &E::Id) -> String {
         format!("{}{}_{}", self.prefix, E::COLLECTION, id)
     }
 
@@ -157,7 +157,7 @@ impl Cache {
 
     /// Looks every id up with one `MGET`. Never fails: Redis trouble yields `Bypass`. A value
     /// stamped with another Redis run than the one answering is a miss.
-    pub async fn get_many<E: CacheEntity>(&self, ids: &[E::Id]) -> Vec<Lookup<E>> {
+    pub async fn get_many<E: Entity>(&self, ids: &[E::Id]) -> Vec<Lookup<E>> {
         let keys: Vec<String> = ids.iter().map(|id| self.key::<E>(id)).collect();
         let mget = redis::cmd("MGET").arg(&keys).to_owned();
         let looked_up = self
@@ -182,12 +182,7 @@ impl Cache {
             .collect()
     }
 
-    fn classify<E: CacheEntity>(
-        &self,
-        epoch: &Epoch,
-        key: &str,
-        value: Option<String>,
-    ) -> Lookup<E> {
+    fn classify<E: Entity>(&self, epoch: &Epoch, key: &str, value: Option<String>) -> Lookup<E> {
         if self.repairs.contains(key) {
             self.count_lookups::<E>("bypass", 1);
             return Lookup::Bypass;
@@ -221,7 +216,7 @@ impl Cache {
     /// was read. Best effort: a failure only costs a later miss, an entry older than the cached
     /// one is refused by the compare-and-set, and nothing is filled into another Redis run than
     /// the noted one.
-    pub async fn fill_many<E: CacheEntity>(&self, noted: &Epoch, entries: &[(E::Id, Entry<E>)]) {
+    pub async fn fill_many<E: Entity>(&self, noted: &Epoch, entries: &[(E::Id, Entry<E>)]) {
         if entries.is_empty() {
             return;
         }
@@ -262,11 +257,7 @@ impl Cache {
     /// before the mutation replies; a Redis that refuses connections is not running, and
     /// whatever answers next is a new run that trusts nothing older, so the write becomes a
     /// pending repair at once (see [`repairs`]), as it does past the timeout.
-    pub async fn write_through<E: CacheEntity>(
-        &self,
-        noted: &Epoch,
-        entries: &[(E::Id, Entry<E>)],
-    ) {
+    pub async fn write_through<E: Entity>(&self, noted: &Epoch, entries: &[(E::Id, Entry<E>)]) {
         if entries.is_empty() {
             return;
         }
@@ -422,7 +413,7 @@ impl Cache {
         Ok(started.elapsed())
     }
 
-    fn versioned_writes<E: CacheEntity>(
+    fn versioned_writes<E: Entity>(
         &self,
         epoch: &Epoch,
         entries: &[(E::Id, Entry<E>)],
@@ -582,7 +573,7 @@ impl Cache {
         result
     }
 
-    fn count_lookups<E: CacheEntity>(&self, result: &str, count: usize) {
+    fn count_lookups<E: Entity>(&self, result: &str, count: usize) {
         self.metrics
             .cache_lookups
             .with_label_values(&[E::COLLECTION, result])

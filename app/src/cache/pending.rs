@@ -26,7 +26,7 @@
 //!   key moved on to a newer pending version meanwhile (that one has its own queued change).
 //!
 //! **Claims: unique values only MongoDB could check.** A record can hold values no other record
-//! may hold (a bookstore's normalised name: [`CacheEntity::claims`]). MongoDB's unique index
+//! may hold (a bookstore's normalised name: [`Entity::claims`]). MongoDB's unique index
 //! checks them when a write reaches it, which in write-behind is after the reply. So a pending
 //! write also *claims* its record's values: `<prefix>claim_<collection>_<value>` holds the id
 //! of the record that claimed it, and `<prefix>claims_<collection>_<id>` the claims a record
@@ -43,7 +43,7 @@
 
 use redis::Script;
 
-use super::{entry::PENDING, Cache, CacheEntity, CacheError, Entry, Epoch};
+use super::{entry::PENDING, Cache, CacheError, Entity, Entry, Epoch};
 use crate::{domain::Version, queue::Appends};
 
 /// `KEYS[1]` the key, `KEYS[2]` the queue's stream (or its `queued` set); with claims, `KEYS[3]`
@@ -216,7 +216,7 @@ impl Cache {
     /// holders; required then).
     /// Waits for a slow Redis like a write-through; fails if Redis cannot take it (the
     /// mutation must then fail: nothing else holds the write).
-    pub async fn write_pending<E: CacheEntity>(
+    pub async fn write_pending<E: Entity>(
         &self,
         noted: &Epoch,
         id: &E::Id,
@@ -296,7 +296,7 @@ impl Cache {
     }
 
     /// The pending entry of each id (`None` where the record is not pending).
-    pub async fn pending_entries<E: CacheEntity>(
+    pub async fn pending_entries<E: Entity>(
         &self,
         ids: &[E::Id],
     ) -> Result<Vec<Option<Entry<E>>>, CacheError> {
@@ -313,10 +313,7 @@ impl Cache {
 
     /// What the cache holds for each id, in one `MGET` (a value that does not decode is
     /// `Missing`).
-    pub async fn held_entries<E: CacheEntity>(
-        &self,
-        ids: &[E::Id],
-    ) -> Result<Vec<Held<E>>, CacheError> {
+    pub async fn held_entries<E: Entity>(&self, ids: &[E::Id]) -> Result<Vec<Held<E>>, CacheError> {
         Ok(self
             .stamped_entries::<E>(ids)
             .await?
@@ -331,7 +328,7 @@ impl Cache {
 
     /// Turns the pending entry of `id` at `version` into an ordinary cached entry, now that
     /// MongoDB holds it. `false` if the key holds something else (a newer pending version).
-    pub async fn settle_pending<E: CacheEntity>(
+    pub async fn settle_pending<E: Entity>(
         &self,
         id: &E::Id,
         version: Version,
@@ -360,7 +357,7 @@ impl Cache {
     }
 
     /// Releases the claims of record `id` unless it is pending (see the module's doc).
-    pub async fn release_claims<E: CacheEntity>(&self, id: &E::Id) -> Result<(), CacheError> {
+    pub async fn release_claims<E: Entity>(&self, id: &E::Id) -> Result<(), CacheError> {
         let session = self.direct_session().await?;
         let mut invocation = self.pending.release.prepare_invoke();
         invocation
@@ -431,20 +428,17 @@ impl Cache {
     }
 
     /// The id of the record holding `claim` (of `E`'s claims), if a pending record does.
-    pub async fn claim_holder<E: CacheEntity>(
-        &self,
-        claim: &str,
-    ) -> Result<Option<String>, CacheError> {
+    pub async fn claim_holder<E: Entity>(&self, claim: &str) -> Result<Option<String>, CacheError> {
         let get = redis::cmd("GET").arg(self.claim_key::<E>(claim)).to_owned();
         let (_, holder): (_, Option<String>) = self.direct("claim_holder", get).await?;
         Ok(holder)
     }
 
-    fn claim_key<E: CacheEntity>(&self, claim: &str) -> String {
+    fn claim_key<E: Entity>(&self, claim: &str) -> String {
         format!("{}claim_{}_{claim}", self.prefix, E::COLLECTION)
     }
 
-    fn claims_set<E: CacheEntity>(&self, id: &E::Id) -> String {
+    fn claims_set<E: Entity>(&self, id: &E::Id) -> String {
         format!("{}claims_{}_{id}", self.prefix, E::COLLECTION)
     }
 

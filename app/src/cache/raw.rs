@@ -5,7 +5,7 @@ use std::str::FromStr;
 
 use redis::FromRedisValue;
 
-use super::{link::Session, Cache, CacheEntity, CacheError, Entry, Epoch};
+use super::{link::Session, Cache, CacheError, Entity, Entry, Epoch};
 
 /// A stored entry and the epoch it is stamped with (a Redis run, or `pending`).
 #[derive(Debug, Clone, PartialEq)]
@@ -45,7 +45,7 @@ impl Cache {
 
     /// The entry of each id as stored, whatever its stamp (`None`: no key, or a value that does
     /// not parse).
-    pub async fn stamped_entries<E: CacheEntity>(
+    pub async fn stamped_entries<E: Entity>(
         &self,
         ids: &[E::Id],
     ) -> Result<Vec<Option<Stamped<E>>>, CacheError> {
@@ -76,7 +76,7 @@ impl Cache {
         count: usize,
     ) -> Result<(u64, Vec<E::Id>), CacheError>
     where
-        E: CacheEntity,
+        E: Entity,
         E::Id: FromStr,
     {
         let stem = format!("{}{}_", self.prefix, E::COLLECTION);

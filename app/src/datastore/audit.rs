@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use super::{Datastore, DatastoreError};
 use crate::{
-    cache::{entry::PENDING, CacheEntity, Stamped},
+    cache::{entry::PENDING, Entity, Stamped},
     domain::{Book, Bookstore, Version},
     store::StoreError,
 };
@@ -148,7 +148,7 @@ impl Datastore {
         fetch: F,
     ) -> Result<(), DatastoreError>
     where
-        E: CacheEntity,
+        E: Entity,
         E::Id: FromStr,
         F: Fn(Vec<E::Id>) -> Fut,
         Fut: Future<Output = Result<Vec<E>, StoreError>>,
@@ -176,7 +176,7 @@ impl Datastore {
         fetch: &F,
     ) -> Result<Vec<Finding>, DatastoreError>
     where
-        E: CacheEntity,
+        E: Entity,
         F: Fn(Vec<E::Id>) -> Fut,
         Fut: Future<Output = Result<Vec<E>, StoreError>>,
     {
@@ -207,7 +207,7 @@ impl Datastore {
         fetch: &F,
     ) -> Result<Vec<Finding>, DatastoreError>
     where
-        E: CacheEntity,
+        E: Entity,
         F: Fn(Vec<E::Id>) -> Fut,
         Fut: Future<Output = Result<Vec<E>, StoreError>>,
     {
@@ -266,7 +266,7 @@ impl Datastore {
                     id,
                     kind,
                     cached: cached.entry.version,
-                    stored: stored.map(CacheEntity::version),
+                    stored: stored.map(Entity::version),
                 });
             }
         }
@@ -275,10 +275,7 @@ impl Datastore {
 }
 
 /// How a trusted, settled cached entry compares with MongoDB's record.
-fn judge<E: CacheEntity + Serialize>(
-    cached: &Stamped<E>,
-    stored: Option<&E>,
-) -> Option<Inconsistency> {
+fn judge<E: Entity + Serialize>(cached: &Stamped<E>, stored: Option<&E>) -> Option<Inconsistency> {
     match (&cached.entry.value, stored) {
         (Some(record), Some(stored)) => match record.version().cmp(&stored.version()) {
             std::cmp::Ordering::Greater => Some(Inconsistency::CacheNewer),

@@ -44,7 +44,7 @@ use tokio::{
 
 use super::{Datastore, DatastoreError};
 use crate::{
-    cache::{CacheEntity, CacheError, Entry, Epoch, Lookup, Pended},
+    cache::{CacheError, Entity, Entry, Epoch, Lookup, Pended},
     domain::{Book, Bookstore, Version},
     queue::{Appends, Carried, Change, Mark, Queue, QueueError},
     store::StoreError,
@@ -141,7 +141,7 @@ impl Behind {
     }
 
     /// The lock the writers of record `id` of `E` take turns on.
-    fn turn<E: CacheEntity>(&self, id: &E::Id) -> &Mutex<()> {
+    fn turn<E: Entity>(&self, id: &E::Id) -> &Mutex<()> {
         let mut hasher = std::hash::DefaultHasher::new();
         (E::COLLECTION, id).hash(&mut hasher);
         &self.turns[(hasher.finish() % TURNS as u64) as usize]
@@ -260,7 +260,7 @@ impl Datastore {
         decide: impl Fn(Option<&E>, Version) -> Result<Decision<E>, DatastoreError>,
     ) -> Result<(Option<E>, Option<E>), DatastoreError>
     where
-        E: CacheEntity,
+        E: Entity,
         F: Fn(Vec<E::Id>) -> Fut,
         Fut: Future<Output = Result<Vec<E>, StoreError>>,
     {
@@ -279,7 +279,7 @@ impl Datastore {
         vet: &impl Vet<E>,
     ) -> Result<(Option<E>, Option<E>), DatastoreError>
     where
-        E: CacheEntity,
+        E: Entity,
         F: Fn(Vec<E::Id>) -> Fut,
         Fut: Future<Output = Result<Vec<E>, StoreError>>,
     {
@@ -352,7 +352,7 @@ impl Datastore {
         fetch: &F,
     ) -> Result<(Epoch, Entry<E>), DatastoreError>
     where
-        E: CacheEntity,
+        E: Entity,
         F: Fn(Vec<E::Id>) -> Fut,
         Fut: Future<Output = Result<Vec<E>, StoreError>>,
     {
@@ -375,7 +375,7 @@ impl Datastore {
 /// Hands the change just recorded with its pending record to the queue (SQS; a stream got it in
 /// the script). A failure fails the mutation, though the change is recorded and may still be
 /// applied: the same "may or may not have happened" as a timeout.
-async fn send<E: CacheEntity>(
+async fn send<E: Entity>(
     behind: &Behind,
     id: &E::Id,
     entry: &Entry<E>,

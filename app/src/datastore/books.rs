@@ -7,23 +7,10 @@ use super::{
     Behind, Datastore, DatastoreError,
 };
 use crate::{
-    cache::{CacheEntity, Entry},
+    cache::{Entity, Entry},
     domain::{Book, BookChanges, BookId, BookstoreId, NewBook, Version},
     store::{BookStore, StoreError, UpsertSummary},
 };
-
-impl CacheEntity for Book {
-    const COLLECTION: &'static str = crate::store::BOOKS;
-    type Id = BookId;
-
-    fn id(&self) -> BookId {
-        self.id
-    }
-
-    fn version(&self) -> Version {
-        self.version
-    }
-}
 
 impl Datastore {
     /// One book, or `None` if it does not exist.
@@ -36,12 +23,7 @@ impl Datastore {
     /// whatever the number of ids.
     #[tracing::instrument(skip_all, fields(ids = ids.len()))]
     pub async fn books(&self, ids: &[BookId]) -> Result<Vec<Option<Book>>, DatastoreError> {
-        let books = &self.store.books();
-        self.read_through(
-            ids,
-            |missing| async move { books.find_many(&missing).await },
-        )
-        .await
+        self.read_many(ids).await
     }
 
     /// Creates a book at version 1 and caches it.
@@ -51,6 +33,8 @@ impl Datastore {
             return self.create_book_behind(behind, new).await;
         }
         let noted = self.cache.note().await;
+        let id = BookStore::id_for(&new.source_key);
+        let new = new.into_book(id, 1, chrono::Utc::now());
         let book = match self.store.books().insert(&new).await {
             Err(StoreError::Duplicate) => {
                 return Err(DatastoreError::Conflict(format!(
@@ -100,12 +84,8 @@ impl Datastore {
             return self.delete_book_behind(behind, id).await;
         }
         let noted = self.cache.note().await;
-        let book = self
-            .store
-            .books()
-            .delete(id)
-            .await?
-            .ok_or_else(|| not_found(id))?;
+        let deleted = self.store.books().delete(id, None).await?;
+        let book = super::written(deleted, "book", id, None)?;
         self.cache_deleted(&noted, &book).await;
         self.reconcile(&[(Some(&book), None)]).await;
         Ok(book)

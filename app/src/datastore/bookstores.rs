@@ -14,35 +14,14 @@ use super::{
     Behind, Datastore, DatastoreError,
 };
 use crate::{
-    cache::{CacheEntity, Entry},
+    cache::{Entity, Entry},
     domain::{
         Book, BookChanges, BookId, Bookstore, BookstoreChanges, BookstoreId, BookstoreName,
         NameKey, NewBookstore, Version,
     },
+    entity::bookstore::name_claim,
     store::{StoreError, Written},
 };
-
-impl CacheEntity for Bookstore {
-    const COLLECTION: &'static str = crate::store::BOOKSTORES;
-    type Id = BookstoreId;
-
-    fn id(&self) -> BookstoreId {
-        self.id
-    }
-
-    fn version(&self) -> Version {
-        self.version
-    }
-
-    /// Its normalised name: unique among bookstores.
-    fn claims(&self) -> Vec<String> {
-        vec![name_claim(self.name.key())]
-    }
-}
-
-fn name_claim(key: &NameKey) -> String {
-    format!("name:{}", key.as_str())
-}
 
 /// Who holds a bookstore name now.
 enum NameHolder {
@@ -93,12 +72,7 @@ impl Datastore {
         &self,
         ids: &[BookstoreId],
     ) -> Result<Vec<Option<Bookstore>>, DatastoreError> {
-        let store = self.store.bookstores();
-        self.read_through(
-            ids,
-            |missing| async move { store.find_many(&missing).await },
-        )
-        .await
+        self.read_many(ids).await
     }
 
     /// The bookstore whose name normalises like `name`.
@@ -197,7 +171,10 @@ impl Datastore {
             return Ok(created);
         }
         let noted = self.cache.note().await;
-        let created = match self.store.bookstores().insert(&new).await {
+        let record = new
+            .clone()
+            .into_bookstore(BookstoreId::generate(), 1, chrono::Utc::now());
+        let created = match self.store.bookstores().insert(&record).await {
             Err(StoreError::Duplicate) => return Err(self.name_taken(&new.name).await),
             other => other?,
         };

@@ -6,7 +6,7 @@
 //! that true; the check is a safety net whose failures are counted (`stale`) and must stay at
 //! zero, which the randomized model test asserts.
 
-use std::{collections::HashMap, future::Future};
+use std::collections::HashMap;
 
 use futures::{stream, StreamExt, TryStreamExt};
 use mongodb::bson::Document;
@@ -15,30 +15,13 @@ use super::{Datastore, DatastoreError};
 use crate::{
     cache::{
         results::{FillGuard, Reconcile, ResultLookup},
-        CacheEntity, Entry,
+        Entity, Entry,
     },
     domain::{Book, BookId, Bookstore, BookstoreId},
-    query::{CachedResult, Cursor, Filter, Queryable, Scalar, Source, Spec, Written},
-    store::{documents, StoreError},
+    entity::book,
+    query::{CachedResult, Cursor, Filter, Scalar, Source, Spec, Written},
+    store::{StoreError, Stored},
 };
-
-impl Queryable for Book {
-    const SORT_FIELD: &'static str = "title";
-    const TERM_FIELDS: &'static [&'static str] = &["_id", "bookstoreId", "authors"];
-
-    fn document(&self) -> Document {
-        documents::of_book(self)
-    }
-}
-
-impl Queryable for Bookstore {
-    const SORT_FIELD: &'static str = "nameKey";
-    const TERM_FIELDS: &'static [&'static str] = &["_id", "city"];
-
-    fn document(&self) -> Document {
-        documents::of_bookstore(self)
-    }
-}
 
 /// One page of a list query.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,47 +35,11 @@ pub struct Page<T> {
     pub end_cursor: Option<String>,
 }
 
-/// How a list query reads its entity: by ids through the entity cache, and from a stored
-/// document when MongoDB answered the query.
-trait Listed: Queryable {
-    fn parse_id(id: &Scalar) -> Option<Self::Id> {
-        match id {
-            Scalar::Id(hex) => hex.parse().ok(),
-            _ => None,
-        }
-    }
-
-    fn from_stored(document: Document) -> Result<Self, StoreError>;
-    /// Reads records by id through the entity cache.
-    fn read(
-        datastore: &Datastore,
-        ids: &[Self::Id],
-    ) -> impl Future<Output = Result<Vec<Option<Self>>, DatastoreError>> + Send;
-}
-
-impl Listed for Book {
-    fn from_stored(document: Document) -> Result<Self, StoreError> {
-        documents::book(document)
-    }
-
-    async fn read(
-        datastore: &Datastore,
-        ids: &[BookId],
-    ) -> Result<Vec<Option<Self>>, DatastoreError> {
-        datastore.books(ids).await
-    }
-}
-
-impl Listed for Bookstore {
-    fn from_stored(document: Document) -> Result<Self, StoreError> {
-        documents::bookstore(document)
-    }
-
-    async fn read(
-        datastore: &Datastore,
-        ids: &[BookstoreId],
-    ) -> Result<Vec<Option<Self>>, DatastoreError> {
-        datastore.bookstores(ids).await
+/// The id of entity `E` a result member names, if it is one.
+fn parse_id<E: Entity>(id: &Scalar) -> Option<E::Id> {
+    match id {
+        Scalar::Id(hex) => hex.parse().ok(),
+        _ => None,
     }
 }
 
@@ -136,7 +83,7 @@ impl Datastore {
         Ok(self.pages(&[spec]).await?.pop().expect("one page per spec"))
     }
 
-    async fn pages<E: Listed>(&self, specs: &[Spec]) -> Result<Vec<Page<E>>, DatastoreError> {
+    async fn pages<E: Stored>(&self, specs: &[Spec]) -> Result<Vec<Page<E>>, DatastoreError> {
         let lookups = self.cache.lookup_results(specs).await;
         // Every member of every cached page, read through the entity cache at once.
         let ids: Vec<E::Id> = lookups
@@ -145,9 +92,10 @@ impl Datastore {
                 ResultLookup::Hit(result) => Some(result),
                 _ => None,
             })
-            .flat_map(|result| result.members.iter().filter_map(|m| E::parse_id(&m.id)))
+            .flat_map(|result| result.members.iter().filter_map(|m| parse_id::<E>(&m.id)))
             .collect();
-        let records: HashMap<E::Id, E> = E::read(self, &ids)
+        let records: HashMap<E::Id, E> = self
+            .read_many::<E>(&ids)
             .await?
             .into_iter()
             .flatten()
@@ -162,11 +110,11 @@ impl Datastore {
                     let members: Vec<Option<E>> = result
                         .members
                         .iter()
-                        .map(|m| E::parse_id(&m.id).and_then(|id| records.get(&id).cloned()))
+                        .map(|m| parse_id::<E>(&m.id).and_then(|id| records.get(&id).cloned()))
                         .collect();
                     let documents: Vec<Option<Document>> = members
                         .iter()
-                        .map(|r| r.as_ref().map(Queryable::document))
+                        .map(|r| r.as_ref().map(Entity::document))
                         .collect();
                     if result.describes(&documents) {
                         answered.push(Answer::Cached(page_of(&result, members)));
@@ -200,7 +148,7 @@ impl Datastore {
     }
 
     /// Runs a page's query on MongoDB, caches its records and (given a guard) the result.
-    async fn compute_page<E: Listed>(
+    async fn compute_page<E: Stored>(
         &self,
         spec: Spec,
         guard: Option<FillGuard>,
@@ -220,7 +168,10 @@ impl Datastore {
         let items = result
             .members
             .iter()
-            .map(|m| stored.remove(&m.id).map(E::from_stored).transpose())
+            .map(|m| {
+                let record = stored.remove(&m.id).map(E::from_document).transpose();
+                record.map_err(StoreError::from)
+            })
             .collect::<Result<Vec<Option<E>>, _>>()?;
         let entries: Vec<(E::Id, Entry<E>)> = items
             .iter()
@@ -250,9 +201,8 @@ impl Datastore {
         ids.dedup();
         let spec = Spec {
             name: "bookstoresForBooks".to_owned(),
-            sources: vec![
-                Source::of::<Book>(Filter::In("_id".into(), ids)).projecting("bookstoreId")
-            ],
+            sources: vec![Source::of::<Book>(Filter::In(book::field::ID.into(), ids))
+                .projecting(book::field::BOOKSTORE_ID)],
             after: None,
             first: None,
         };
@@ -272,7 +222,7 @@ impl Datastore {
             .members
             .iter()
             .map(|m| {
-                let store = m.project.as_ref().and_then(Bookstore::parse_id);
+                let store = m.project.as_ref().and_then(parse_id::<Bookstore>);
                 (&m.id, store)
             })
             .collect();
@@ -284,7 +234,7 @@ impl Datastore {
 
     /// Reconciles cached results with committed writes of one entity: each pair is the
     /// record before and after the write (`None` before a create, after a delete).
-    pub(super) async fn reconcile<E: Queryable>(&self, changes: &[(Option<&E>, Option<&E>)]) {
+    pub(super) async fn reconcile<E: Entity>(&self, changes: &[(Option<&E>, Option<&E>)]) {
         let writes: Vec<Reconcile> = changes
             .iter()
             .filter_map(|(before, after)| {
@@ -293,8 +243,8 @@ impl Datastore {
                     written: Written {
                         collection: E::COLLECTION.to_owned(),
                         id: Scalar::Id(record.id().to_string()),
-                        before: before.map(Queryable::document),
-                        after: after.map(Queryable::document),
+                        before: before.map(Entity::document),
+                        after: after.map(Entity::document),
                     },
                     // A delete is versioned like its tombstone: one past the last version.
                     version: after.map_or_else(|| record.version() + 1, |a| a.version()),
@@ -316,7 +266,7 @@ enum Answer<E> {
     Cold(Spec, Option<FillGuard>),
 }
 
-fn page_spec<E: Queryable>(filter: Filter, first: usize, after: Option<Cursor>) -> Spec {
+fn page_spec<E: Entity>(filter: Filter, first: usize, after: Option<Cursor>) -> Spec {
     Spec {
         name: E::COLLECTION.to_owned(),
         sources: vec![Source::of::<E>(filter)],

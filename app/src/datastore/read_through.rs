@@ -8,11 +8,25 @@ use std::{
 
 use super::{Datastore, DatastoreError};
 use crate::{
-    cache::{CacheEntity, Entry, Epoch, Lookup},
-    store::StoreError,
+    cache::{Entity, Entry, Epoch, Lookup},
+    store::{StoreError, Stored},
 };
 
 impl Datastore {
+    /// The records of entity `E` for `ids`, in the same order (`None` where an id does not
+    /// exist): [`Datastore::read_through`] over the entity's collection.
+    pub async fn read_many<E: Stored>(
+        &self,
+        ids: &[E::Id],
+    ) -> Result<Vec<Option<E>>, DatastoreError> {
+        let records = E::records(&self.store);
+        self.read_through(
+            ids,
+            |missing| async move { records.find_many(&missing).await },
+        )
+        .await
+    }
+
     /// The records for `ids`, in the same order (`None` where an id does not exist). `fetch`
     /// reads the given ids from MongoDB in one query.
     pub(super) async fn read_through<E, F, Fut>(
@@ -21,7 +35,7 @@ impl Datastore {
         fetch: F,
     ) -> Result<Vec<Option<E>>, DatastoreError>
     where
-        E: CacheEntity,
+        E: Entity,
         F: FnOnce(Vec<E::Id>) -> Fut,
         Fut: Future<Output = Result<Vec<E>, StoreError>>,
     {
@@ -82,7 +96,7 @@ impl Datastore {
     }
 
     /// Caches a record a committed write produced; `noted` before the write.
-    pub(super) async fn cache_written<E: CacheEntity>(&self, noted: &Epoch, record: &E) {
+    pub(super) async fn cache_written<E: Entity>(&self, noted: &Epoch, record: &E) {
         self.cache
             .write_through(
                 noted,
@@ -96,7 +110,7 @@ impl Datastore {
 
     /// Caches the tombstone of a deleted record: its last version + 1, so that a read that
     /// fetched the record before the delete cannot cache it again.
-    pub(super) async fn cache_deleted<E: CacheEntity>(&self, noted: &Epoch, record: &E) {
+    pub(super) async fn cache_deleted<E: Entity>(&self, noted: &Epoch, record: &E) {
         self.cache
             .write_through(
                 noted,

@@ -44,6 +44,12 @@ impl<E> Id<E> {
     }
 }
 
+impl<E> From<Id<E>> for ObjectId {
+    fn from(id: Id<E>) -> Self {
+        id.value
+    }
+}
+
 impl<E> FromStr for Id<E> {
     type Err = InvalidId;
 

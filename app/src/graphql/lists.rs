@@ -22,6 +22,7 @@ use super::{
 use crate::{
     datastore::{Datastore, Page},
     domain::{BookId, BookstoreId, BookstoreName, InvalidText, Label, NameKey, Prefix, Title},
+    entity::{book, bookstore},
     query::{Cursor, Filter, Scalar},
 };
 
@@ -66,31 +67,34 @@ impl BookFilter {
         if let Some(title) = self.title {
             let title = Title::parse(&title).map_err(|error| invalid(in_filter(error)))?;
             filter = filter.and(Filter::Eq(
-                "title".into(),
+                book::field::TITLE.into(),
                 Scalar::Str(title.as_str().into()),
             ));
         }
         if let Some(prefix) = self.title_prefix {
             let prefix =
                 Prefix::parse("filter.titlePrefix", &prefix, Title::MAX_CHARS).map_err(invalid)?;
-            filter = filter.and(Filter::Prefix("title".into(), prefix.into_string()));
+            filter = filter.and(Filter::Prefix(
+                book::field::TITLE.into(),
+                prefix.into_string(),
+            ));
         }
         if let Some(author) = self.author {
             filter = filter.and(Filter::Eq(
-                "authors".into(),
+                book::field::AUTHORS.into(),
                 label("filter.author", &author)?,
             ));
         }
         if let Some(subject) = self.subject {
             filter = filter.and(Filter::Eq(
-                "subjects".into(),
+                book::field::SUBJECTS.into(),
                 label("filter.subject", &subject)?,
             ));
         }
         match self.bookstore_id {
             MaybeUndefined::Undefined => {}
             MaybeUndefined::Null => {
-                filter = filter.and(Filter::Eq("bookstoreId".into(), Scalar::Null))
+                filter = filter.and(Filter::Eq(book::field::BOOKSTORE_ID.into(), Scalar::Null))
             }
             MaybeUndefined::Value(id) => {
                 filter = filter.and(in_bookstore(parse_store(&id)?));
@@ -98,7 +102,7 @@ impl BookFilter {
         }
         if self.published_from.is_some() || self.published_before.is_some() {
             filter = filter.and(Filter::Range {
-                field: "firstPublishYear".into(),
+                field: book::field::FIRST_PUBLISH_YEAR.into(),
                 gte: self.published_from.map(|y| Scalar::Int(y.into())),
                 lt: self.published_before.map(|y| Scalar::Int(y.into())),
             });
@@ -138,7 +142,10 @@ fn in_filter(error: InvalidText) -> InvalidText {
 }
 
 fn in_bookstore(store: BookstoreId) -> Filter {
-    Filter::Eq("bookstoreId".into(), Scalar::Id(store.to_string()))
+    Filter::Eq(
+        book::field::BOOKSTORE_ID.into(),
+        Scalar::Id(store.to_string()),
+    )
 }
 
 fn parse_store(id: &ID) -> Result<BookstoreId> {
@@ -162,7 +169,7 @@ impl BookstoreFilter {
         if let Some(city) = self.city {
             let city = Label::parse("filter.city", &city).map_err(invalid)?;
             filter = filter.and(Filter::Eq(
-                "city".into(),
+                bookstore::field::CITY.into(),
                 Scalar::Str(city.as_str().to_owned()),
             ));
         }
@@ -170,7 +177,10 @@ impl BookstoreFilter {
             let prefix = Prefix::parse("filter.namePrefix", &prefix, BookstoreName::MAX_CHARS)
                 .map_err(invalid)?;
             let key = NameKey::of(&prefix.into_string());
-            filter = filter.and(Filter::Prefix("nameKey".into(), key.as_str().to_owned()));
+            filter = filter.and(Filter::Prefix(
+                bookstore::field::NAME_KEY.into(),
+                key.as_str().to_owned(),
+            ));
         }
         Ok(filter)
     }

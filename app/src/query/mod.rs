@@ -25,20 +25,7 @@ use mongodb::bson::Document;
 use serde::{Deserialize, Serialize};
 
 pub use self::filter::{Filter, Scalar};
-use crate::entity::CacheEntity;
-
-/// An entity list queries can select, described once: its stored document (what filters
-/// evaluate on), the field pages are ordered by, and the fields results are indexed by.
-pub trait Queryable: CacheEntity {
-    /// The MongoDB field pages are ordered by (ties broken by `_id`); present on every record.
-    const SORT_FIELD: &'static str;
-    /// Fields whose equality terms index cached results, most selective first. `_id` allows
-    /// results over given ids (`In("_id", ...)`).
-    const TERM_FIELDS: &'static [&'static str];
-
-    /// The record as MongoDB stores it (same field names and types).
-    fn document(&self) -> Document;
-}
+use crate::entity::Entity;
 
 /// One collection a query reads, with its filter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -55,7 +42,7 @@ pub struct Source {
 }
 
 impl Source {
-    pub fn of<E: Queryable>(filter: Filter) -> Self {
+    pub fn of<E: Entity>(filter: Filter) -> Self {
         Self {
             collection: E::COLLECTION.to_owned(),
             filter,

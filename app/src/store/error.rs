@@ -37,6 +37,12 @@ pub enum StoreError {
     Internal(#[source] DriverError),
 }
 
+impl From<crate::entity::Corrupt> for StoreError {
+    fn from(crate::entity::Corrupt { id, reason }: crate::entity::Corrupt) -> Self {
+        Self::Corrupt { id, reason }
+    }
+}
+
 impl From<DriverError> for StoreError {
     fn from(error: DriverError) -> Self {
         match error.kind.as_ref() {

@@ -13,6 +13,7 @@ mod bookstores;
 mod error;
 mod indexes;
 mod query;
+mod records;
 
 use std::{future::IntoFuture, sync::Arc, time::Duration};
 
@@ -24,32 +25,10 @@ use mongodb::{
 };
 use secrecy::ExposeSecret;
 
-pub use books::{BookStore, UpsertSummary, Upserted, COLLECTION as BOOKS};
-
-/// Stored documents of each entity: what query filters evaluate on.
-pub mod documents {
-    pub use super::books::{from_stored as book, stored_document as of_book};
-    pub use super::bookstores::{from_stored as bookstore, stored_document as of_bookstore};
-}
-pub use bookstores::{BookstoreStore, COLLECTION as BOOKSTORES};
-
-/// What a version-conditioned update or delete found, for every entity.
-#[derive(Debug)]
-pub enum Written<T> {
-    /// Written: for an update the record before and after (the caller reconciles cached
-    /// results from both), for a delete the record as it was.
-    Done(T),
-    NotFound,
-    /// The caller expected another version; nothing was written.
-    VersionMismatch {
-        current: crate::domain::Version,
-    },
-}
+pub use books::{BookStore, UpsertSummary, Upserted};
+pub use bookstores::BookstoreStore;
 pub use error::StoreError;
-
-/// How often a version-conditioned write re-reads and tries again when other writers keep
-/// getting in between, before giving up with [`StoreError::Contended`].
-const WRITE_ATTEMPTS: usize = 8;
+pub use records::{Persisted, Records, Stored, Written};
 
 use crate::{config::MongoSettings, metrics::Metrics};
 
@@ -80,8 +59,8 @@ impl Store {
         let client = Client::with_options(options)?;
         let database = client.database(&settings.database);
         Ok(Self(Arc::new(Handles {
-            books: BookStore::new(database.clone(), settings.timeout),
-            bookstores: BookstoreStore::new(&database, settings.timeout),
+            books: Records::new(&database, settings.timeout),
+            bookstores: Records::new(&database, settings.timeout),
             client,
             database,
             timeout: settings.timeout,
@@ -127,125 +106,6 @@ impl Store {
     ) -> Result<T, StoreError> {
         bounded(self.0.timeout, call).await
     }
-}
-
-/// A stored document that carries its record's version.
-trait Versioned {
-    fn version(&self) -> i64;
-}
-
-/// What a version-conditioned update found.
-enum Conditioned<D> {
-    Updated { before: D, after: D },
-    NotFound,
-    VersionMismatch { current: i64 },
-}
-
-/// Reads the document, then applies `update` only to the version it read, so that `before`
-/// is exactly the state the update replaced (the query-result cache needs both to find every
-/// result a write can affect). With `expected`, refuses any other version. Retried when another
-/// writer got in between; `Contended` if that keeps happening.
-async fn update_conditioned<D>(
-    collection: &mongodb::Collection<D>,
-    id: mongodb::bson::oid::ObjectId,
-    expected: Option<i64>,
-    update: mongodb::bson::Document,
-    timeout: Duration,
-) -> Result<Conditioned<D>, StoreError>
-where
-    D: Versioned + serde::de::DeserializeOwned + Send + Sync,
-{
-    for _ in 0..WRITE_ATTEMPTS {
-        let Some(before) = bounded(timeout, collection.find_one(doc! { "_id": id })).await? else {
-            return Ok(Conditioned::NotFound);
-        };
-        let version = before.version();
-        if expected.is_some_and(|expected| expected != version) {
-            return Ok(Conditioned::VersionMismatch { current: version });
-        }
-        let after = bounded(
-            timeout,
-            collection
-                .find_one_and_update(doc! { "_id": id, "version": version }, update.clone())
-                .return_document(mongodb::options::ReturnDocument::After),
-        )
-        .await?;
-        if let Some(after) = after {
-            return Ok(Conditioned::Updated { before, after });
-        }
-    }
-    Err(StoreError::Contended)
-}
-
-/// What persisting a write-behind version found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Persisted {
-    /// MongoDB now holds the version.
-    Written,
-    /// MongoDB already held that version or a newer one: nothing was written (a replay, or a
-    /// delivery that arrived after a newer one).
-    AlreadyNewer,
-}
-
-/// Writes `document` (version `version` of record `id`, acknowledged by the cache) unless
-/// MongoDB holds that version or a newer one: a replace guarded by version, or an insert when
-/// the record does not exist. Idempotent, so a change delivered twice or out of order never
-/// moves a record backwards (write-behind needs no more than at-least-once delivery).
-async fn persist_guarded<D>(
-    collection: &mongodb::Collection<D>,
-    id: mongodb::bson::oid::ObjectId,
-    version: i64,
-    document: &D,
-    timeout: Duration,
-) -> Result<Persisted, StoreError>
-where
-    D: Versioned + serde::Serialize + serde::de::DeserializeOwned + Send + Sync,
-{
-    for _ in 0..WRITE_ATTEMPTS {
-        let replaced = bounded(
-            timeout,
-            collection.replace_one(doc! { "_id": id, "version": { "$lt": version } }, document),
-        )
-        .await?;
-        if replaced.matched_count == 1 {
-            return Ok(Persisted::Written);
-        }
-        match bounded(timeout, collection.insert_one(document)).await {
-            Ok(_) => return Ok(Persisted::Written),
-            Err(StoreError::Duplicate) => {
-                match bounded(timeout, collection.find_one(doc! { "_id": id })).await? {
-                    Some(current) if current.version() >= version => {
-                        return Ok(Persisted::AlreadyNewer)
-                    }
-                    // Inserted meanwhile at an older version: replace it.
-                    Some(_) => continue,
-                    // Another record holds one of this one's unique keys.
-                    None => return Err(StoreError::Duplicate),
-                }
-            }
-            Err(error) => return Err(error),
-        }
-    }
-    Err(StoreError::Contended)
-}
-
-/// Deletes record `id` if MongoDB holds it at a version below `tombstone` (the deleted
-/// version + 1); a newer record under the same id stays.
-async fn remove_guarded<D>(
-    collection: &mongodb::Collection<D>,
-    id: mongodb::bson::oid::ObjectId,
-    tombstone: i64,
-    timeout: Duration,
-) -> Result<(), StoreError>
-where
-    D: Send + Sync,
-{
-    bounded(
-        timeout,
-        collection.delete_one(doc! { "_id": id, "version": { "$lt": tombstone } }),
-    )
-    .await
-    .map(|_| ())
 }
 
 /// Runs one driver call under the store's timeout, mapping driver errors to [`StoreError`].

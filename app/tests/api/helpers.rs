@@ -15,6 +15,7 @@ use oponn::{
     metrics::Metrics,
     source::OpenLibrary,
     startup::Application,
+    store::BookStore,
 };
 use oponn_tests::{delete_app_keys, unique_name, Stack, TcpProxy};
 use serde_json::{json, Value};
@@ -227,10 +228,13 @@ impl TestApp {
 
     /// Inserts a book straight into MongoDB, bypassing the cache.
     pub async fn insert_uncached(&self, title: &str) -> Book {
+        let new = new_book(&unique_name("/works/OL"), title);
+        let id = BookStore::id_for(&new.source_key);
+        let book = new.into_book(id, 1, chrono::Utc::now());
         self.datastore
             .store()
             .books()
-            .insert(&new_book(&unique_name("/works/OL"), title))
+            .insert(&book)
             .await
             .expect("MongoDB insert")
     }
