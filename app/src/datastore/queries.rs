@@ -18,7 +18,7 @@ use crate::{
         Entity, Entry,
     },
     domain::{Book, BookId, Bookstore, BookstoreId},
-    entity::book,
+    entity::{book, field},
     query::{CachedResult, Cursor, Filter, Scalar, Source, Spec, Written},
     store::{StoreError, Stored},
 };
@@ -162,7 +162,7 @@ impl Datastore {
         let mut stored: HashMap<Scalar, Document> = per_source
             .iter()
             .flatten()
-            .filter_map(|d| Some((Scalar::from_bson(d.get("_id")?)?, d.clone())))
+            .filter_map(|d| Some((Scalar::from_bson(d.get(field::ID)?)?, d.clone())))
             .collect();
         let result = CachedResult::from_documents(spec, per_source);
         let items = result
@@ -201,7 +201,7 @@ impl Datastore {
         ids.dedup();
         let spec = Spec {
             name: "bookstoresForBooks".to_owned(),
-            sources: vec![Source::of::<Book>(Filter::In(book::field::ID.into(), ids))
+            sources: vec![Source::of::<Book>(Filter::In(field::ID.into(), ids))
                 .projecting(book::field::BOOKSTORE_ID)],
             after: None,
             first: None,

@@ -14,7 +14,6 @@ stored_document! {
     pub struct BookDocument;
     /// The MongoDB name of each field of a stored book.
     pub mod field {
-        id: ObjectId => ID = "_id",
         source_key: String => SOURCE_KEY = "sourceKey",
         title: String => TITLE = "title",
         #[serde(default)]
@@ -25,8 +24,6 @@ stored_document! {
         subjects: Vec<String> => SUBJECTS = "subjects",
         #[serde(default, skip_serializing_if = "Option::is_none")]
         bookstore_id: Option<ObjectId> => BOOKSTORE_ID = "bookstoreId",
-        version: i64 => VERSION = "version",
-        updated_at: DateTime => UPDATED_AT = "updatedAt",
     }
 }
 

@@ -2,7 +2,7 @@
 //! normalised name a unique index holds unique), the page order (`nameKey`), the fields cached
 //! results are indexed by, and the MongoDB indexes.
 
-use bson::{oid::ObjectId, DateTime};
+use bson::DateTime;
 
 use super::{stored_document, Corrupt, Entity, Index};
 use crate::domain::{Bookstore, BookstoreId, BookstoreName, Label, Version};
@@ -12,12 +12,9 @@ stored_document! {
     pub struct BookstoreDocument;
     /// The MongoDB name of each field of a stored bookstore.
     pub mod field {
-        id: ObjectId => ID = "_id",
         name: String => NAME = "name",
         name_key: String => NAME_KEY = "nameKey",
         city: String => CITY = "city",
-        version: i64 => VERSION = "version",
-        updated_at: DateTime => UPDATED_AT = "updatedAt",
     }
 }
 

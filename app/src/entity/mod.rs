@@ -64,7 +64,7 @@ pub trait Entity: Serialize + DeserializeOwned + Clone + Send + Sync + 'static {
     /// The record a stored BSON document holds (as a query returned it).
     fn from_document(document: Document) -> Result<Self, Corrupt> {
         let id = document
-            .get_object_id("_id")
+            .get_object_id(field::ID)
             .map(|id| id.to_hex())
             .unwrap_or_default();
         let stored = bson::from_document(document).map_err(|error| Corrupt {
@@ -119,11 +119,23 @@ pub struct Corrupt {
     pub reason: String,
 }
 
+/// The MongoDB names of the fields every stored document has (the rest are each entity's own,
+/// declared with [`stored_document!`]; each entity's `field` module re-exports these).
+pub mod field {
+    /// The record's id (an ObjectId).
+    pub const ID: &str = "_id";
+    /// Incremented by every write; version-conditioned writes match on it.
+    pub const VERSION: &str = "version";
+    /// When the record was last written.
+    pub const UPDATED_AT: &str = "updatedAt";
+}
+
 /// Declares a stored document and the MongoDB name of each of its fields from one list, so
 /// each name is written once: `rust_name: Type => CONSTANT = "mongoName",` gives the field
 /// `rust_name` (serialised as `mongoName`) and the constant `CONSTANT = "mongoName"` in the
-/// module named after `mod`. The document needs an `id: ObjectId` (`_id`) and a
-/// `version: i64` field.
+/// module named after `mod`. Every document also gets the fields of [`field`], first `id`
+/// (`_id`, an ObjectId), last `version` (`i64`) and `updated_at` (a BSON date); the module
+/// re-exports their names.
 ///
 /// ```ignore
 /// stored_document! {
@@ -131,9 +143,7 @@ pub struct Corrupt {
 ///     pub struct FruitDocument;
 ///     /// The MongoDB name of each field of a stored fruit.
 ///     pub mod field {
-///         id: ObjectId => ID = "_id",
 ///         breed: String => BREED = "breed",
-///         version: i64 => VERSION = "version",
 ///     }
 /// }
 /// ```
@@ -143,19 +153,30 @@ macro_rules! stored_document {
         pub struct $name:ident;
         $(#[$fields_meta:meta])*
         pub mod $fields:ident {
-            $( $(#[$field_meta:meta])* $field:ident: $type:ty => $constant:ident = $mongo:literal, )+
+            $(
+                $(#[$field_meta:meta])*
+                $field:ident: $type:ty => $constant:ident = $mongo:literal,
+            )+
         }
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
         pub struct $name {
+            // The names of `entity::field`, which a unit test holds equal to these.
+            #[serde(rename = "_id")]
+            pub id: bson::oid::ObjectId,
             $( $(#[$field_meta])* #[serde(rename = $mongo)] pub $field: $type, )+
+            #[serde(rename = "version")]
+            pub version: i64,
+            #[serde(rename = "updatedAt")]
+            pub updated_at: bson::DateTime,
         }
 
         $(#[$fields_meta])*
         pub mod $fields {
+            pub use $crate::entity::field::*;
             $(
-                #[doc = concat!("`", $mongo, "`: `", stringify!($field), "` of the stored document.")]
+                #[doc = concat!("`", $mongo, "`: the stored `", stringify!($field), "`.")]
                 pub const $constant: &str = $mongo;
             )+
         }
@@ -172,3 +193,32 @@ macro_rules! stored_document {
     };
 }
 pub(crate) use stored_document;
+
+#[cfg(test)]
+mod tests {
+    use bson::{oid::ObjectId, DateTime};
+
+    stored_document! {
+        /// A document with one field of its own.
+        pub struct Probe;
+        pub mod probe {
+            breed: String => BREED = "breed",
+        }
+    }
+
+    #[test]
+    fn a_stored_document_is_named_as_its_field_constants_say() {
+        let probe = Probe {
+            id: ObjectId::new(),
+            breed: "Gala".into(),
+            version: 1,
+            updated_at: DateTime::now(),
+        };
+        let document = bson::to_document(&probe).expect("serialises");
+        let keys: Vec<&str> = document.keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            [probe::ID, probe::BREED, probe::VERSION, probe::UPDATED_AT]
+        );
+    }
+}

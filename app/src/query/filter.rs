@@ -12,6 +12,8 @@
 use mongodb::bson::{doc, oid::ObjectId, Bson, Document};
 use serde::{Deserialize, Serialize};
 
+use crate::entity::field;
+
 /// A value a filter compares against. Ids are kept as their hex text (which sorts like the
 /// ObjectId's bytes).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -119,7 +121,7 @@ impl Filter {
                 doc! { "$and": parts.iter().map(Self::to_mongo).collect::<Vec<_>>() }
             }
             // `$or` refuses an empty list; an empty `$in` matches nothing, as wanted.
-            Self::Any(parts) if parts.is_empty() => doc! { "_id": { "$in": [] } },
+            Self::Any(parts) if parts.is_empty() => doc! { field::ID: { "$in": [] } },
             Self::Any(parts) => {
                 doc! { "$or": parts.iter().map(Self::to_mongo).collect::<Vec<_>>() }
             }

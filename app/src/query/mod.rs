@@ -25,7 +25,7 @@ use mongodb::bson::Document;
 use serde::{Deserialize, Serialize};
 
 pub use self::filter::{Filter, Scalar};
-use crate::entity::Entity;
+use crate::entity::{field, Entity};
 
 /// One collection a query reads, with its filter.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -361,7 +361,7 @@ fn member_of(spec: &Spec, source: usize, document: &Document) -> Option<Member> 
     if !described.filter.matches(document) {
         return None;
     }
-    let id = Scalar::from_bson(document.get("_id")?)?;
+    let id = Scalar::from_bson(document.get(field::ID)?)?;
     let key = document
         .get(&described.sort_field)
         .and_then(Scalar::from_bson)

@@ -5,7 +5,10 @@ use futures::TryStreamExt;
 use mongodb::bson::{doc, Bson, Document};
 
 use super::{bounded, Store, StoreError};
-use crate::query::{Cursor, Source, Spec};
+use crate::{
+    entity::field,
+    query::{Cursor, Source, Spec},
+};
 
 impl Store {
     /// The stored documents each source of `spec` contributes, in page order (at most
@@ -72,7 +75,7 @@ impl SourceQuery {
         }
         Self {
             filter,
-            sort: doc! { &source.sort_field: 1, "_id": 1 },
+            sort: doc! { &source.sort_field: 1, field::ID: 1 },
             limit: first.map(|first| first as i64 + 1),
         }
     }
@@ -84,7 +87,7 @@ fn after_cursor(sort_field: &str, cursor: &Cursor) -> Document {
     let id: Bson = cursor.id.to_bson();
     doc! { "$or": [
         { sort_field: { "$gt": key.clone() } },
-        { sort_field: key, "_id": { "$gt": id } },
+        { sort_field: key, field::ID: { "$gt": id } },
     ] }
 }
 
@@ -100,7 +103,7 @@ impl Store {
         bounded(self.0.timeout, async {
             collection
                 .find(filter.to_mongo())
-                .sort(doc! { "_id": 1 })
+                .sort(doc! { field::ID: 1 })
                 .await?
                 .try_collect()
                 .await

@@ -19,7 +19,7 @@ use mongodb::{
 use super::{bounded, indexes, Store, StoreError};
 use crate::{
     domain::Version,
-    entity::{Entity, StoredDocument},
+    entity::{field, Entity, StoredDocument},
 };
 
 /// How often a version-conditioned write re-reads and tries again when other writers keep
@@ -93,7 +93,7 @@ impl<E: Entity> Records<E> {
     /// The records among `ids` that exist, in no particular order: one `$in` query.
     pub async fn find_many(&self, ids: &[E::Id]) -> Result<Vec<E>, StoreError> {
         let ids: Vec<ObjectId> = ids.iter().map(|&id| id.into()).collect();
-        self.find(doc! { "_id": { "$in": ids } }).await
+        self.find(doc! { field::ID: { "$in": ids } }).await
     }
 
     /// The records matching `filter`.
@@ -137,7 +137,11 @@ impl<E: Entity> Records<E> {
     ) -> Result<Written<(E, E)>, StoreError> {
         let id: ObjectId = id.into();
         for _ in 0..WRITE_ATTEMPTS {
-            let found = bounded(self.timeout, self.collection.find_one(doc! { "_id": id })).await?;
+            let found = bounded(
+                self.timeout,
+                self.collection.find_one(doc! { field::ID: id }),
+            )
+            .await?;
             let Some(before) = found else {
                 return Ok(Written::NotFound);
             };
@@ -148,7 +152,10 @@ impl<E: Entity> Records<E> {
             let after = bounded(
                 self.timeout,
                 self.collection
-                    .find_one_and_update(doc! { "_id": id, "version": version }, update.clone())
+                    .find_one_and_update(
+                        doc! { field::ID: id, field::VERSION: version },
+                        update.clone(),
+                    )
                     .return_document(ReturnDocument::After),
             )
             .await?;
@@ -166,9 +173,9 @@ impl<E: Entity> Records<E> {
         expected: Option<Version>,
     ) -> Result<Written<E>, StoreError> {
         let id: ObjectId = id.into();
-        let mut filter = doc! { "_id": id };
+        let mut filter = doc! { field::ID: id };
         if let Some(version) = expected {
-            filter.insert("version", version);
+            filter.insert(field::VERSION, version);
         }
         let deleted = bounded(self.timeout, self.collection.find_one_and_delete(filter)).await?;
         match deleted {
@@ -185,11 +192,11 @@ impl<E: Entity> Records<E> {
             self.timeout,
             self.collection
                 .clone_with_type::<Document>()
-                .find_one(doc! { "_id": id })
-                .projection(doc! { "version": 1 }),
+                .find_one(doc! { field::ID: id })
+                .projection(doc! { field::VERSION: 1 }),
         )
         .await?;
-        Ok(match current.and_then(|d| d.get_i64("version").ok()) {
+        Ok(match current.and_then(|d| d.get_i64(field::VERSION).ok()) {
             Some(current) => Written::VersionMismatch { current },
             None => Written::NotFound,
         })
@@ -206,8 +213,10 @@ impl<E: Entity> Records<E> {
         for _ in 0..WRITE_ATTEMPTS {
             let replaced = bounded(
                 self.timeout,
-                self.collection
-                    .replace_one(doc! { "_id": id, "version": { "$lt": version } }, &document),
+                self.collection.replace_one(
+                    doc! { field::ID: id, field::VERSION: { "$lt": version } },
+                    &document,
+                ),
             )
             .await?;
             if replaced.matched_count == 1 {
@@ -216,8 +225,11 @@ impl<E: Entity> Records<E> {
             match bounded(self.timeout, self.collection.insert_one(&document)).await {
                 Ok(_) => return Ok(Persisted::Written),
                 Err(StoreError::Duplicate) => {
-                    match bounded(self.timeout, self.collection.find_one(doc! { "_id": id }))
-                        .await?
+                    match bounded(
+                        self.timeout,
+                        self.collection.find_one(doc! { field::ID: id }),
+                    )
+                    .await?
                     {
                         Some(current) if current.version() >= version => {
                             return Ok(Persisted::AlreadyNewer)
@@ -242,7 +254,7 @@ impl<E: Entity> Records<E> {
         bounded(
             self.timeout,
             self.collection
-                .delete_one(doc! { "_id": id, "version": { "$lt": tombstone } }),
+                .delete_one(doc! { field::ID: id, field::VERSION: { "$lt": tombstone } }),
         )
         .await
         .map(drop)
