@@ -44,9 +44,31 @@ fn parse_id<E: Entity>(id: &Scalar) -> Option<E::Id> {
 }
 
 impl Datastore {
+    /// The query behind a page of `E` matching `filter`, in the entity's sort order (its
+    /// `SORT_FIELD`, then `_id`): what [`Datastore::page`] caches and sends.
+    pub fn page_spec<E: Entity>(filter: Filter, first: usize, after: Option<Cursor>) -> Spec {
+        Spec {
+            name: E::COLLECTION.to_owned(),
+            sources: vec![Source::of::<E>(filter)],
+            after,
+            first: Some(first),
+        }
+    }
+
+    /// A page of `E` matching `filter`, in the entity's sort order.
+    pub async fn page<E: Stored>(
+        &self,
+        filter: Filter,
+        first: usize,
+        after: Option<Cursor>,
+    ) -> Result<Page<E>, DatastoreError> {
+        let spec = Self::page_spec::<E>(filter, first, after);
+        Ok(self.pages(&[spec]).await?.pop().expect("one page per spec"))
+    }
+
     /// The query behind a page of books matching `filter`, ordered by title then id.
     pub fn books_spec(filter: Filter, first: usize, after: Option<Cursor>) -> Spec {
-        page_spec::<Book>(filter, first, after)
+        Self::page_spec::<Book>(filter, first, after)
     }
 
     /// A page of books matching `filter`, ordered by title then id.
@@ -56,8 +78,7 @@ impl Datastore {
         first: usize,
         after: Option<Cursor>,
     ) -> Result<Page<Book>, DatastoreError> {
-        let spec = Self::books_spec(filter, first, after);
-        Ok(self.pages(&[spec]).await?.pop().expect("one page per spec"))
+        self.page(filter, first, after).await
     }
 
     /// Several pages of books (from [`Datastore::books_spec`]) at the cost of one: one result
@@ -69,7 +90,7 @@ impl Datastore {
 
     /// The spec of a page of bookstores: what [`Datastore::bookstores_page`] caches and sends.
     pub fn bookstores_spec(filter: Filter, first: usize, after: Option<Cursor>) -> Spec {
-        page_spec::<Bookstore>(filter, first, after)
+        Self::page_spec::<Bookstore>(filter, first, after)
     }
 
     /// A page of bookstores matching `filter`, ordered by normalised name.
@@ -79,11 +100,12 @@ impl Datastore {
         first: usize,
         after: Option<Cursor>,
     ) -> Result<Page<Bookstore>, DatastoreError> {
-        let spec = Self::bookstores_spec(filter, first, after);
-        Ok(self.pages(&[spec]).await?.pop().expect("one page per spec"))
+        self.page(filter, first, after).await
     }
 
-    async fn pages<E: Stored>(&self, specs: &[Spec]) -> Result<Vec<Page<E>>, DatastoreError> {
+    /// Pages of `E` (from [`Datastore::page_spec`]) at the cost of one: one result lookup and
+    /// one read of their records for every page that is cached, a query for each that is not.
+    pub async fn pages<E: Stored>(&self, specs: &[Spec]) -> Result<Vec<Page<E>>, DatastoreError> {
         let lookups = self.cache.lookup_results(specs).await;
         // Every member of every cached page, read through the entity cache at once.
         let ids: Vec<E::Id> = lookups
@@ -264,15 +286,6 @@ const COLD_PAGES_IN_FLIGHT: usize = 4;
 enum Answer<E> {
     Cached(Page<E>),
     Cold(Spec, Option<FillGuard>),
-}
-
-fn page_spec<E: Entity>(filter: Filter, first: usize, after: Option<Cursor>) -> Spec {
-    Spec {
-        name: E::COLLECTION.to_owned(),
-        sources: vec![Source::of::<E>(filter)],
-        after,
-        first: Some(first),
-    }
 }
 
 /// The page of `result`, given the record of each of its members (`None`: gone since).
