@@ -60,6 +60,7 @@ fn book(i: usize) -> NewBook {
         authors: LabelList::parse("authors", &[author.as_str()], 10).expect("a valid value"),
         first_publish_year: None,
         subjects: LabelList::default(),
+        author_credits: Vec::new(),
     }
 }
 

@@ -385,6 +385,7 @@ fn book(n: usize, rng: &mut fastrand::Rng, authors: &[String], weights: &[f64]) 
         first_publish_year: PublishYear::parse(year).ok(),
         subjects: LabelList::parse("subjects", &subjects, crate::domain::Book::MAX_SUBJECTS)
             .expect("generated subjects are valid"),
+        author_credits: Vec::new(),
     }
 }
 

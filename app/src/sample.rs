@@ -29,6 +29,7 @@ impl TryFrom<SampleBook> for NewBook {
                 .map(PublishYear::parse)
                 .transpose()?,
             subjects: LabelList::parse("subjects", &book.subjects, Book::MAX_SUBJECTS)?,
+            author_credits: Vec::new(),
         })
     }
 }

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::{
     cache::{Entity, Entry},
-    domain::{Book, BookChanges, BookId, BookstoreId, NewBook, Version},
+    domain::{Book, BookChanges, BookId, BookstoreId, NewAuthor, NewBook, Version},
     store::{BookStore, StoreError, UpsertSummary},
 };
 
@@ -92,8 +92,9 @@ impl Datastore {
     }
 
     /// Upserts a batch by source key (see `store::BookStore::upsert_by_source_key`) and caches
-    /// every record it wrote, in one pipeline. Returns the counts and every id of the batch,
-    /// in batch order.
+    /// every record it wrote, in one pipeline. The authors the batch credits are upserted
+    /// first, in the same pass (see [`Datastore::upsert_authors`]); the counts are the books'.
+    /// Returns the counts and every id of the batch, in batch order.
     #[tracing::instrument(skip_all, fields(books = books.len()))]
     pub async fn upsert_books(
         &self,
@@ -109,6 +110,11 @@ impl Datastore {
         books: &[NewBook],
         store: Option<BookstoreId>,
     ) -> Result<(UpsertSummary, Vec<BookId>), DatastoreError> {
+        let credits: Vec<NewAuthor> = books
+            .iter()
+            .flat_map(|book| book.author_credits.iter().cloned())
+            .collect();
+        self.upsert_authors(&credits).await?;
         if let Some(behind) = self.behind(Book::COLLECTION) {
             return self.upsert_books_behind(behind, books, store).await;
         }

@@ -20,6 +20,7 @@
 //! how the second invariant is proven rather than hoped for.
 
 mod audit;
+mod authors;
 mod behind;
 mod books;
 mod bookstores;

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     text::{normalise, InvalidText},
-    BookId, BookstoreId, LabelList, Version,
+    AuthorId, BookId, BookstoreId, LabelList, NewAuthor, Version,
 };
 
 /// A stored book, as every layer above the store sees it. Its serde form is what the cache
@@ -19,6 +19,10 @@ pub struct Book {
     pub source_key: SourceKey,
     pub title: Title,
     pub authors: LabelList,
+    /// The ids of the authors the book credits, in the source's order (`authors` keeps their
+    /// names as the source spelled them). Records cached before authors existed have none.
+    #[serde(default)]
+    pub author_ids: Vec<AuthorId>,
     pub first_publish_year: Option<PublishYear>,
     pub subjects: LabelList,
     /// The bookstore that stocks this book, if any.
@@ -36,6 +40,9 @@ pub struct NewBook {
     pub authors: LabelList,
     pub first_publish_year: Option<PublishYear>,
     pub subjects: LabelList,
+    /// The authors the source credits by key (ingest stores them, and the book lists their
+    /// ids); empty when the source gave no keys.
+    pub author_credits: Vec<NewAuthor>,
 }
 
 /// A partial update: `None` leaves a field as it is.
@@ -43,6 +50,8 @@ pub struct NewBook {
 pub struct BookChanges {
     pub title: Option<Title>,
     pub authors: Option<LabelList>,
+    /// The new list of author ids (replaces the old one).
+    pub author_ids: Option<Vec<AuthorId>>,
     /// `Some(None)` clears the year.
     pub first_publish_year: Option<Option<PublishYear>>,
     pub subjects: Option<LabelList>,
@@ -64,6 +73,9 @@ impl BookChanges {
         }
         if let Some(authors) = &self.authors {
             changed.authors = authors.clone();
+        }
+        if let Some(author_ids) = &self.author_ids {
+            changed.author_ids = author_ids.clone();
         }
         if let Some(year) = self.first_publish_year {
             changed.first_publish_year = year;
@@ -87,6 +99,7 @@ impl NewBook {
         stock.is_none_or(|store| book.bookstore_id == Some(store))
             && self.title == book.title
             && self.authors == book.authors
+            && self.author_ids() == book.author_ids
             && self.first_publish_year == book.first_publish_year
             && self.subjects == book.subjects
     }
@@ -96,6 +109,7 @@ impl NewBook {
         BookChanges {
             title: (self.title != book.title).then(|| self.title.clone()),
             authors: (self.authors != book.authors).then(|| self.authors.clone()),
+            author_ids: (self.author_ids() != book.author_ids).then(|| self.author_ids()),
             first_publish_year: (self.first_publish_year != book.first_publish_year)
                 .then_some(self.first_publish_year),
             subjects: (self.subjects != book.subjects).then(|| self.subjects.clone()),
@@ -105,10 +119,16 @@ impl NewBook {
         }
     }
 
+    /// The ids of the authors this book credits, in order.
+    pub fn author_ids(&self) -> Vec<AuthorId> {
+        self.author_credits.iter().map(NewAuthor::id).collect()
+    }
+
     /// The book this creates under `id`, at `version`, in no store.
     pub fn into_book(self, id: BookId, version: Version, updated_at: DateTime<Utc>) -> Book {
         Book {
             id,
+            author_ids: self.author_ids(),
             source_key: self.source_key,
             title: self.title,
             authors: self.authors,

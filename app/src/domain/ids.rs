@@ -11,10 +11,13 @@ pub mod entity {
     pub enum Book {}
     #[derive(Debug)]
     pub enum Bookstore {}
+    #[derive(Debug)]
+    pub enum Author {}
 }
 
 pub type BookId = Id<entity::Book>;
 pub type BookstoreId = Id<entity::Bookstore>;
+pub type AuthorId = Id<entity::Author>;
 
 /// An entity's id: 24 hexadecimal characters on the wire, an ObjectId in MongoDB.
 pub struct Id<E> {

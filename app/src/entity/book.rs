@@ -6,7 +6,7 @@ use chrono::Utc;
 
 use super::{stored_document, Corrupt, Entity, Index};
 use crate::domain::{
-    Book, BookId, BookstoreId, LabelList, NewBook, PublishYear, SourceKey, Title, Version,
+    AuthorId, Book, BookId, BookstoreId, LabelList, NewBook, PublishYear, SourceKey, Title, Version,
 };
 
 stored_document! {
@@ -18,6 +18,8 @@ stored_document! {
         title: String => TITLE = "title",
         #[serde(default)]
         authors: Vec<String> => AUTHORS = "authors",
+        #[serde(default)]
+        author_ids: Vec<ObjectId> => AUTHOR_IDS = "authorIds",
         #[serde(default, skip_serializing_if = "Option::is_none")]
         first_publish_year: Option<i32> => FIRST_PUBLISH_YEAR = "firstPublishYear",
         #[serde(default)]
@@ -30,7 +32,12 @@ stored_document! {
 impl Entity for Book {
     const COLLECTION: &'static str = "books";
     const SORT_FIELD: &'static str = field::TITLE;
-    const TERM_FIELDS: &'static [&'static str] = &[field::ID, field::BOOKSTORE_ID, field::AUTHORS];
+    const TERM_FIELDS: &'static [&'static str] = &[
+        field::ID,
+        field::BOOKSTORE_ID,
+        field::AUTHOR_IDS,
+        field::AUTHORS,
+    ];
     const INDEXES: &'static [Index] = &[
         Index::unique("sourceKey_unique", &[field::SOURCE_KEY]),
         Index::new("title_id", &[field::TITLE, field::ID]),
@@ -65,6 +72,7 @@ impl Entity for Book {
             source_key: self.source_key.as_str().to_owned(),
             title: self.title.as_str().to_owned(),
             authors: self.authors.to_strings(),
+            author_ids: self.author_ids.iter().map(AuthorId::object_id).collect(),
             first_publish_year: self.first_publish_year.map(PublishYear::get),
             subjects: self.subjects.to_strings(),
             bookstore_id: self.bookstore_id.map(|id| id.object_id()),
@@ -84,6 +92,11 @@ impl Entity for Book {
             title: Title::parse(&document.title).map_err(|e| corrupt(&e))?,
             authors: LabelList::parse("authors", &document.authors, Book::MAX_AUTHORS)
                 .map_err(|e| corrupt(&e))?,
+            author_ids: document
+                .author_ids
+                .iter()
+                .map(|&id| AuthorId::from_object_id(id))
+                .collect(),
             first_publish_year: document
                 .first_publish_year
                 .map(|year| PublishYear::parse(year.into()))
@@ -106,6 +119,7 @@ impl BookDocument {
             source_key: book.source_key.as_str().to_owned(),
             title: book.title.as_str().to_owned(),
             authors: book.authors.to_strings(),
+            author_ids: book.author_ids().iter().map(AuthorId::object_id).collect(),
             first_publish_year: book.first_publish_year.map(PublishYear::get),
             subjects: book.subjects.to_strings(),
             bookstore_id: None,

@@ -13,6 +13,7 @@
 //! (`book::field::TITLE`): a filter, an index or an update that names a field that does not
 //! exist fails to compile instead of silently matching nothing.
 
+pub mod author;
 pub mod book;
 pub mod bookstore;
 

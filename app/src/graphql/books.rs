@@ -4,14 +4,17 @@ use async_graphql::{Context, InputObject, MaybeUndefined, Object, Result, ID};
 use chrono::{DateTime, Utc};
 
 use super::{
+    authors::AuthorObject,
     bookstores::BookstoreObject,
     error::{bad_input, datastore_error},
-    loaders::{load_bookstore, prefetch_bookstores},
+    loaders::{load_authors, load_bookstore, prefetch_bookstores},
     Limits,
 };
 use crate::{
     datastore::Datastore,
-    domain::{Book, BookChanges, BookId, LabelList, NewBook, PublishYear, SourceKey, Title},
+    domain::{
+        AuthorId, Book, BookChanges, BookId, LabelList, NewBook, PublishYear, SourceKey, Title,
+    },
 };
 
 /// A book, as clients see it.
@@ -53,6 +56,13 @@ impl BookObject {
     /// The id of the bookstore that stocks this book, if any.
     async fn bookstore_id(&self) -> Option<ID> {
         self.0.bookstore_id.map(|id| ID(id.to_string()))
+    }
+
+    /// The authors the book credits, in its order (an id with no author is left out).
+    /// Batched: the authors of every book in a response are read together.
+    async fn author_list(&self, ctx: &Context<'_>) -> Result<Vec<AuthorObject>> {
+        let authors = load_authors(ctx, &self.0.author_ids).await?;
+        Ok(authors.into_iter().map(AuthorObject).collect())
     }
 
     /// The bookstore that stocks this book, if any. Batched: the bookstores of every book in
@@ -100,11 +110,7 @@ impl BookQuery {
         #[graphql(desc = "The books' ids (at most `OPONN_MAX_BATCH_IDS`, 1,000 by default).")]
         ids: Vec<ID>,
     ) -> Result<Vec<Option<BookObject>>> {
-        let limit = ctx.data_unchecked::<Limits>().max_batch_ids;
-        if ids.len() > limit {
-            return Err(bad_input(format!("ids: at most {limit} ids per call")));
-        }
-        let ids = ids.iter().map(parse_id).collect::<Result<Vec<_>>>()?;
+        let ids = parse_book_ids(ctx, "ids", &ids)?;
         let books = datastore(ctx).books(&ids).await.map_err(datastore_error)?;
         if ctx.look_ahead().field("bookstore").exists() {
             prefetch_bookstores(ctx, books.iter().flatten()).await?;
@@ -137,6 +143,9 @@ struct UpdateBookInput {
     title: Option<String>,
     /// The new list of authors (replaces the old one).
     authors: Option<Vec<String>>,
+    /// The new list of author ids, in credit order (replaces the old one; `authorList`
+    /// leaves out an id with no author).
+    author_ids: Option<Vec<ID>>,
     /// A new year of first publication; `null` clears it.
     first_publish_year: MaybeUndefined<i32>,
     /// The new list of subjects (replaces the old one).
@@ -159,6 +168,7 @@ impl TryFrom<CreateBookInput> for NewBook {
                 .map_err(bad_input)?,
             subjects: LabelList::parse("subjects", &input.subjects, Book::MAX_SUBJECTS)
                 .map_err(bad_input)?,
+            author_credits: Vec::new(),
         })
     }
 }
@@ -178,6 +188,10 @@ impl TryFrom<UpdateBookInput> for BookChanges {
                 .map(|authors| LabelList::parse("authors", &authors, Book::MAX_AUTHORS))
                 .transpose()
                 .map_err(bad_input)?,
+            author_ids: input
+                .author_ids
+                .map(|ids| parse_author_ids(&ids))
+                .transpose()?,
             first_publish_year: match input.first_publish_year {
                 MaybeUndefined::Undefined => None,
                 MaybeUndefined::Null => Some(None),
@@ -247,6 +261,29 @@ impl BookMutation {
             .map_err(datastore_error)?;
         Ok(BookObject(book))
     }
+}
+
+fn parse_author_ids(ids: &[ID]) -> Result<Vec<AuthorId>> {
+    if ids.len() > Book::MAX_AUTHORS {
+        return Err(bad_input(format!(
+            "authorIds: at most {} ids",
+            Book::MAX_AUTHORS
+        )));
+    }
+    ids.iter()
+        .map(|id| id.parse::<AuthorId>().map_err(bad_input))
+        .collect()
+}
+
+/// Book ids of a batched argument (`argument`), at most `OPONN_MAX_BATCH_IDS` of them.
+pub(super) fn parse_book_ids(ctx: &Context<'_>, argument: &str, ids: &[ID]) -> Result<Vec<BookId>> {
+    let limit = ctx.data_unchecked::<Limits>().max_batch_ids;
+    if ids.len() > limit {
+        return Err(bad_input(format!(
+            "{argument}: at most {limit} ids per call"
+        )));
+    }
+    ids.iter().map(parse_id).collect()
 }
 
 pub(super) fn parse_id(id: &ID) -> Result<BookId> {

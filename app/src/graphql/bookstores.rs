@@ -5,10 +5,9 @@ use async_graphql::{Context, InputObject, Object, Result, ID};
 use chrono::{DateTime, Utc};
 
 use super::{
-    books::{datastore, parse_id, BookObject},
+    books::{datastore, parse_book_ids, parse_id, BookObject},
     error::{bad_input, datastore_error},
     lists::{self, BookConnection, BookFilter},
-    Limits,
 };
 use crate::datastore::HeldBooks;
 use crate::domain::{Bookstore, BookstoreChanges, BookstoreId, BookstoreName, Label, NewBookstore};
@@ -102,11 +101,7 @@ impl BookstoreQuery {
         #[graphql(desc = "The books' ids (at most `OPONN_MAX_BATCH_IDS`, 1,000 by default).")]
         book_ids: Vec<ID>,
     ) -> Result<Vec<Option<BookstoreObject>>> {
-        let limit = ctx.data_unchecked::<Limits>().max_batch_ids;
-        if book_ids.len() > limit {
-            return Err(bad_input(format!("bookIds: at most {limit} ids per call")));
-        }
-        let ids = book_ids.iter().map(parse_id).collect::<Result<Vec<_>>>()?;
+        let ids = parse_book_ids(ctx, "bookIds", &book_ids)?;
         let stores = datastore(ctx)
             .bookstores_for_books(&ids)
             .await

@@ -1,5 +1,5 @@
-//! Paged list queries: `books(filter, first, after)`, `bookstores(filter, first, after)` and
-//! `Bookstore.books`. Filters arrive as GraphQL inputs and become the one [`Filter`] the
+//! Paged list queries: `books(filter, first, after)`, `bookstores(filter, first, after)`,
+//! `authors(filter, first, after)`, `Bookstore.books` and `Author.books`. Filters arrive as GraphQL inputs and become the one [`Filter`] the
 //! query-result cache both sends to MongoDB and evaluates in Rust. Pages are keyset pages:
 //! `after` is the `endCursor` of the previous page.
 //!
@@ -14,6 +14,7 @@ use async_graphql::{
 };
 
 use super::{
+    authors::AuthorObject,
     books::{datastore, BookObject},
     bookstores::BookstoreObject,
     error::{bad_input, datastore_error},
@@ -21,8 +22,11 @@ use super::{
 };
 use crate::{
     datastore::{Datastore, Page},
-    domain::{BookId, BookstoreId, BookstoreName, InvalidText, Label, NameKey, Prefix, Title},
-    entity::{book, bookstore},
+    domain::{
+        Author, AuthorId, BookId, BookstoreId, BookstoreName, InvalidText, Label, NameKey, Prefix,
+        Title,
+    },
+    entity::{author, book, bookstore},
     query::{Cursor, Filter, Scalar},
 };
 
@@ -186,6 +190,37 @@ impl BookstoreFilter {
     }
 }
 
+/// Which authors to list. Every condition given must hold.
+#[derive(InputObject, Default)]
+pub struct AuthorFilter {
+    /// Exactly this name.
+    name: Option<String>,
+    /// Names starting with this text (case-sensitive).
+    name_prefix: Option<String>,
+}
+
+impl AuthorFilter {
+    fn compile(self) -> Result<Filter> {
+        let mut filter = Filter::all();
+        if let Some(name) = self.name {
+            let name = Label::parse("filter.name", &name).map_err(invalid)?;
+            filter = filter.and(Filter::Eq(
+                author::field::NAME.into(),
+                Scalar::Str(name.as_str().to_owned()),
+            ));
+        }
+        if let Some(prefix) = self.name_prefix {
+            let prefix =
+                Prefix::parse("filter.namePrefix", &prefix, Label::MAX_CHARS).map_err(invalid)?;
+            filter = filter.and(Filter::Prefix(
+                author::field::NAME.into(),
+                prefix.into_string(),
+            ));
+        }
+        Ok(filter)
+    }
+}
+
 /// Where a page starts and ends (Relay's `PageInfo`). Lists page forward only, with `first` and
 /// `after`.
 #[derive(SimpleObject)]
@@ -247,71 +282,85 @@ pub type BookConnection = Connection<BookObject>;
 /// A page of bookstores.
 pub type BookstoreConnection = Connection<BookstoreObject>;
 
-/// A page of books.
-#[Object(name = "BookConnection")]
-impl Connection<BookObject> {
-    /// The books of the page, in order.
-    async fn nodes(&self) -> &[BookObject] {
-        &self.nodes
-    }
+/// A page of authors.
+pub type AuthorConnection = Connection<AuthorObject>;
 
-    /// The same books with their cursors (Relay connections).
-    async fn edges(&self) -> Vec<Edge<'_, BookObject>> {
-        self.with_cursors()
-    }
+/// The `Connection` and `Edge` objects of one record type, named and described.
+macro_rules! connection_objects {
+    (
+        $node:ty, $connection:tt, $edge:tt,
+        $connection_doc:tt, $nodes_doc:tt, $edges_doc:tt, $edge_doc:tt, $cursor_doc:tt, $node_doc:tt
+    ) => {
+        #[doc = $connection_doc]
+        #[Object(name = $connection)]
+        impl Connection<$node> {
+            #[doc = $nodes_doc]
+            async fn nodes(&self) -> &[$node] {
+                &self.nodes
+            }
 
-    /// Where the page starts and ends.
-    async fn page_info(&self) -> &PageInfo {
-        &self.page_info
-    }
+            #[doc = $edges_doc]
+            async fn edges(&self) -> Vec<Edge<'_, $node>> {
+                self.with_cursors()
+            }
+
+            /// Where the page starts and ends.
+            async fn page_info(&self) -> &PageInfo {
+                &self.page_info
+            }
+        }
+
+        #[doc = $edge_doc]
+        #[Object(name = $edge)]
+        impl Edge<'_, $node> {
+            #[doc = $cursor_doc]
+            async fn cursor(&self) -> &str {
+                self.cursor
+            }
+
+            #[doc = $node_doc]
+            async fn node(&self) -> &$node {
+                self.node
+            }
+        }
+    };
 }
 
-/// A page of bookstores.
-#[Object(name = "BookstoreConnection")]
-impl Connection<BookstoreObject> {
-    /// The bookstores of the page, in order.
-    async fn nodes(&self) -> &[BookstoreObject] {
-        &self.nodes
-    }
+connection_objects!(
+    BookObject,
+    "BookConnection",
+    "BookEdge",
+    "A page of books.",
+    "The books of the page, in order.",
+    "The same books with their cursors (Relay connections).",
+    "A book of a page and its cursor.",
+    "Pass as `after` to read the books that follow this one.",
+    "The book."
+);
 
-    /// The same bookstores with their cursors (Relay connections).
-    async fn edges(&self) -> Vec<Edge<'_, BookstoreObject>> {
-        self.with_cursors()
-    }
+connection_objects!(
+    BookstoreObject,
+    "BookstoreConnection",
+    "BookstoreEdge",
+    "A page of bookstores.",
+    "The bookstores of the page, in order.",
+    "The same bookstores with their cursors (Relay connections).",
+    "A bookstore of a page and its cursor.",
+    "Pass as `after` to read the bookstores that follow this one.",
+    "The bookstore."
+);
 
-    /// Where the page starts and ends.
-    async fn page_info(&self) -> &PageInfo {
-        &self.page_info
-    }
-}
-
-/// A book of a page and its cursor.
-#[Object(name = "BookEdge")]
-impl Edge<'_, BookObject> {
-    /// Pass as `after` to read the books that follow this one.
-    async fn cursor(&self) -> &str {
-        self.cursor
-    }
-
-    /// The book.
-    async fn node(&self) -> &BookObject {
-        self.node
-    }
-}
-
-/// A bookstore of a page and its cursor.
-#[Object(name = "BookstoreEdge")]
-impl Edge<'_, BookstoreObject> {
-    /// Pass as `after` to read the bookstores that follow this one.
-    async fn cursor(&self) -> &str {
-        self.cursor
-    }
-
-    /// The bookstore.
-    async fn node(&self) -> &BookstoreObject {
-        self.node
-    }
-}
+connection_objects!(
+    AuthorObject,
+    "AuthorConnection",
+    "AuthorEdge",
+    "A page of authors.",
+    "The authors of the page, in order.",
+    "The same authors with their cursors (Relay connections).",
+    "An author of a page and its cursor.",
+    "Pass as `after` to read the authors that follow this one.",
+    "The author."
+);
 
 /// Whether the selection asks for `field` of the records of a connection, as `nodes { field }`
 /// or as `edges { node { field } }`.
@@ -412,6 +461,43 @@ impl ListQuery {
         prefetch_store_books(ctx, &page.items).await?;
         Ok(Connection::of(page, BookstoreObject))
     }
+
+    /// Authors matching `filter`, ordered by name, `first` at a time (at most 100).
+    #[graphql(complexity = "super::cost::list(first, child_complexity)")]
+    async fn authors(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Only the authors that match every field given.")] filter: Option<
+            AuthorFilter,
+        >,
+        #[graphql(default = 20, desc = "How many authors, 1 to 100.")] first: Option<i32>,
+        #[graphql(desc = "Read on after this cursor (`endCursor` or an edge's `cursor`).")]
+        after: Option<String>,
+    ) -> Result<AuthorConnection> {
+        let (first, after) = page_args(page_size(first), after)?;
+        let filter = filter.unwrap_or_default().compile()?;
+        let page = datastore(ctx)
+            .page::<Author>(filter, first, after)
+            .await
+            .map_err(datastore_error)?;
+        Ok(Connection::of(page, AuthorObject))
+    }
+}
+
+/// `Author.books`: the books that credit the author, through the same cached pages.
+pub async fn author_books(
+    ctx: &Context<'_>,
+    author: AuthorId,
+    filter: Option<BookFilter>,
+    first: i32,
+    after: Option<String>,
+) -> Result<BookConnection> {
+    let credits = Filter::Eq(
+        book::field::AUTHOR_IDS.into(),
+        Scalar::Id(author.to_string()),
+    );
+    let filter = credits.and(filter.unwrap_or_default().compile()?);
+    books_page(ctx, filter, first, after).await
 }
 
 /// `Bookstore.books`: the store's books, through the same cached pages.

@@ -25,7 +25,7 @@ use async_graphql::{
 use super::error::datastore_error;
 use crate::{
     datastore::{Datastore, Page},
-    domain::{Book, Bookstore, BookstoreId},
+    domain::{Author, AuthorId, Book, Bookstore, BookstoreId},
     query::Spec,
 };
 
@@ -35,6 +35,36 @@ const MAX_BATCH: usize = 10_000;
 const MAX_PAGES: usize = 1_000;
 
 pub struct BookstoreLoader(Datastore);
+
+/// Loads authors (`Book.authorList` of every book in a response) together.
+pub struct AuthorLoader(Datastore);
+
+/// The request's author loader, memoising what it read for the rest of the request.
+type Authors = DataLoader<AuthorLoader, HashMapCache>;
+
+impl Loader<AuthorId> for AuthorLoader {
+    type Value = Author;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, ids: &[AuthorId]) -> Result<HashMap<AuthorId, Author>, Self::Error> {
+        let authors = self.0.authors(ids).await.map_err(datastore_error)?;
+        Ok(authors
+            .into_iter()
+            .flatten()
+            .map(|author| (author.id, author))
+            .collect())
+    }
+}
+
+/// The authors of `ids` that exist, in order, through the request's loader.
+pub async fn load_authors(ctx: &Context<'_>, ids: &[AuthorId]) -> Result<Vec<Author>> {
+    let mut found = ctx
+        .data_unchecked::<Loaders>()
+        .authors()
+        .load_many(ids.iter().copied())
+        .await?;
+    Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+}
 
 /// The request's bookstore loader, memoising what it read for the rest of the request.
 type Bookstores = DataLoader<BookstoreLoader, HashMapCache>;
@@ -134,6 +164,7 @@ struct Loaders {
     tasks: Tasks,
     bookstores: OnceLock<Bookstores>,
     books_pages: OnceLock<BooksPages>,
+    authors: OnceLock<Authors>,
 }
 
 impl Loaders {
@@ -158,6 +189,17 @@ impl Loaders {
             .max_batch_size(MAX_PAGES)
         })
     }
+
+    fn authors(&self) -> &Authors {
+        self.authors.get_or_init(|| {
+            DataLoader::with_cache(
+                AuthorLoader(self.datastore.clone()),
+                spawner(Arc::clone(&self.tasks)),
+                HashMapCache::default(),
+            )
+            .max_batch_size(MAX_BATCH)
+        })
+    }
 }
 
 /// Adds the per-request data (the loaders, spawning within `scope`) to a request.
@@ -171,6 +213,7 @@ pub fn per_request(
         tasks: Arc::clone(&scope.tasks),
         bookstores: OnceLock::new(),
         books_pages: OnceLock::new(),
+        authors: OnceLock::new(),
     })
 }
 

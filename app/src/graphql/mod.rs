@@ -7,6 +7,7 @@
 //! Depth, complexity and batch sizes are bounded by settings.
 
 pub mod auth;
+mod authors;
 mod books;
 mod bookstores;
 mod budget;
@@ -25,12 +26,14 @@ use crate::{config::HttpSettings, datastore::Datastore};
 pub use auth::Caller;
 pub use loaders::{per_request, RequestScope};
 
-/// Everything a client can read: books and bookstores by id, by name, and in filtered pages.
+/// Everything a client can read: books, bookstores and authors by id, by name, and in filtered
+/// pages.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
 pub struct QueryRoot(
     books::BookQuery,
     bookstores::BookstoreQuery,
+    authors::AuthorQuery,
     lists::ListQuery,
 );
 

@@ -22,7 +22,7 @@ use super::{
 use crate::config::SourceSettings;
 
 /// The fields asked for: what a book needs, so pages stay small.
-const FIELDS: &str = "key,title,author_name,first_publish_year,subject";
+const FIELDS: &str = "key,title,author_name,author_key,first_publish_year,subject";
 
 pub struct OpenLibrary {
     http: reqwest::Client,

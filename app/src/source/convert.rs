@@ -11,8 +11,8 @@
 
 use std::fmt;
 
-use super::search::{Record, SearchDoc, YearField};
-use crate::domain::{Book, Label, LabelList, NewBook, PublishYear, SourceKey, Title};
+use super::search::{Record, SearchDoc, Text, YearField};
+use crate::domain::{Book, Label, LabelList, NewAuthor, NewBook, PublishYear, SourceKey, Title};
 
 /// Why a record was not ingested; the summary counts records by reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -88,6 +88,7 @@ impl TryFrom<SearchDoc> for NewBook {
         let title = Title::parse(&title.0).map_err(|e| refuse(RejectReason::InvalidTitle, e))?;
         let authors = doc.author_name.unwrap_or_default();
         let credited = &authors[..authors.len().min(Book::MAX_AUTHORS)];
+        let author_credits = credits(credited, &doc.author_key.unwrap_or_default());
         let authors = LabelList::parse("authors", credited, Book::MAX_AUTHORS)
             .map_err(|e| refuse(RejectReason::InvalidAuthor, e))?;
         let first_publish_year = doc
@@ -101,8 +102,27 @@ impl TryFrom<SearchDoc> for NewBook {
             authors,
             first_publish_year,
             subjects,
+            author_credits,
         })
     }
+}
+
+/// The authors the source credits with a key: each name paired with the key at its position.
+/// A pair whose key or name does not parse is left out (the name stays in the book's
+/// `authors`); a key repeated keeps its first name.
+fn credits(names: &[Text], keys: &[Text]) -> Vec<NewAuthor> {
+    let mut credits: Vec<NewAuthor> = Vec::new();
+    for (name, key) in names.iter().zip(keys) {
+        let (Ok(name), Ok(source_key)) =
+            (Label::parse("authors", &name.0), SourceKey::parse(&key.0))
+        else {
+            continue;
+        };
+        if credits.iter().all(|credit| credit.source_key != source_key) {
+            credits.push(NewAuthor { source_key, name });
+        }
+    }
+    credits
 }
 
 impl TryFrom<Record> for NewBook {

@@ -2,7 +2,7 @@
 //!
 //! A page looks like `{"numFound": 629, "start": 0, "numFoundExact": true, "num_found": 629,
 //! "q": "tolkien", "offset": null, "docs": [...]}`; a doc (a work) carries `key`
-//! (`/works/OL27448W`), `title`, `author_name`, `first_publish_year`, `subject` and many more
+//! (`/works/OL27448W`), `title`, `author_name`, `author_key`, `first_publish_year`, `subject` and many more
 //! fields this service ignores. Anything but `docs` may be missing, and inside a doc anything may
 //! be: every field is optional here, and [`super::convert`] decides what a book needs.
 //!
@@ -49,6 +49,9 @@ pub struct SearchDoc {
     pub title: Option<Text>,
     #[serde(default)]
     pub author_name: Option<Vec<Text>>,
+    /// The authors' keys (`OL26320A`), in `author_name`'s order.
+    #[serde(default)]
+    pub author_key: Option<Vec<Text>>,
     #[serde(default)]
     pub first_publish_year: Option<YearField>,
     #[serde(default)]

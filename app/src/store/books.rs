@@ -193,6 +193,10 @@ fn update_document(changes: &BookChanges) -> Document {
     if let Some(authors) = &changes.authors {
         set.insert(field::AUTHORS, authors.to_strings());
     }
+    if let Some(author_ids) = &changes.author_ids {
+        let ids: Vec<ObjectId> = author_ids.iter().map(|id| id.object_id()).collect();
+        set.insert(field::AUTHOR_IDS, ids);
+    }
     match changes.first_publish_year {
         Some(Some(year)) => {
             set.insert(field::FIRST_PUBLISH_YEAR, year.get());

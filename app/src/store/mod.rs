@@ -8,6 +8,7 @@
 //! The code needs nothing beyond the core MongoDB API (no `$lookup`, no transactions, no
 //! collations), so it runs unchanged on Atlas, on `mongod` and on FerretDB.
 
+mod authors;
 mod books;
 mod bookstores;
 mod error;
@@ -25,6 +26,7 @@ use mongodb::{
 };
 use secrecy::ExposeSecret;
 
+pub use authors::AuthorStore;
 pub use books::{BookStore, UpsertSummary, Upserted};
 pub use bookstores::BookstoreStore;
 pub use error::StoreError;
@@ -43,6 +45,7 @@ struct Handles {
     timeout: Duration,
     books: BookStore,
     bookstores: BookstoreStore,
+    authors: AuthorStore,
 }
 
 impl Store {
@@ -61,6 +64,7 @@ impl Store {
         Ok(Self(Arc::new(Handles {
             books: Records::new(&database, settings.timeout),
             bookstores: Records::new(&database, settings.timeout),
+            authors: Records::new(&database, settings.timeout),
             client,
             database,
             timeout: settings.timeout,
@@ -70,7 +74,8 @@ impl Store {
     /// Creates the indexes the service relies on (idempotent; run at start-up).
     pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
         self.books().ensure_indexes().await?;
-        self.bookstores().ensure_indexes().await
+        self.bookstores().ensure_indexes().await?;
+        self.authors().ensure_indexes().await
     }
 
     /// One round trip to MongoDB; returns its latency.
@@ -93,6 +98,10 @@ impl Store {
 
     pub fn bookstores(&self) -> &BookstoreStore {
         &self.0.bookstores
+    }
+
+    pub fn authors(&self) -> &AuthorStore {
+        &self.0.authors
     }
 
     /// Closes the connection pool.

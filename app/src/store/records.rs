@@ -7,7 +7,7 @@
 //! Every write increments `version` in the same atomic update (or writes a version the cache
 //! acknowledged, guarded by version), so the caller can cache exactly the version written.
 
-use std::time::Duration;
+use std::{future::IntoFuture, time::Duration};
 
 use futures::TryStreamExt;
 use mongodb::{
@@ -16,7 +16,7 @@ use mongodb::{
     Collection, Database, IndexModel,
 };
 
-use super::{bounded, indexes, Store, StoreError};
+use super::{bounded, error::duplicate_positions, indexes, Store, StoreError};
 use crate::{
     domain::Version,
     entity::{field, Entity, StoredDocument},
@@ -122,6 +122,34 @@ impl<E: Entity> Records<E> {
         let document = record.to_stored();
         bounded(self.timeout, self.collection.insert_one(&document)).await?;
         from_stored(document)
+    }
+
+    /// Inserts `documents` in one unordered bulk insert; returns the positions (ascending) a
+    /// unique index refused, the others being inserted.
+    pub(super) async fn insert_unordered(
+        &self,
+        documents: Vec<&E::Document>,
+    ) -> Result<Vec<usize>, StoreError> {
+        if documents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inserted = tokio::time::timeout(
+            self.timeout,
+            self.collection
+                .insert_many(documents)
+                .ordered(false)
+                .into_future(),
+        )
+        .await
+        .map_err(|_elapsed| StoreError::TimedOut(self.timeout))?;
+        let Err(error) = inserted else {
+            return Ok(Vec::new());
+        };
+        let Some(mut refused) = duplicate_positions(&error) else {
+            return Err(error.into());
+        };
+        refused.sort_unstable();
+        Ok(refused)
     }
 
     /// Applies `update` (a MongoDB update document, which must increment `version`) to record

@@ -3,7 +3,9 @@
 use oponn::domain::NewBook;
 use serde_json::{json, Value};
 
-use crate::helpers::{assert_no_errors, error_code, new_book, Options, TestApp};
+use crate::helpers::{
+    assert_batched_per_layer, assert_no_errors, error_code, new_book, Options, TestApp,
+};
 
 const CREATE: &str = "mutation($name: String!, $city: String!) {
     createBookstore(input: { name: $name, city: $city }) { id name city version } }";
@@ -241,40 +243,8 @@ async fn bookstores_for_books_costs_the_same_round_trips_for_1_10_and_1000_books
                 .expect("move");
         }
     }
-    for n in [1usize, 10, 1000] {
-        // Start every size cold: forget every book and store cached so far.
-        oponn_tests::delete_app_keys(&oponn_tests::Stack::from_env().redis_url, &app.key_prefix)
-            .await
-            .expect("flush this test's keys");
-        let ids: Vec<String> = ids[..n].iter().map(ToString::to_string).collect();
-        let (finds, trips) = (app.mongo_finds(), app.redis_round_trips());
-        let cold = app.graphql(FOR_BOOKS, json!({ "ids": ids })).await;
-        assert_no_errors(&cold);
-        assert_eq!(
-            cold["data"]["bookstoresForBooks"].as_array().unwrap().len(),
-            n
-        );
-        assert_eq!(app.mongo_finds() - finds, 2, "n={n}: one query per layer");
-        assert_eq!(
-            app.redis_round_trips() - trips,
-            4,
-            "n={n}: lookup and fill per layer"
-        );
-
-        let (finds, trips) = (app.mongo_finds(), app.redis_round_trips());
-        let warm = app.graphql(FOR_BOOKS, json!({ "ids": ids })).await;
-        assert_eq!(warm, cold);
-        assert_eq!(
-            app.mongo_finds() - finds,
-            0,
-            "n={n}: warm reads stay in Redis"
-        );
-        assert_eq!(
-            app.redis_round_trips() - trips,
-            2,
-            "n={n}: one MGET per layer"
-        );
-    }
+    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    assert_batched_per_layer(&app, FOR_BOOKS, "bookstoresForBooks", &ids, &[1, 10, 1000]).await;
 }
 
 /// No N+1: `Book.bookstore` for 50 books reads the stores with one batched call.

@@ -116,6 +116,17 @@ async fn no_list_query_the_api_sends_scans_a_collection() {
             "a store's books by author",
             in_store.and(Filter::Eq("authors".into(), author)),
         ),
+        (
+            "an author's books (Author.books)",
+            Filter::Eq("authorIds".into(), Scalar::Id(ObjectId::new().to_hex())),
+        ),
+    ];
+    let author_filters = [
+        ("every author", Filter::all()),
+        (
+            "namePrefix",
+            Filter::all().and(Filter::Prefix("name".into(), "Tol".into())),
+        ),
     ];
     let store_filters = [
         ("every bookstore", Filter::all()),
@@ -153,6 +164,17 @@ async fn no_list_query_the_api_sends_scans_a_collection() {
         specs.push((
             format!("bookstores({name}) next page"),
             Datastore::bookstores_spec(filter, 20, after("m")),
+        ));
+    }
+
+    for (name, filter) in author_filters {
+        specs.push((
+            format!("authors({name})"),
+            Datastore::page_spec::<oponn::domain::Author>(filter.clone(), 20, None),
+        ));
+        specs.push((
+            format!("authors({name}) next page"),
+            Datastore::page_spec::<oponn::domain::Author>(filter, 20, after("M")),
         ));
     }
 

@@ -575,6 +575,50 @@ pub fn new_book(source_key: &str, title: &str) -> NewBook {
         authors: LabelList::parse("authors", &["A. Author"], 10).expect("valid authors"),
         first_publish_year: None,
         subjects: LabelList::default(),
+        author_credits: Vec::new(),
+    }
+}
+
+/// Asserts that `query` (taking the variable `ids`) costs the same round trips for each of
+/// `sizes` first ids: started cold, one MongoDB `find` per layer and a Redis lookup and fill
+/// per layer; warm, the same answer from one `MGET` per layer and no `find`.
+pub async fn assert_batched_per_layer(
+    app: &TestApp,
+    query: &str,
+    field: &str,
+    ids: &[String],
+    sizes: &[usize],
+) {
+    for &n in sizes {
+        // Start every size cold: forget every record cached so far.
+        delete_app_keys(&Stack::from_env().redis_url, &app.key_prefix)
+            .await
+            .expect("flush this test's keys");
+        let ids = &ids[..n];
+        let (finds, trips) = (app.mongo_finds(), app.redis_round_trips());
+        let cold = app.graphql(query, json!({ "ids": ids })).await;
+        assert_no_errors(&cold);
+        assert_eq!(cold["data"][field].as_array().unwrap().len(), n);
+        assert_eq!(app.mongo_finds() - finds, 2, "n={n}: one query per layer");
+        assert_eq!(
+            app.redis_round_trips() - trips,
+            4,
+            "n={n}: lookup and fill per layer"
+        );
+
+        let (finds, trips) = (app.mongo_finds(), app.redis_round_trips());
+        let warm = app.graphql(query, json!({ "ids": ids })).await;
+        assert_eq!(warm, cold);
+        assert_eq!(
+            app.mongo_finds() - finds,
+            0,
+            "n={n}: warm reads stay in Redis"
+        );
+        assert_eq!(
+            app.redis_round_trips() - trips,
+            2,
+            "n={n}: one MGET per layer"
+        );
     }
 }
 

@@ -9,6 +9,7 @@
 
 mod audit;
 mod auth;
+mod authors;
 mod behind;
 mod behind_sqs;
 mod books;

@@ -1,5 +1,6 @@
 //! The randomized model test of the query-result cache: thousands of random writes (create,
-//! update, move, rename, delete) interleaved with cached list queries, each query checked
+//! update, relink authors, move, rename, delete) interleaved with cached list queries (books,
+//! by author id too, bookstores, authors), each query checked
 //! against the same query run on MongoDB with every cache bypassed. It also asserts that the
 //! read-time check never caught a stale result: reconciliation alone must keep results exact,
 //! so removing any of its branches fails this test.
@@ -9,10 +10,11 @@ use mongodb::bson::Document;
 use oponn::{
     datastore::HeldBooks,
     domain::{
-        BookChanges, BookId, BookstoreChanges, BookstoreId, BookstoreName, Label, LabelList,
-        NewBookstore, Title,
+        Author, BookChanges, BookId, Bookstore, BookstoreChanges, BookstoreId, BookstoreName,
+        Label, LabelList, NewAuthor, NewBookstore, SourceKey, Title,
     },
     query::{Cursor, Filter, Scalar},
+    store::Stored,
 };
 
 use oponn_tests::Stack;
@@ -24,6 +26,16 @@ const TITLES: [&str; 6] = ["Alpha", "Beta", "Gamma", "Delta", "Alpha Two", "beta
 const AUTHORS: [&str; 3] = ["Ann", "Bo", "Cy"];
 const CITIES: [&str; 2] = ["Oslo", "Rome"];
 const STORES: [&str; 4] = ["North", "South", "East", "West"];
+/// What an author may be renamed to (ingest renames an author whose name the source changed).
+const RENAMES: [&str; 5] = ["Ann", "Bo", "Cy", "Di", "Ed"];
+
+/// The author of `AUTHORS[index]`, under `name`.
+fn author(index: usize, name: &str) -> NewAuthor {
+    NewAuthor {
+        source_key: SourceKey::parse(&format!("OL{index}A")).unwrap(),
+        name: Label::parse("name", name).unwrap(),
+    }
+}
 
 /// splitmix64: a seeded generator, so a failure replays exactly.
 struct Rng(u64);
@@ -91,6 +103,36 @@ async fn oracle(
     )
 }
 
+/// Every record, an equality on one field, or a prefix of another: a random filter of a list.
+fn random_filter(rng: &mut Rng, equal: (&str, &[&str]), prefix: (&str, &[&str])) -> Filter {
+    match rng.below(3) {
+        0 => Filter::all(),
+        1 => Filter::Eq(
+            equal.0.into(),
+            Scalar::Str(rng.pick(equal.1).unwrap().to_string()),
+        ),
+        _ => Filter::Prefix(prefix.0.into(), rng.pick(prefix.1).unwrap().to_string()),
+    }
+}
+
+/// Asserts that the first page of `E` matching `filter`, as the datastore serves it, is the
+/// oracle's.
+async fn first_page_is_exact<E: Stored>(app: &TestApp, step: usize, filter: &Filter, first: usize) {
+    let page = app
+        .datastore
+        .page::<E>(filter.clone(), first, None)
+        .await
+        .expect("a page");
+    let got: Vec<String> = page.items.iter().map(|r| r.id().to_string()).collect();
+    let expected = oracle(app, E::COLLECTION, E::SORT_FIELD, filter, first, None).await;
+    assert_eq!(
+        (got, page.has_next),
+        expected,
+        "step {step}: {} {filter:?}",
+        E::COLLECTION
+    );
+}
+
 #[tokio::test]
 async fn random_writes_never_leave_a_cached_result_wrong() {
     let app = TestApp::spawn().await;
@@ -106,21 +148,22 @@ async fn random_writes_never_leave_a_cached_result_wrong() {
     // The end cursor last seen per query, to walk pages as a client would.
     let mut cursors: std::collections::HashMap<String, Cursor> = Default::default();
     let (mut queries, mut writes) = (0, 0);
+    let authors: Vec<NewAuthor> = (0..AUTHORS.len()).map(|i| author(i, AUTHORS[i])).collect();
+    datastore.upsert_authors(&authors).await.expect("authors");
 
     for step in 0..STEPS {
         let roll = rng.below(100);
         if roll < 45 {
             writes += 1;
-            match rng.below(8) {
+            match rng.below(9) {
                 0 | 1 => {
                     let title = rng.pick(&TITLES).unwrap();
                     let mut book = new_book(&format!("/works/S{step}"), title);
-                    let authors: Vec<&str> = AUTHORS
-                        .iter()
-                        .copied()
-                        .filter(|_| rng.below(2) == 0)
-                        .collect();
-                    book.authors = LabelList::parse("authors", &authors, 10).unwrap();
+                    let credited: Vec<usize> =
+                        (0..AUTHORS.len()).filter(|_| rng.below(2) == 0).collect();
+                    let names: Vec<&str> = credited.iter().map(|&i| AUTHORS[i]).collect();
+                    book.authors = LabelList::parse("authors", &names, 10).unwrap();
+                    book.author_credits = credited.iter().map(|&i| authors[i].clone()).collect();
                     books.push(datastore.create_book(book).await.expect("create").id);
                 }
                 2 => {
@@ -137,9 +180,12 @@ async fn random_writes_never_leave_a_cached_result_wrong() {
                 }
                 3 => {
                     if let Some(&id) = rng.pick(&books) {
-                        let author = *rng.pick(&AUTHORS).unwrap();
+                        let index = rng.below(AUTHORS.len());
                         let changes = BookChanges {
-                            authors: Some(LabelList::parse("authors", &[author], 10).unwrap()),
+                            authors: Some(
+                                LabelList::parse("authors", &[AUTHORS[index]], 10).unwrap(),
+                            ),
+                            author_ids: Some(vec![authors[index].id()]),
                             ..BookChanges::default()
                         };
                         datastore
@@ -174,6 +220,11 @@ async fn random_writes_never_leave_a_cached_result_wrong() {
                     if let Ok(store) = datastore.create_bookstore(new).await {
                         stores.push(store.id);
                     }
+                }
+                8 => {
+                    let index = rng.below(AUTHORS.len());
+                    let renamed = author(index, rng.pick(&RENAMES).unwrap());
+                    datastore.upsert_authors(&[renamed]).await.expect("rename");
                 }
                 _ => {
                     if let Some(&id) = rng.pick(&stores) {
@@ -222,8 +273,12 @@ async fn random_writes_never_leave_a_cached_result_wrong() {
         queries += 1;
         let first = 1 + rng.below(4);
         if roll < 80 {
-            let filter = match rng.below(6) {
+            let filter = match rng.below(7) {
                 0 => Filter::all(),
+                6 => Filter::Eq(
+                    "authorIds".into(),
+                    Scalar::Id(rng.pick(&authors).unwrap().id().to_string()),
+                ),
                 1 => Filter::Eq(
                     "authors".into(),
                     Scalar::Str(rng.pick(&AUTHORS).unwrap().to_string()),
@@ -263,28 +318,15 @@ async fn random_writes_never_leave_a_cached_result_wrong() {
                 _ => cursors.remove(&label),
             };
         } else if roll < 90 {
-            let filter = match rng.below(3) {
-                0 => Filter::all(),
-                1 => Filter::Eq(
-                    "city".into(),
-                    Scalar::Str(rng.pick(&CITIES).unwrap().to_string()),
-                ),
-                _ => Filter::Prefix(
-                    "nameKey".into(),
-                    rng.pick(&["n", "s", "east"]).unwrap().to_string(),
-                ),
-            };
-            let page = datastore
-                .bookstores_page(filter.clone(), first, None)
-                .await
-                .expect("a page");
-            let got: Vec<String> = page.items.iter().map(|s| s.id.to_string()).collect();
-            let expected = oracle(&app, "bookstores", "nameKey", &filter, first, None).await;
-            assert_eq!(
-                (got, page.has_next),
-                expected,
-                "step {step}: bookstores {filter:?}"
+            let filter = random_filter(
+                &mut rng,
+                ("city", &CITIES),
+                ("nameKey", &["n", "s", "east"]),
             );
+            first_page_is_exact::<Bookstore>(&app, step, &filter, first).await;
+        } else if roll < 95 {
+            let filter = random_filter(&mut rng, ("name", &RENAMES), ("name", &["A", "B", "D"]));
+            first_page_is_exact::<Author>(&app, step, &filter, first).await;
         } else {
             let mut asked: Vec<BookId> = (0..1 + rng.below(5))
                 .filter_map(|_| rng.pick(&books).copied())
@@ -320,6 +362,38 @@ async fn random_writes_never_leave_a_cached_result_wrong() {
                 expected.push(store);
             }
             assert_eq!(got, expected, "step {step}: bookstoresForBooks");
+
+            let got: Vec<Vec<String>> = datastore
+                .authors_for_books(&asked)
+                .await
+                .expect("authors")
+                .iter()
+                .map(|credited| credited.iter().map(|a| a.name.to_string()).collect())
+                .collect();
+            let mut expected = Vec::new();
+            for id in &asked {
+                let book = datastore
+                    .store()
+                    .books()
+                    .find_many(&[*id])
+                    .await
+                    .expect("book")
+                    .pop();
+                let ids = book.map(|b| b.author_ids).unwrap_or_default();
+                let stored = datastore
+                    .store()
+                    .authors()
+                    .find_many(&ids)
+                    .await
+                    .expect("authors");
+                let names: Vec<String> = ids
+                    .iter()
+                    .filter_map(|id| stored.iter().find(|a| a.id == *id))
+                    .map(|a| a.name.to_string())
+                    .collect();
+                expected.push(names);
+            }
+            assert_eq!(got, expected, "step {step}: authorsForBooks");
         }
     }
 

@@ -2,15 +2,15 @@
 //! content changed, leave the rest (and their versions) alone, in a handful of round trips
 //! whatever the batch's size.
 
-use std::{collections::HashMap, future::IntoFuture};
+use std::collections::HashMap;
 
 use mongodb::bson::{doc, oid::ObjectId};
 
 use super::{field, id_for, update_document};
 use crate::{
-    domain::{Book, BookChanges, BookId, BookstoreId, NewBook, PublishYear},
+    domain::{AuthorId, Book, BookChanges, BookId, BookstoreId, NewBook, PublishYear},
     entity::book::BookDocument,
-    store::{error::duplicate_positions, records::from_stored, Records, StoreError},
+    store::{records::from_stored, Records, StoreError},
 };
 
 /// What a batch upsert by source key did.
@@ -220,28 +220,12 @@ impl Records<Book> {
         mut inserts: Vec<(usize, BookDocument)>,
         pass: &mut UpsertPass,
     ) -> Result<(), StoreError> {
-        if inserts.is_empty() {
-            return Ok(());
-        }
-        let inserted = tokio::time::timeout(
-            self.timeout,
-            self.collection
-                .insert_many(inserts.iter().map(|(_, document)| document))
-                .ordered(false)
-                .into_future(),
-        )
-        .await
-        .map_err(|_elapsed| StoreError::TimedOut(self.timeout))?;
-        if let Err(error) = inserted {
-            let Some(mut refused) = duplicate_positions(&error) else {
-                return Err(error.into());
-            };
-            refused.sort_unstable();
-            for position in refused.iter().rev() {
-                let (index, document) = inserts.remove(*position);
-                pass.lost_races.push(index);
-                pass.ids_by_key.remove(document.source_key.as_str());
-            }
+        let documents = inserts.iter().map(|(_, document)| document).collect();
+        let refused = self.insert_unordered(documents).await?;
+        for position in refused.iter().rev() {
+            let (index, document) = inserts.remove(*position);
+            pass.lost_races.push(index);
+            pass.ids_by_key.remove(document.source_key.as_str());
         }
         pass.summary.inserted += inserts.len();
         for (_, document) in inserts {
@@ -257,6 +241,7 @@ fn changes_from(book: &NewBook, stock: Option<BookstoreId>) -> BookChanges {
     BookChanges {
         title: Some(book.title.clone()),
         authors: Some(book.authors.clone()),
+        author_ids: Some(book.author_ids()),
         first_publish_year: Some(book.first_publish_year),
         subjects: Some(book.subjects.clone()),
         bookstore_id: stock.map(Some),
@@ -267,6 +252,11 @@ fn same_content(current: &BookDocument, book: &NewBook, stock: Option<BookstoreI
     stock.is_none_or(|store| current.bookstore_id == Some(store.object_id()))
         && current.title == book.title.as_str()
         && current.authors == book.authors.to_strings()
+        && current.author_ids == object_ids(&book.author_ids())
         && current.first_publish_year == book.first_publish_year.map(PublishYear::get)
         && current.subjects == book.subjects.to_strings()
+}
+
+fn object_ids(ids: &[AuthorId]) -> Vec<ObjectId> {
+    ids.iter().map(AuthorId::object_id).collect()
 }
