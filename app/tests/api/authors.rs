@@ -121,6 +121,22 @@ async fn a_write_to_a_books_authors_reconciles_author_books_pages() {
         titles(&app.graphql(AUTHOR_BOOKS, page(&bo)).await),
         Vec::<String>::new()
     );
+    // Each page is registered in the `tables` index under its author's term, which is how a
+    // write to a book's `authorIds` finds it (before and after the write).
+    let tables: Vec<String> = redis::cmd("ZRANGE")
+        .arg(format!("{{{}q}}tables", app.key_prefix))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut app.redis().await)
+        .await
+        .unwrap();
+    for author in [&ann, &bo] {
+        let range = format!("books:authorIds=o{}:", author.id());
+        assert!(
+            tables.iter().any(|member| member.starts_with(&range)),
+            "{range} in {tables:?}"
+        );
+    }
 
     // "Alpha" moves from Ann to Bo; "Gamma" gets both.
     let relink = |id: &oponn::domain::BookId, authors: Vec<String>| json!({ "id": id.to_string(), "authors": authors });
