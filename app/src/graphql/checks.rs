@@ -292,9 +292,10 @@ mod tests {
         let response = schema
             .execute(Request::new(query).variables(wrong_type))
             .await;
-        assert!(
-            response.is_err(),
-            "a value of the wrong type is refused: {response:?}"
+        assert_eq!(
+            code(&response).as_deref(),
+            Some("GRAPHQL_VALIDATION_FAILED"),
+            "a value of the wrong type is refused by validation, not left to execution: {response:?}"
         );
     }
 
