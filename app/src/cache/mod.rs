@@ -32,6 +32,7 @@ mod client;
 pub mod entry;
 mod error;
 mod link;
+mod lookups;
 mod pending;
 mod raw;
 mod repairs;
@@ -51,6 +52,7 @@ use tokio::time::Instant;
 use self::{
     breaker::Breaker,
     link::{Link, Session},
+    lookups::Batches,
     pending::PendingScripts,
     repairs::{Repairs, VersionedWrite},
     results::ResultScripts,
@@ -73,6 +75,12 @@ use crate::{
 /// How long a write-through waits between two attempts to reach Redis.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
 
+/// Lookups of at most this many keys share `MGET`s with concurrent ones ([`lookups`]); larger
+/// ones (a `booksByIds` of many ids) go out alone, so they never hold small ones up.
+const SHARED_LOOKUP_KEYS: usize = 16;
+/// The most keys one shared `MGET` carries.
+const SHARED_MGET_KEYS: usize = 512;
+
 /// How often [`Cache::settle`] tries Redis again.
 const SETTLE_PACE: Duration = Duration::from_millis(100);
 
@@ -90,6 +98,7 @@ pub enum Lookup<T> {
 /// The Redis entity cache. Share it behind an `Arc`.
 pub struct Cache {
     link: Link,
+    lookups: Batches<String, Option<String>, Epoch>,
     set_if_not_older: Script,
     prefix: String,
     lifetimes: CacheSettings,
@@ -120,6 +129,7 @@ impl Cache {
         let client = redis_client(redis)?;
         Ok(Self {
             link: Link::new(client, redis.timeout),
+            lookups: Batches::new(SHARED_MGET_KEYS),
             set_if_not_older: script::set_if_not_older(),
             prefix: lifetimes.key_prefix.clone(),
             lifetimes: lifetimes.clone(),
@@ -155,31 +165,45 @@ impl Cache {
         }
     }
 
-    /// Looks every id up with one `MGET`. Never fails: Redis trouble yields `Bypass`. A value
-    /// stamped with another Redis run than the one answering is a miss.
+    /// Looks every id up with one `MGET`, shared with concurrent lookups when small (see
+    /// [`lookups`]). Never fails: Redis trouble yields `Bypass`. A value stamped with another
+    /// Redis run than the one answering is a miss.
     pub async fn get_many<E: Entity>(&self, ids: &[E::Id]) -> Vec<Lookup<E>> {
         let keys: Vec<String> = ids.iter().map(|id| self.key::<E>(id)).collect();
-        let mget = redis::cmd("MGET").arg(&keys).to_owned();
-        let looked_up = self
-            .round_trip("mget", |mut connection| async move {
-                mget.query_async::<Vec<Option<String>>>(&mut connection)
-                    .await
-            })
-            .await;
+        let count = keys.len();
+        let looked_up = if count <= SHARED_LOOKUP_KEYS {
+            self.lookups.lookup(keys, |keys| self.mget(keys)).await
+        } else {
+            let keys: Vec<&String> = keys.iter().collect();
+            self.mget(&keys).await.map_err(Some)
+        };
         let (epoch, values) = match looked_up {
             Ok(looked_up) => looked_up,
             Err(error) => {
-                self.count_lookups::<E>("bypass", keys.len());
-                if !matches!(error, CacheError::Bypassed) {
+                self.count_lookups::<E>("bypass", count);
+                // A shared MGET's failure is reported once, by the lookup that sent it.
+                if let Some(error) = error.filter(|error| !matches!(error, CacheError::Bypassed)) {
                     tracing::warn!(%error, entity = E::COLLECTION, "cache lookup failed; reading MongoDB");
                 }
-                return keys.iter().map(|_| Lookup::Bypass).collect();
+                return (0..count).map(|_| Lookup::Bypass).collect();
             }
         };
-        keys.iter()
+        ids.iter()
             .zip(values)
-            .map(|(key, value)| self.classify::<E>(&epoch, key, value))
+            .map(|(id, value)| self.classify::<E>(&epoch, &self.key::<E>(id), value))
             .collect()
+    }
+
+    /// One `MGET` of `keys`, and the Redis run that answered it.
+    fn mget(
+        &self,
+        keys: &[&String],
+    ) -> impl Future<Output = Result<(Epoch, Vec<Option<String>>), CacheError>> + '_ {
+        let mget = redis::cmd("MGET").arg(keys).to_owned();
+        self.round_trip("mget", |mut connection| async move {
+            mget.query_async::<Vec<Option<String>>>(&mut connection)
+                .await
+        })
     }
 
     fn classify<E: Entity>(&self, epoch: &Epoch, key: &str, value: Option<String>) -> Lookup<E> {

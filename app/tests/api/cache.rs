@@ -70,6 +70,43 @@ async fn a_batch_of_n_ids_costs_one_redis_round_trip_and_at_most_one_mongodb_que
     }
 }
 
+/// Concurrent single-record reads share `MGET`s (`cache::lookups`), each still answered with
+/// its own record. That a read never joins an `MGET` already sent is shown in that module's
+/// tests; `invariants.rs` runs reads and writes through two instances over this path.
+#[tokio::test]
+async fn concurrent_reads_share_redis_round_trips() {
+    let app = TestApp::spawn().await;
+    let mut books = Vec::new();
+    for i in 0..8 {
+        let book = app.insert_uncached(&format!("Shared {i}")).await;
+        app.datastore.book(book.id).await.unwrap();
+        books.push(book);
+    }
+
+    const READS: usize = 200;
+    let (finds, trips) = (app.mongo_finds(), app.redis_round_trips());
+    let reads: Vec<_> = (0..READS)
+        .map(|i| {
+            let (datastore, book) = (app.datastore.clone(), books[i % books.len()].clone());
+            tokio::spawn(async move { (book.title.clone(), datastore.book(book.id).await) })
+        })
+        .collect();
+    for read in futures::future::join_all(reads).await {
+        let (title, read) = read.unwrap();
+        assert_eq!(
+            read.unwrap().unwrap().title,
+            title,
+            "each read gets its own book"
+        );
+    }
+    let trips = app.redis_round_trips() - trips;
+    assert!(
+        trips <= (READS / 2) as u64,
+        "{READS} concurrent reads took {trips} Redis round trips"
+    );
+    assert_eq!(app.mongo_finds(), finds, "all hits");
+}
+
 #[tokio::test]
 async fn unknown_ids_are_cached_as_absent() {
     let app = TestApp::spawn().await;
