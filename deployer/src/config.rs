@@ -111,6 +111,14 @@ pub struct ServiceConfig {
     pub queue: QueueKind,
 }
 
+impl ServiceConfig {
+    /// The service's async worker threads: its CPU units in whole vCPUs (1,024 units each),
+    /// rounded up, at least one.
+    pub fn worker_threads(&self) -> u32 {
+        self.cpu.div_ceil(1024).max(1)
+    }
+}
+
 /// When a mutation replies: once MongoDB has it (`through`), or once Redis and the queue
 /// have it (`behind`; every task then also runs the worker that persists it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -594,6 +602,15 @@ mod tests {
         assert_eq!(config.prefix(), "oponn-dev");
         assert_eq!(config.github.branch, "main");
         assert_eq!(config.templates, Path::new("/repo/infra-templates"));
+    }
+
+    #[test]
+    fn worker_threads_are_the_tasks_vcpus_rounded_up() {
+        let mut config = parse(EXAMPLE).expect("the example parses");
+        for (cpu, threads) in [(128, 1), (512, 1), (1024, 1), (1536, 2), (2048, 2), (4096, 4)] {
+            config.service.cpu = cpu;
+            assert_eq!(config.service.worker_threads(), threads, "cpu = {cpu}");
+        }
     }
 
     #[test]

@@ -241,6 +241,7 @@ fn parameters(config: &DeployConfig, layer: Layer, image: &str) -> BTreeMap<Stri
                 ("MaxTasks", service.max_tasks.to_string()),
                 ("ContainerCpu", service.cpu.to_string()),
                 ("ContainerMemory", service.memory.to_string()),
+                ("WorkerThreads", service.worker_threads().to_string()),
                 ("MongoDbDatabase", service.mongodb_database.clone()),
                 ("MongoDbUriSecretArn", config.secrets.mongodb_uri.clone()),
                 (
@@ -513,6 +514,16 @@ mod tests {
         assert_eq!(spec.parameters["ClusterStack"], "oponn-dev-cluster");
         assert!(spec.parameters["MongoDbUriSecretArn"].starts_with("arn:aws:secretsmanager:"));
         assert_eq!(spec.parameters["CertificateArn"], "");
+    }
+
+    #[test]
+    fn the_service_gets_one_worker_thread_per_vcpu_of_its_tasks() {
+        let mut config = config();
+        for (cpu, threads) in [(512, "1"), (2048, "2")] {
+            config.service.cpu = cpu;
+            let spec = spec(&config, Layer::Service, "repo:abc").expect("loads");
+            assert_eq!(spec.parameters["WorkerThreads"], threads, "cpu = {cpu}");
+        }
     }
 
     #[test]

@@ -62,6 +62,25 @@ fn variable<'a>(environment: &'a [Value], name: &str) -> Option<&'a Value> {
 }
 
 #[test]
+fn the_runtime_gets_as_many_worker_threads_as_the_deployer_computes() {
+    let service = load("service.yaml");
+    let (_, task) = only(&service, "AWS::ECS::TaskDefinition");
+    let container = &task["Properties"]["ContainerDefinitions"][0];
+    for environment in environments(container) {
+        assert_eq!(
+            variable(&environment, "TOKIO_WORKER_THREADS"),
+            Some(&json!({ "Ref": "WorkerThreads" })),
+            "without it tokio starts a worker per core of the host, not of the task"
+        );
+    }
+    assert_eq!(
+        service.document["Parameters"]["WorkerThreads"]["AllowedPattern"],
+        "^[1-9][0-9]{0,2}$",
+        "a whole number of threads, at least one"
+    );
+}
+
+#[test]
 fn the_target_group_health_checks_healthz_on_the_traffic_port() {
     let service = load("service.yaml");
     let (_, group) = only(&service, "AWS::ElasticLoadBalancingV2::TargetGroup");
