@@ -60,7 +60,13 @@ pub async fn delete_app_keys(redis_url: &str, prefix: &str) -> redis::RedisResul
 
 pub async fn delete_keys_with_prefix(redis_url: &str, prefix: &str) -> redis::RedisResult<()> {
     let client = redis::Client::open(redis_url)?;
-    let mut connection = client.get_multiplexed_async_connection().await?;
+    // A benchmark's prefix can hold a million keys, and Redis may be rewriting its append-only
+    // file meanwhile: the client's default response timeout (500 ms) is too short for that.
+    let config = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(std::time::Duration::from_secs(30)));
+    let mut connection = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
     let mut cursor: u64 = 0;
     loop {
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
@@ -72,7 +78,8 @@ pub async fn delete_keys_with_prefix(redis_url: &str, prefix: &str) -> redis::Re
             .query_async(&mut connection)
             .await?;
         if !keys.is_empty() {
-            redis::cmd("DEL")
+            // UNLINK frees the values off Redis's main thread.
+            redis::cmd("UNLINK")
                 .arg(&keys)
                 .query_async::<()>(&mut connection)
                 .await?;
