@@ -139,7 +139,7 @@ seed-large: stack-up ## A generated catalogue through the bulk path: BOOKS (1000
 	  "$${CARGO_TARGET_DIR:-target}/release/oponn" seed --generate $(BOOKS) --stores $(STORES)
 
 .PHONY: bench-store
-bench-store: stack-up ## Through the service over HTTP at 10,000 and 100,000 books: p50/p99 of updateBook and cold reads and pages
+bench-store: stack-up ## Through the service over HTTP at 10,000 and 100,000 books (BENCH_SIZES=...,1000000 adds a million): p50/p99 of updateBook and cold reads and pages
 	@scripts/timed "[bench] building the release binaries (the first time: about 4 minutes on 2 cores)" \
 	  cargo build --release -q -p oponn --bin oponn --example bench_store
 	@$(STACK_ENV); "$${CARGO_TARGET_DIR:-target}/release/examples/bench_store"
