@@ -607,7 +607,14 @@ mod tests {
     #[test]
     fn worker_threads_are_the_tasks_vcpus_rounded_up() {
         let mut config = parse(EXAMPLE).expect("the example parses");
-        for (cpu, threads) in [(128, 1), (512, 1), (1024, 1), (1536, 2), (2048, 2), (4096, 4)] {
+        for (cpu, threads) in [
+            (128, 1),
+            (512, 1),
+            (1024, 1),
+            (1536, 2),
+            (2048, 2),
+            (4096, 4),
+        ] {
             config.service.cpu = cpu;
             assert_eq!(config.service.worker_threads(), threads, "cpu = {cpu}");
         }

@@ -74,8 +74,7 @@ fn the_runtime_gets_as_many_worker_threads_as_the_deployer_computes() {
         );
     }
     assert_eq!(
-        service.document["Parameters"]["WorkerThreads"]["AllowedPattern"],
-        "^[1-9][0-9]{0,2}$",
+        service.document["Parameters"]["WorkerThreads"]["AllowedPattern"], "^[1-9][0-9]{0,2}$",
         "a whole number of threads, at least one"
     );
 }

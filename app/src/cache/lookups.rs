@@ -272,12 +272,10 @@ mod tests {
         }
     }
 
+    type Looking = JoinHandle<Result<Vec<u64>, Option<String>>>;
+
     impl Store {
-        fn lookup(
-            &self,
-            lookups: &Arc<Lookups>,
-            keys: &[&str],
-        ) -> JoinHandle<Result<Vec<u64>, Option<String>>> {
+        fn lookup(&self, lookups: &Arc<Lookups>, keys: &[&str]) -> Looking {
             let (store, lookups) = (self.clone(), Arc::clone(lookups));
             let keys: Vec<String> = keys.iter().map(|key| key.to_string()).collect();
             tokio::spawn(async move {
@@ -309,6 +307,23 @@ mod tests {
         fn batches_sent(&self) -> usize {
             self.sent.lock().unwrap().len()
         }
+    }
+
+    /// Starts a lookup of `a` and holds its batch in flight, then one lookup per entry of
+    /// `keys`, which wait for the next batch.
+    async fn one_in_flight_then(
+        store: &Store,
+        lookups: &Arc<Lookups>,
+        keys: &[&[&str]],
+    ) -> (Looking, Vec<Looking>) {
+        let first = store.lookup(lookups, &["a"]);
+        until(|| store.batches_sent() == 1).await;
+        let waiting: Vec<_> = keys
+            .iter()
+            .map(|keys| store.lookup(lookups, keys))
+            .collect();
+        until(|| lookups.waiting() == keys.len()).await;
+        (first, waiting)
     }
 
     /// Lets the spawned lookups run until `done` holds (an event, not a sleep).
@@ -348,13 +363,8 @@ mod tests {
     #[tokio::test]
     async fn lookups_waiting_for_a_batch_share_the_next_one() {
         let (store, lookups) = (Store::default(), Arc::new(Lookups::new(100)));
-        let first = store.lookup(&lookups, &["a"]);
-        until(|| store.batches_sent() == 1).await;
-        let waiting: Vec<_> = [&["b"][..], &["c", "d"], &["e"]]
-            .into_iter()
-            .map(|keys| store.lookup(&lookups, keys))
-            .collect();
-        until(|| lookups.waiting() == 3).await;
+        let (first, waiting) =
+            one_in_flight_then(&store, &lookups, &[&["b"], &["c", "d"], &["e"]]).await;
 
         store.version.store(7, Ordering::SeqCst);
         store.gate.add_permits(2);
@@ -377,13 +387,12 @@ mod tests {
     #[tokio::test]
     async fn a_batch_carries_at_most_max_keys_unless_one_lookup_has_more() {
         let (store, lookups) = (Store::default(), Arc::new(Lookups::new(3)));
-        let first = store.lookup(&lookups, &["a"]);
-        until(|| store.batches_sent() == 1).await;
-        let waiting: Vec<_> = [&["b", "c"][..], &["d", "e"], &["f", "g", "h", "i"]]
-            .into_iter()
-            .map(|keys| store.lookup(&lookups, keys))
-            .collect();
-        until(|| lookups.waiting() == 3).await;
+        let (first, waiting) = one_in_flight_then(
+            &store,
+            &lookups,
+            &[&["b", "c"], &["d", "e"], &["f", "g", "h", "i"]],
+        )
+        .await;
         store.gate.add_permits(4);
         first.await.unwrap().unwrap();
         for answer in futures::future::join_all(waiting).await {
@@ -396,11 +405,8 @@ mod tests {
     #[tokio::test]
     async fn a_leader_that_goes_away_hands_its_unanswered_lookups_on() {
         let (store, lookups) = (Store::default(), Arc::new(Lookups::new(100)));
-        let first = store.lookup(&lookups, &["a"]);
-        until(|| store.batches_sent() == 1).await;
-        let second = store.lookup(&lookups, &["b"]);
-        let third = store.lookup(&lookups, &["c"]);
-        until(|| lookups.waiting() == 2).await;
+        let (first, waiting) = one_in_flight_then(&store, &lookups, &[&["b"], &["c"]]).await;
+        let [second, third] = <[Looking; 2]>::try_from(waiting).unwrap();
 
         // The first batch answers; the second lookup leads the next batch, for itself and the
         // third, and goes away (its client left) while that batch is in flight.
@@ -424,11 +430,8 @@ mod tests {
     #[tokio::test]
     async fn a_failed_batch_fails_each_lookup_and_only_its_sender_sees_the_error() {
         let (store, lookups) = (Store::default(), Arc::new(Lookups::new(100)));
-        let first = store.lookup(&lookups, &["a"]);
-        until(|| store.batches_sent() == 1).await;
-        let second = store.lookup(&lookups, &["b"]);
-        let third = store.lookup(&lookups, &["c"]);
-        until(|| lookups.waiting() == 2).await;
+        let (first, waiting) = one_in_flight_then(&store, &lookups, &[&["b"], &["c"]]).await;
+        let [second, third] = <[Looking; 2]>::try_from(waiting).unwrap();
 
         store.fail.store(true, Ordering::SeqCst);
         store.gate.add_permits(1);
