@@ -12,6 +12,10 @@
 //! Leadership survives cancellation: a leader whose request goes away (client gone, deadline)
 //! puts the lookups it carried, unanswered, back in front of the queue and passes the lead on,
 //! so nobody waits for a batch that will never be sent. Nothing here spawns a task.
+//!
+//! What the queue holds is bounded by the requests in flight: one entry per waiting lookup,
+//! which leaves it when the next batch is formed, at most one round trip (or one Redis timeout)
+//! later. A lookup whose request went away meanwhile is dropped then, not sent.
 
 use std::{
     collections::VecDeque,
@@ -24,6 +28,10 @@ use tokio::sync::oneshot;
 /// The answer of one batch: what the whole batch shares (the Redis run that answered) and one
 /// value per key, in the order asked.
 pub(super) type Answer<C, V> = (C, Vec<V>);
+
+/// What a lookup gets back: its keys, as it gave them, with the batch's context and one value
+/// per key.
+pub(super) type Found<K, C, V> = (Vec<K>, C, Vec<V>);
 
 /// Lookups of keys `K`, answered with values `V` and a context `C` shared by a batch.
 pub(super) struct Batches<K, V, C> {
@@ -50,7 +58,7 @@ struct Waiter<K, V, C> {
 
 enum Turn<K, V, C> {
     /// The batch this lookup went out in answered (`None`: it failed).
-    Answered(Option<Answer<C, V>>),
+    Answered(Option<Found<K, C, V>>),
     /// This lookup leads the next batch.
     Lead(Lease<K, V, C>),
 }
@@ -79,15 +87,16 @@ impl<K, V, C> Batches<K, V, C> {
 }
 
 impl<K, V, C: Clone> Batches<K, V, C> {
-    /// The values of `keys` and the batch's context, looked up by `send` in a batch sent after
-    /// this call began, together with the lookups waiting at the time. `send` gets every key of
-    /// the batch and must answer one value per key, in order. `Err(Some)` is the failure of a
-    /// batch this lookup sent; `Err(None)` that of a batch another lookup sent (reported there).
+    /// The values of `keys` (handed back with them) and the batch's context, looked up by
+    /// `send` in a batch sent after this call began, together with the lookups waiting at the
+    /// time. `send` gets every key of the batch and must answer one value per key, in order.
+    /// `Err(Some)` is the failure of a batch this lookup sent; `Err(None)` that of a batch
+    /// another lookup sent (reported there).
     pub(super) async fn lookup<E, F, Fut>(
         &self,
         keys: Vec<K>,
         send: F,
-    ) -> Result<Answer<C, V>, Option<E>>
+    ) -> Result<Found<K, C, V>, Option<E>>
     where
         F: FnOnce(&[&K]) -> Fut,
         Fut: Future<Output = Result<Answer<C, V>, E>>,
@@ -137,6 +146,11 @@ impl<K, V, C> Shared<K, V, C> {
                 let mut keys = 0;
                 let mut next = Vec::new();
                 while let Some(waiter) = state.waiting.front() {
+                    // Its request went away: nothing to send for it.
+                    if waiter.reply.is_closed() {
+                        state.waiting.pop_front();
+                        continue;
+                    }
                     if !next.is_empty() && keys + waiter.keys.len() > self.max_keys {
                         break;
                     }
@@ -173,7 +187,7 @@ impl<K, V, C> Shared<K, V, C> {
 
 impl<K, V, C: Clone> Lease<K, V, C> {
     /// Sends the batch, answers the waiters it carries, and passes the lead on.
-    async fn send<E, F, Fut>(mut self, send: F) -> Result<Answer<C, V>, Option<E>>
+    async fn send<E, F, Fut>(mut self, send: F) -> Result<Found<K, C, V>, Option<E>>
     where
         F: FnOnce(&[&K]) -> Fut,
         Fut: Future<Output = Result<Answer<C, V>, E>>,
@@ -196,11 +210,13 @@ impl<K, V, C: Clone> Lease<K, V, C> {
                 for waiter in others {
                     let theirs = values.by_ref().take(waiter.keys.len()).collect();
                     // A waiter that went away needs no answer.
-                    let _ = waiter
-                        .reply
-                        .send(Turn::Answered(Some((context.clone(), theirs))));
+                    let _ = waiter.reply.send(Turn::Answered(Some((
+                        waiter.keys,
+                        context.clone(),
+                        theirs,
+                    ))));
                 }
-                Ok((context, own))
+                Ok((std::mem::take(&mut self.own), context, own))
             }
             // A short answer is Redis breaking its protocol: nobody gets a value.
             failed => {
@@ -280,7 +296,7 @@ mod tests {
             let keys: Vec<String> = keys.iter().map(|key| key.to_string()).collect();
             tokio::spawn(async move {
                 lookups
-                    .lookup(keys, |keys| {
+                    .lookup(keys.clone(), |keys| {
                         let version = store.version.load(Ordering::SeqCst);
                         let count = keys.len();
                         store
@@ -300,7 +316,10 @@ mod tests {
                         }
                     })
                     .await
-                    .map(|(_, values)| values)
+                    .map(|(returned, (), values)| {
+                        assert_eq!(returned, keys, "a lookup gets its own keys back, in order");
+                        values
+                    })
             })
         }
 
@@ -382,6 +401,32 @@ mod tests {
         store.gate.add_permits(1);
         assert_eq!(store.lookup(&lookups, &["f"]).await.unwrap(), Ok(vec![7]));
         assert_eq!(store.batches_sent(), 3);
+    }
+
+    #[tokio::test]
+    async fn lookups_whose_requests_went_away_leave_the_queue_unsent() {
+        let (store, lookups) = (Store::default(), Arc::new(Lookups::new(100)));
+        let (first, waiting) =
+            one_in_flight_then(&store, &lookups, &[&["b"], &["c"], &["d"]]).await;
+        let [gone, stays, also_gone] = <[Looking; 3]>::try_from(waiting).unwrap();
+        for looking in [gone, also_gone] {
+            looking.abort();
+            assert!(looking.await.unwrap_err().is_cancelled());
+        }
+
+        store.gate.add_permits(2);
+        first.await.unwrap().unwrap();
+        assert_eq!(stays.await.unwrap(), Ok(vec![0]));
+        assert_eq!(
+            store.sent.lock().unwrap()[1],
+            ["c"],
+            "only the lookup still waiting is sent"
+        );
+        assert_eq!(
+            lookups.waiting(),
+            0,
+            "nothing is kept once a batch is formed"
+        );
     }
 
     #[tokio::test]

@@ -174,10 +174,13 @@ impl Cache {
         let looked_up = if count <= SHARED_LOOKUP_KEYS {
             self.lookups.lookup(keys, |keys| self.mget(keys)).await
         } else {
-            let keys: Vec<&String> = keys.iter().collect();
-            self.mget(&keys).await.map_err(Some)
+            let borrowed: Vec<&String> = keys.iter().collect();
+            let answer = self.mget(&borrowed).await;
+            answer
+                .map(|(epoch, values)| (keys, epoch, values))
+                .map_err(Some)
         };
-        let (epoch, values) = match looked_up {
+        let (keys, epoch, values) = match looked_up {
             Ok(looked_up) => looked_up,
             Err(error) => {
                 self.count_lookups::<E>("bypass", count);
@@ -188,9 +191,9 @@ impl Cache {
                 return (0..count).map(|_| Lookup::Bypass).collect();
             }
         };
-        ids.iter()
+        keys.iter()
             .zip(values)
-            .map(|(id, value)| self.classify::<E>(&epoch, &self.key::<E>(id), value))
+            .map(|(key, value)| self.classify::<E>(&epoch, key, value))
             .collect()
     }
 
