@@ -46,6 +46,10 @@ impl Entity for Book {
             &[field::AUTHORS, field::TITLE, field::ID],
         ),
         Index::new(
+            "authorIds_title_id",
+            &[field::AUTHOR_IDS, field::TITLE, field::ID],
+        ),
+        Index::new(
             "subjects_title_id",
             &[field::SUBJECTS, field::TITLE, field::ID],
         ),
