@@ -214,11 +214,15 @@ async fn in_finds_every_listed_id_in_no_promised_order() {
     scratch.drop().await;
 }
 
-/// The store's keyset condition: strictly after (`title`, `_id`).
+/// The store's keyset condition: strictly after (`title`, `_id`), with the implied bound on
+/// `title` that lets a server start its index scan at the cursor.
 fn after(title: &str, id: ObjectId) -> Document {
-    doc! { "$or": [
-        { "title": { "$gt": title } },
-        { "title": title, "_id": { "$gt": id } },
+    doc! { "$and": [
+        { "title": { "$gte": title } },
+        { "$or": [
+            { "title": { "$gt": title } },
+            { "title": title, "_id": { "$gt": id } },
+        ] },
     ] }
 }
 
@@ -528,8 +532,12 @@ async fn narrowed_reads_answer_exactly_what_the_filter_sort_and_limit_say() {
             { "title": { "$gt": title.clone() } },
             { "title": title.clone(), "_id": { "$gt": id.clone() } },
         ] };
+        // As the store sends it: the `$or` under the bound it implies.
+        let bounded = doc! { "$and": [{ "title": { "$gte": title.clone() } }, keyset.clone()] };
         filters.push(doc! { "$and": [{ "$and": [{ "authors": "X" }] }, keyset.clone()] });
         filters.push(doc! { "$and": [{}, keyset] });
+        filters.push(doc! { "$and": [{ "$and": [{ "authors": "X" }] }, bounded.clone()] });
+        filters.push(doc! { "$and": [{}, bounded] });
     }
     let sorts = [
         doc! { "title": 1, "_id": 1 },

@@ -82,12 +82,22 @@ impl SourceQuery {
 }
 
 /// Strictly after `cursor` in (sort field, `_id`) order.
+///
+/// The `$gte` on the sort field is implied by the `$or` (each branch matches only keys of the
+/// cursor's type, at or after it), so it changes no answer; it is there for the planner. An
+/// `$or` alone is two ranges, which a server may serve by walking the sort index from its start
+/// and filtering, so that a page costs as much as every key before it (2 s a page half way
+/// through a million books on the local server); with one bound on the index's first field the
+/// scan starts at the cursor.
 fn after_cursor(sort_field: &str, cursor: &Cursor) -> Document {
     let key: Bson = cursor.key.to_bson();
     let id: Bson = cursor.id.to_bson();
-    doc! { "$or": [
-        { sort_field: { "$gt": key.clone() } },
-        { sort_field: key, field::ID: { "$gt": id } },
+    doc! { "$and": [
+        { sort_field: { "$gte": key.clone() } },
+        { "$or": [
+            { sort_field: { "$gt": key.clone() } },
+            { sort_field: key, field::ID: { "$gt": id } },
+        ] },
     ] }
 }
 
