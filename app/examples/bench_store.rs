@@ -4,7 +4,8 @@
 //! - `updateBook` (a version-conditioned write, cache and cached results reconciled);
 //! - `booksByIds` of 100 ids, cold: Redis holds none of them;
 //! - `books(filter: {author})`, cold: a first page, then the next page (20 books each);
-//! - `bookstoresForBooks` of 100 books, cold.
+//! - `bookstoresForBooks` of 100 books, cold;
+//! - `books` with no filter, cold: a next page from a cursor anywhere in the title order.
 //!
 //! Cold: the benchmark deletes its key prefix before each kind of request, and no two requests
 //! ask for the same ids or author. Each catalogue lives in its own database (`bench_store_<n>`),
@@ -20,7 +21,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use mongodb::bson::doc;
-use oponn::{catalogue, config::Settings, metrics::Metrics, startup};
+use oponn::{
+    catalogue,
+    config::Settings,
+    metrics::Metrics,
+    query::{Cursor, Scalar},
+    startup,
+};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "bench-token-0123456789abcdef";
@@ -99,17 +106,21 @@ async fn bench(books: usize) -> anyhow::Result<Vec<(String, f64, f64)>> {
         // Let the server's statistics catch up with the load before measuring.
         tokio::time::sleep(Duration::from_secs(15)).await;
     }
-    let ids: Vec<String> = client
+    let stored: Vec<(String, String)> = client
         .database(&database)
         .collection::<mongodb::bson::Document>("books")
         .find(doc! {})
-        .projection(doc! { "_id": 1 })
+        .projection(doc! { "_id": 1, "title": 1 })
         .await?
         .try_collect::<Vec<_>>()
         .await?
         .iter()
-        .filter_map(|d| d.get_object_id("_id").ok().map(|id| id.to_hex()))
+        .filter_map(|d| {
+            let id = d.get_object_id("_id").ok()?.to_hex();
+            Some((id, d.get_str("title").ok()?.to_owned()))
+        })
         .collect();
+    let ids: Vec<String> = stored.iter().map(|(id, _)| id.clone()).collect();
     let mut authors: Vec<String> = shelves
         .iter()
         .flat_map(|s| s.books.iter().flat_map(|b| b.authors.to_strings()))
@@ -199,6 +210,29 @@ async fn bench(books: usize) -> anyhow::Result<Vec<(String, f64, f64)>> {
             p99,
         ));
     }
+
+    // A next page of the whole listing from anywhere in the title order: a client paging
+    // through the catalogue, deep pages included. Each cursor is a stored book's (title, id).
+    delete_prefix(&redis_url).await?;
+    let every = "query($after: String) { books(first: 20, after: $after) { nodes { id title } pageInfo { endCursor } } }";
+    let mut timings = Vec::new();
+    for n in 0..SAMPLES {
+        let (id, title) = &stored[(n * 6151 + 17) % stored.len()];
+        let after = Cursor {
+            key: Scalar::Str(title.clone()),
+            id: Scalar::Id(id.clone()),
+        }
+        .encode();
+        let started = Instant::now();
+        client.graphql(every, json!({ "after": after })).await?;
+        timings.push(started.elapsed());
+    }
+    let (p50, p99) = percentiles(timings);
+    results.push((
+        "books(), cold next page anywhere in the order".to_owned(),
+        p50,
+        p99,
+    ));
 
     let _ = stop.send(());
     server.await??;

@@ -11,6 +11,7 @@
 //! | `oponn_cache_pending_repairs` | | cache writes waiting for Redis to come back |
 //! | `oponn_query_cache_total` | query, outcome=`hit`/`miss`/`bypass`/`filled`/`refused`/`evicted`/`updated`/`dropped`/`stale` | cached query results: lookups, fills (`refused` when a write raced the fill; `evicted`: older results a fill pushed out of a full range), reconciliations by writes, and `stale`: a served result found out of date by the read-time check (should stay 0) |
 //! | `oponn_redis_command_duration_seconds` | operation | latency of each Redis round trip |
+//! | `oponn_cache_lookup_duration_seconds` | | entity-cache lookups from call to answer: a lookup that waits for a shared `MGET` (see `cache::lookups`) counts its wait, so this minus the `mget` round trip is the waiting |
 //! | `oponn_mongodb_commands_total` | command, outcome | every command the MongoDB driver sent |
 //! | `oponn_mongodb_command_duration_seconds` | command | latency of each MongoDB command |
 //! | `oponn_worker_applied_total` | outcome=`written`/`already_newer`/`overtaken`/`removed`/`not_pending`/`carried` | queued changes a write-behind worker applied (`already_newer`: MongoDB had the version already; `overtaken`: MongoDB had a newer one, and the cache's older pending record was replaced by it; `not_pending`: the record had no pending version, a replay; `carried`: persisted from an SQS message because Redis lost the record) |
@@ -58,6 +59,7 @@ pub struct Instruments {
     pub cache_pending_repairs: IntGauge,
     pub query_cache: IntCounterVec,
     pub redis_duration: HistogramVec,
+    pub cache_lookup_duration: Histogram,
     pub mongodb_commands: IntCounterVec,
     pub mongodb_duration: HistogramVec,
     pub http_requests: IntCounterVec,
@@ -106,6 +108,14 @@ impl Metrics {
                 "Latency of Redis round trips",
                 &["operation"],
             ),
+            cache_lookup_duration: Histogram::with_opts(
+                HistogramOpts::new(
+                    "oponn_cache_lookup_duration_seconds",
+                    "Entity-cache lookups from call to answer, waiting for a shared MGET included",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            )
+            .expect("static metric definition is valid"),
             mongodb_commands: counter(
                 "oponn_mongodb_commands_total",
                 "Commands sent by the MongoDB driver",
@@ -178,13 +188,14 @@ impl Metrics {
 
 impl Instruments {
     fn register_all(&self) {
-        let collectors: [Box<dyn prometheus::core::Collector>; 18] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 19] = [
             Box::new(self.query_cache.clone()),
             Box::new(self.cache_lookups.clone()),
             Box::new(self.cache_fills.clone()),
             Box::new(self.cache_errors.clone()),
             Box::new(self.cache_pending_repairs.clone()),
             Box::new(self.redis_duration.clone()),
+            Box::new(self.cache_lookup_duration.clone()),
             Box::new(self.mongodb_commands.clone()),
             Box::new(self.mongodb_duration.clone()),
             Box::new(self.http_requests.clone()),

@@ -197,6 +197,9 @@ class Scenario:
             redis_time = delta(first, last, "oponn_redis_command_duration_seconds_sum")
             figures["mongodb_ms"] = mongo_time / mongo * 1000 if mongo else None
             figures["redis_ms"] = redis_time / redis * 1000 if redis else None
+            lookups_timed = delta(first, last, "oponn_cache_lookup_duration_seconds_count")
+            lookup_time = delta(first, last, "oponn_cache_lookup_duration_seconds_sum")
+            figures["lookup_ms"] = lookup_time / lookups_timed * 1000 if lookups_timed else None
             figures["server_p50"] = histogram_quantile(first, last, 0.50)
             figures["server_p99"] = histogram_quantile(first, last, 0.99)
         figures["checks_passed"] = all(result == "ok" for result, _ in self.checks) and bool(self.checks)
@@ -353,6 +356,8 @@ def scenario_page(scenario, figures, drawn, directory, environment):
         f"({number(figures.get('mongodb_ms'), 2)}) |",
         f"| Redis round trips per request (mean ms each) | {number(figures.get('redis_per_request'), 2)} "
         f"({number(figures.get('redis_ms'), 2)}) |",
+        f"| entity-cache lookup, mean ms (its `MGET`, and the wait for a shared one) | "
+        f"{number(figures.get('lookup_ms'), 2)} |",
         "",
         "| whole run | |",
         "|---|---:|",

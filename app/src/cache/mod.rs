@@ -169,6 +169,7 @@ impl Cache {
     /// [`lookups`]). Never fails: Redis trouble yields `Bypass`. A value stamped with another
     /// Redis run than the one answering is a miss.
     pub async fn get_many<E: Entity>(&self, ids: &[E::Id]) -> Vec<Lookup<E>> {
+        let started = Instant::now();
         let keys: Vec<String> = ids.iter().map(|id| self.key::<E>(id)).collect();
         let count = keys.len();
         let looked_up = if count <= SHARED_LOOKUP_KEYS {
@@ -180,6 +181,9 @@ impl Cache {
                 .map(|(epoch, values)| (keys, epoch, values))
                 .map_err(Some)
         };
+        self.metrics
+            .cache_lookup_duration
+            .observe(started.elapsed().as_secs_f64());
         let (keys, epoch, values) = match looked_up {
             Ok(looked_up) => looked_up,
             Err(error) => {

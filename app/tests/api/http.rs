@@ -126,6 +126,7 @@ async fn metrics_expose_cache_and_database_counters() {
         "oponn_cache_fills_total{entity=\"books\",outcome=\"stored\"} 1",
         "oponn_mongodb_command_duration_seconds_bucket{command=\"find\"",
         "oponn_redis_command_duration_seconds_bucket{operation=\"mget\"",
+        "oponn_cache_lookup_duration_seconds_count 2",
         "oponn_http_requests_total{status=\"2xx\"}",
     ] {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
