@@ -582,3 +582,106 @@ async fn narrowed_reads_answer_exactly_what_the_filter_sort_and_limit_say() {
     }
     scratch.drop().await;
 }
+
+/// Sorted pages of one value of a field that leads an index (a bookstore's books): while no
+/// document holds the field as an array (or any value without a sort key), the local server
+/// reads them through that index in order; once one does, through the filter. Either way the
+/// answers are exactly those of the same query with nothing pushed down.
+#[tokio::test]
+async fn sorted_reads_of_one_value_of_an_indexed_field_answer_the_same_before_and_after_an_array_appears(
+) {
+    let scratch = Scratch::new().await;
+    let books = scratch.collection("books");
+    let index = mongodb::IndexModel::builder()
+        .keys(doc! { "store": 1, "title": 1, "_id": 1 })
+        .options(
+            mongodb::options::IndexOptions::builder()
+                .name("store_title_id".to_owned())
+                .build(),
+        )
+        .build();
+    books.create_index(index).await.unwrap();
+    let (a, b) = (ObjectId::new(), ObjectId::new());
+    let stores: [Option<Bson>; 6] = [
+        Some(a.into()),
+        Some(b.into()),
+        Some("s1".into()),
+        Some(a.to_hex().into()),
+        Some(Bson::Null),
+        None,
+    ];
+    let titles = ["", "a", "B", "b", "é", "a", "ab"];
+    let mut documents = Vec::new();
+    for n in 0..60 {
+        let mut document = doc! { "_id": ObjectId::new(), "n": n as i32 };
+        if let Some(store) = &stores[n % stores.len()] {
+            document.insert("store", store.clone());
+        }
+        match n % 9 {
+            7 => {}
+            8 => {
+                document.insert("title", Bson::Int32(n as i32));
+            }
+            _ => {
+                document.insert("title", titles[n % titles.len()]);
+            }
+        }
+        documents.push(document);
+    }
+    books.insert_many(documents).await.unwrap();
+
+    let check = |phase: &'static str| {
+        let books = books.clone();
+        async move {
+            let mut filters = vec![
+                doc! { "store": a },
+                doc! { "$and": [{ "$and": [{ "store": a }] }] },
+                doc! { "store": "s1" },
+                doc! { "store": a.to_hex() },
+                doc! { "store": b, "title": { "$gte": "a" } },
+            ];
+            for title in ["a", "b"] {
+                let keyset = doc! { "$and": [
+                    { "title": { "$gte": title } },
+                    { "$or": [
+                        { "title": { "$gt": title } },
+                        { "title": title, "_id": { "$gt": ObjectId::from_bytes([0; 12]) } },
+                    ] },
+                ] };
+                filters.push(doc! { "$and": [{ "$and": [{ "store": a }] }, keyset] });
+            }
+            for filter in &filters {
+                for sort in [
+                    doc! { "title": 1, "_id": 1 },
+                    doc! { "title": -1, "_id": -1 },
+                ] {
+                    let reference = all(&books, unpushable(filter), sort.clone()).await;
+                    for limit in [1_i64, 3, 1000] {
+                        let answer: Vec<Document> = books
+                            .find(filter.clone())
+                            .sort(sort.clone())
+                            .limit(limit)
+                            .await
+                            .unwrap()
+                            .try_collect()
+                            .await
+                            .unwrap();
+                        let expected: Vec<Document> =
+                            reference.iter().take(limit as usize).cloned().collect();
+                        assert_eq!(
+                            answer, expected,
+                            "{phase}: filter {filter}, sort {sort}, limit {limit}"
+                        );
+                    }
+                }
+            }
+        }
+    };
+    check("every store a scalar").await;
+    books
+        .insert_one(doc! { "_id": ObjectId::new(), "store": [a, "s1"], "title": "a" })
+        .await
+        .unwrap();
+    check("one store an array").await;
+    scratch.drop().await;
+}

@@ -314,4 +314,39 @@ async fn no_list_query_the_api_sends_scans_a_collection() {
         "next pages that walk the index from its start:\n{}",
         walked.join("\n")
     );
+
+    // A store's pages come in order from the index on (bookstoreId, title, _id), whatever the
+    // store's size: no sort of the store's books.
+    for name in ["books(bookstoreId)", "books(bookstoreId) next page"] {
+        let (_, spec) = specs
+            .iter()
+            .find(|(spec_name, _)| spec_name == name)
+            .unwrap();
+        for explained in datastore.store().explain_spec(spec).await.unwrap() {
+            let plan = Bson::Document(explained.clone());
+            let (mut indexes, mut names) = (Vec::new(), Vec::new());
+            collect(&plan, "indexName", &mut indexes);
+            collect(&plan, "Index Name", &mut names);
+            let ordered = match (indexes.is_empty(), names.is_empty()) {
+                // mongod
+                (false, _) => {
+                    indexes.contains(&Bson::String("bookstoreId_title_id".into()))
+                        && !find_value(&plan, "stage", "SORT")
+                }
+                // PostgreSQL under FerretDB: the btree on the fields' sort keys.
+                (true, false) => {
+                    names.iter().any(|index| {
+                        index.as_str().is_some_and(|index| {
+                            index.contains("bookstoreid_title") && index.ends_with("_key")
+                        })
+                    }) && !find_value(&plan, "Node Type", "Sort")
+                }
+                (true, true) => true,
+            };
+            assert!(
+                ordered,
+                "{name} is not read in order from its index: {explained}"
+            );
+        }
+    }
 }
