@@ -5,6 +5,7 @@
 //! - `booksByIds` of 100 ids, cold: Redis holds none of them;
 //! - `books(filter: {author})`, cold: a first page, then the next page (20 books each);
 //! - `bookstoresForBooks` of 100 books, cold;
+//! - `books(filter: {bookstoreId})`, cold: a store's first page, stores of every size;
 //! - `books` with no filter, cold: a next page from a cursor anywhere in the title order.
 //!
 //! Cold: the benchmark deletes its key prefix before each kind of request, and no two requests
@@ -121,6 +122,17 @@ async fn bench(books: usize) -> anyhow::Result<Vec<(String, f64, f64)>> {
         })
         .collect();
     let ids: Vec<String> = stored.iter().map(|(id, _)| id.clone()).collect();
+    let stores: Vec<String> = client
+        .database(&database)
+        .collection::<mongodb::bson::Document>("bookstores")
+        .find(doc! {})
+        .projection(doc! { "_id": 1 })
+        .await?
+        .try_collect::<Vec<_>>()
+        .await?
+        .iter()
+        .filter_map(|d| d.get_object_id("_id").ok().map(|id| id.to_hex()))
+        .collect();
     let mut authors: Vec<String> = shelves
         .iter()
         .flat_map(|s| s.books.iter().flat_map(|b| b.authors.to_strings()))
@@ -210,6 +222,18 @@ async fn bench(books: usize) -> anyhow::Result<Vec<(String, f64, f64)>> {
             p99,
         ));
     }
+
+    // A store's first page, each store once (stores of every size: the catalogue's are skewed).
+    delete_prefix(&redis_url).await?;
+    let by_store = "query($store: ID) { books(filter: { bookstoreId: $store }, first: 20) { nodes { id title } } }";
+    let mut timings = Vec::new();
+    for store in stores.iter().take(SAMPLES) {
+        let started = Instant::now();
+        client.graphql(by_store, json!({ "store": store })).await?;
+        timings.push(started.elapsed());
+    }
+    let (p50, p99) = percentiles(timings);
+    results.push(("books(bookstoreId), cold first page".to_owned(), p50, p99));
 
     // A next page of the whole listing from anywhere in the title order: a client paging
     // through the catalogue, deep pages included. Each cursor is a stored book's (title, id).

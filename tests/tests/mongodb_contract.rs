@@ -477,6 +477,40 @@ fn unpushable(filter: &Document) -> Document {
     doc! { "$nor": [{ "$nor": [filter.clone()] }] }
 }
 
+/// Asserts that each page (`limit`, `skip`) of `filter` in `sort` order holds exactly the
+/// documents of the same page of the query written so that nothing can be pushed down.
+async fn answers_as_unpushed(
+    collection: &Collection<Document>,
+    filter: &Document,
+    sort: &Document,
+    pages: &[(i64, u64)],
+    context: &str,
+) {
+    let reference = all(collection, unpushable(filter), sort.clone()).await;
+    for &(limit, skip) in pages {
+        let answer: Vec<Document> = collection
+            .find(filter.clone())
+            .sort(sort.clone())
+            .skip(skip)
+            .limit(limit)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        let expected: Vec<Document> = reference
+            .iter()
+            .skip(skip as usize)
+            .take(limit as usize)
+            .cloned()
+            .collect();
+        assert_eq!(
+            answer, expected,
+            "{context} filter {filter}, sort {sort}, skip {skip}, limit {limit}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn narrowed_reads_answer_exactly_what_the_filter_sort_and_limit_say() {
     let scratch = Scratch::new().await;
@@ -548,36 +582,14 @@ async fn narrowed_reads_answer_exactly_what_the_filter_sort_and_limit_say() {
 
     for filter in &filters {
         for sort in &sorts {
-            let reference = all(&books, unpushable(filter), sort.clone()).await;
-            for (limit, skip) in [(1_i64, 0_u64), (3, 0), (7, 2), (1000, 0)] {
-                let answer: Vec<Document> = books
-                    .find(filter.clone())
-                    .sort(sort.clone())
-                    .skip(skip)
-                    .limit(limit)
-                    .await
-                    .unwrap()
-                    .try_collect()
-                    .await
-                    .unwrap();
-                let ids = |documents: &[Document]| -> Vec<Bson> {
-                    documents
-                        .iter()
-                        .map(|d| d.get("_id").unwrap().clone())
-                        .collect()
-                };
-                let expected: Vec<Document> = reference
-                    .iter()
-                    .skip(skip as usize)
-                    .take(limit as usize)
-                    .cloned()
-                    .collect();
-                assert_eq!(
-                    ids(&answer),
-                    ids(&expected),
-                    "filter {filter}, sort {sort}, skip {skip}, limit {limit}"
-                );
-            }
+            answers_as_unpushed(
+                &books,
+                filter,
+                sort,
+                &[(1, 0), (3, 0), (7, 2), (1000, 0)],
+                "",
+            )
+            .await;
         }
     }
     scratch.drop().await;
@@ -655,24 +667,8 @@ async fn sorted_reads_of_one_value_of_an_indexed_field_answer_the_same_before_an
                     doc! { "title": 1, "_id": 1 },
                     doc! { "title": -1, "_id": -1 },
                 ] {
-                    let reference = all(&books, unpushable(filter), sort.clone()).await;
-                    for limit in [1_i64, 3, 1000] {
-                        let answer: Vec<Document> = books
-                            .find(filter.clone())
-                            .sort(sort.clone())
-                            .limit(limit)
-                            .await
-                            .unwrap()
-                            .try_collect()
-                            .await
-                            .unwrap();
-                        let expected: Vec<Document> =
-                            reference.iter().take(limit as usize).cloned().collect();
-                        assert_eq!(
-                            answer, expected,
-                            "{phase}: filter {filter}, sort {sort}, limit {limit}"
-                        );
-                    }
+                    answers_as_unpushed(&books, filter, &sort, &[(1, 0), (3, 0), (1000, 0)], phase)
+                        .await;
                 }
             }
         }
